@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Create (or reuse) .venv_w2vbert_notebook at the repo root, install w2vlab into it and
+# register the Jupyter kernel "w2vlab".  Idempotent: a second run checks and returns.
+#
+#   scripts/setup_notebook_env.sh [PYTHON]
+#
+# PYTHON defaults to python3.11, then python3.12, then python3.
+# W2VLAB_TORCH_SPEC overrides the torch requirement (default torch==2.13.0: on this
+# machine that is a CPU wheel on disk; a looser spec downloads a multi-GB CUDA build).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="$root/.venv_w2vbert_notebook"
+torch_spec="${W2VLAB_TORCH_SPEC:-torch==2.13.0}"
+stamp="$venv/.w2vlab-setup-stamp"
+
+pick_python() {
+    if [ -n "${1:-}" ]; then echo "$1"; return; fi
+    for candidate in python3.11 python3.12 python3; do
+        if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys' >/dev/null 2>&1; then
+            echo "$candidate"; return
+        fi
+    done
+    echo "setup_notebook_env.sh: no python3 found; pass one as the first argument" >&2
+    exit 1
+}
+
+# The stamp records what was installed; if nothing it depends on changed, do nothing.
+want="$(cat "$root/pyproject.toml"; echo "$torch_spec")"
+want_hash="$(printf '%s' "$want" | sha256sum | cut -d' ' -f1)"
+if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want_hash" ] \
+    && "$venv/bin/python" -c 'import w2vlab, torch, transformers' >/dev/null 2>&1; then
+    echo "w2vlab env is up to date: $venv"
+    exit 0
+fi
+
+python="$(pick_python "${1:-}")"
+if [ ! -x "$venv/bin/python" ]; then
+    echo "creating $venv with $("$python" --version 2>&1)"
+    "$python" -m venv "$venv"
+fi
+py="$venv/bin/python"
+minor="$("$py" -c 'import sys; print(sys.version_info[1])')"
+if [ "$minor" -ge 14 ]; then
+    echo "WARNING: Python 3.$minor has no numba/librosa wheels; librosa is skipped and" \
+         "w2vlab resamples with soxr and reads audio with soundfile instead." >&2
+fi
+
+"$py" -m pip install --quiet --upgrade pip
+echo "installing $torch_spec"
+"$py" -m pip install --quiet "$torch_spec"
+echo "installing w2vlab[dev] (editable)"
+"$py" -m pip install --quiet -e "$root[dev]"
+"$py" -m ipykernel install --user --name w2vlab --display-name "Python (w2vlab)" >/dev/null
+echo "$want_hash" > "$stamp"
+echo "w2vlab env ready: $venv (kernel 'w2vlab')"

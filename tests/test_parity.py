@@ -1,0 +1,126 @@
+"""Parity numbers against hand-computed values; every bad input raises a ValueError that says why."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from w2vlab.parity import ClipParity, ParityBounds, ParityReport, as_matrix, compare, merge_reports
+
+
+@pytest.fixture
+def embeddings() -> torch.Tensor:
+    return torch.randn(4, 16, generator=torch.Generator().manual_seed(0))  # (N, D)
+
+
+def test_identical_inputs_are_exact(embeddings):
+    report = compare(embeddings, embeddings.clone())
+    assert [c.name for c in report.clips] == ["clip0", "clip1", "clip2", "clip3"]
+    for c in report.clips:
+        assert (c.cosine, c.l2, c.max_abs_diff) == (1.0, 0.0, 0.0)  # exact: nothing to round
+    assert report.passed and report.failures == ()
+
+
+def test_cosine_matches_hand_computed_values():
+    report = compare([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]], np.array([[0.0, 1.0], [1.0, 1.0], [-2.0, 0.0]]))
+    cosines = [c.cosine for c in report.clips]
+    assert cosines == pytest.approx([0.0, 1 / math.sqrt(2), -1.0], abs=1e-15)
+    assert report.clips[1].l2 == pytest.approx(1.0, abs=1e-15)  # ||[0, -1]||
+    assert report.clips[2].max_abs_diff == pytest.approx(3.0, abs=1e-15)
+    assert report.worst_cosine == pytest.approx(-1.0) and report.failures == ("clip0", "clip1", "clip2")
+
+
+def test_known_perturbation_fails_only_its_row(embeddings):
+    candidate = embeddings.double().clone()
+    candidate[2, 5] += 1e-3
+    report = compare(embeddings, candidate, names=["a", "b", "c", "d"], label="perturbed")
+    assert report.failures == ("c",) and not report.passed
+    bad = report.clips[2]
+    assert bad.max_abs_diff == pytest.approx(1e-3, rel=1e-9)  # float64 throughout
+    assert bad.l2 == pytest.approx(1e-3, rel=1e-9)
+    assert report.worst_max_abs_diff == bad.max_abs_diff
+    assert all(c.passed(report.bounds) for i, c in enumerate(report.clips) if i != 2)
+
+
+def test_inputs_accepted_in_every_form(embeddings):
+    as_list = [row for row in embeddings]  # N x [D]
+    as_rows = [row[None] for row in embeddings.numpy()]  # N x [1, D]
+    for candidate in (embeddings.numpy(), as_list, as_rows, embeddings.tolist()):
+        assert compare(embeddings, candidate).worst_max_abs_diff == 0.0
+    assert as_matrix(embeddings).dtype == np.float64
+
+
+def test_bounds_decide():
+    report = compare([[1.0, 0.0]], [[1.0, 2e-5]], bounds=ParityBounds(min_cosine=0.999, max_abs_diff=1e-4))
+    assert report.passed
+    assert not compare([[1.0, 0.0]], [[1.0, 2e-5]]).passed  # default max_abs_diff=1e-5
+    with pytest.raises(ValueError, match="min_cosine"):
+        ParityBounds(min_cosine=1.5)
+    with pytest.raises(ValueError, match="max_abs_diff"):
+        ParityBounds(max_abs_diff=-1.0)
+
+
+def test_zero_rows():
+    report = compare([[0.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [1.0, 0.0]])
+    assert [c.cosine for c in report.clips] == [1.0, 0.0]
+
+
+def test_shape_mismatch_names_both_shapes():
+    with pytest.raises(ValueError, match=r"\(2, 3\).*\(2, 4\)"):
+        compare(np.zeros((2, 3)), np.zeros((2, 4)))
+    with pytest.raises(ValueError, match=r"reference: expected 2-D .*\(3,\)"):
+        compare(np.zeros(3), np.zeros(3))
+    with pytest.raises(ValueError, match="at least one row"):
+        compare(np.zeros((0, 3)), np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="2 names for 3 embeddings"):
+        compare(np.ones((3, 2)), np.ones((3, 2)), names=["a", "b"])
+    with pytest.raises(ValueError, match="unique"):
+        compare(np.ones((2, 2)), np.ones((2, 2)), names=["a", "a"])
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_never_passes(embeddings, bad):
+    candidate = embeddings.clone()
+    candidate[1, 0] = bad
+    candidate[3, 7] = bad
+    with pytest.raises(ValueError, match=r"candidate has NaN/Inf in rows \[1, 3\] \(clip1, clip3\)"):
+        compare(embeddings, candidate)
+    with pytest.raises(ValueError, match=r"reference has NaN/Inf in rows \[1, 3\].*candidate has NaN/Inf"):
+        compare(candidate, candidate)
+
+
+def test_to_dict_is_json_and_markdown_has_one_row_per_clip(embeddings):
+    report = compare(embeddings, embeddings + 1e-7, label="eager vs script")
+    d = json.loads(json.dumps(report.to_dict()))
+    assert d["n_clips"] == 4 and d["passed"] is True and len(d["clips"]) == 4
+    assert d["bounds"] == {"min_cosine": 0.99999, "max_abs_diff": 1e-5}
+    assert set(report.summary()) <= set(d)
+    text = str(report)
+    assert text.startswith("**eager vs script**: PASS (4 clips")
+    assert sum(line.startswith("| clip") for line in text.splitlines()) == 1 + 4  # header + rows
+
+
+def test_merge_prefixes_labels_and_keeps_verdicts(embeddings):
+    single = compare(embeddings, embeddings, label="single")
+    padded_cand = embeddings.clone()
+    padded_cand[0, 0] += 1.0
+    padded = compare(embeddings, padded_cand, label="padded")
+    merged = ParityReport.merge(single, padded, label="all")
+    assert len(merged.clips) == 8 and merged.label == "all"
+    assert merged.failures == ("padded/clip0",)
+    assert merge_reports([single, padded], label="all") == merged
+    unlabelled = compare(embeddings, embeddings)
+    with pytest.raises(ValueError, match="unique"):
+        ParityReport.merge(unlabelled, unlabelled)
+    with pytest.raises(ValueError, match="different bounds"):
+        ParityReport.merge(single, compare(embeddings, embeddings, bounds=ParityBounds(0.9, 1e-3), label="x"))
+    with pytest.raises(ValueError, match="at least one"):
+        ParityReport.merge()
+
+
+def test_report_needs_clips():
+    with pytest.raises(ValueError, match="at least one clip"):
+        ParityReport(())
+    assert ParityReport([ClipParity("a", 1.0, 0.0, 0.0)]).clips == (ClipParity("a", 1.0, 0.0, 0.0),)

@@ -1,0 +1,123 @@
+"""Every plot returns a Figure with the expected artists, headless, without pyplot."""
+
+import matplotlib
+
+matplotlib.use("Agg")  # before anything else can pick an interactive backend
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from w2vlab import plots
+from w2vlab.parity import compare
+
+
+def _bars(ax):
+    return [p for p in ax.patches if isinstance(p, Rectangle)]
+
+
+def _dashed_lines(ax):
+    return [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+
+
+@pytest.fixture
+def embeddings() -> torch.Tensor:
+    return torch.randn(5, 8, generator=torch.Generator().manual_seed(0))  # (N, D)
+
+
+@pytest.fixture(autouse=True)
+def no_pyplot_figures():
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    yield
+    assert plt.get_fignums() == before  # nothing registered with pyplot, so nothing can pop up
+
+
+def test_plot_parity_bars_bounds_and_failure_colour(embeddings):
+    candidate = embeddings.clone()
+    candidate[1] = embeddings[1]  # exact zero: drawn at the floor, marked "0"
+    candidate[3, 2] += 1e-3
+    candidate[[0, 2, 4]] += 1e-7
+    report = compare(embeddings, candidate, label="eager vs script")
+    fig = plots.plot_parity(report)
+    assert isinstance(fig, Figure)
+    ax_cos, ax_max = fig.axes[:2]
+    for ax in (ax_cos, ax_max):
+        assert len(_bars(ax)) == len(report.clips)
+        assert ax.get_yscale() == "log"
+        assert len(_dashed_lines(ax)) == 1  # the bound
+    assert _dashed_lines(ax_max)[0].get_ydata()[0] == pytest.approx(report.bounds.max_abs_diff)
+    colors = [to_rgba(bar.get_facecolor()) for bar in _bars(ax_max)]
+    assert colors[3] != colors[0] and colors.count(colors[0]) == 4  # only clip3 breaches max|diff|
+    assert "0" in [t.get_text() for t in ax_max.texts]
+    assert fig._suptitle.get_text() == "eager vs script: FAIL (1/5 clips)"
+    fig.savefig(__import__("io").BytesIO(), format="png")  # renders headless
+
+
+def test_plot_parity_all_pass_title(embeddings):
+    fig = plots.plot_parity(compare(embeddings, embeddings))
+    assert fig._suptitle.get_text() == "PASS"
+    with pytest.raises(TypeError, match="ParityReport"):
+        plots.plot_parity({"passed": True})
+
+
+def test_plot_embedding_scatter(embeddings):
+    fig = plots.plot_embedding_scatter(embeddings, embeddings.double() + 1e-6, title="eager vs script")
+    ax = fig.axes[0]
+    assert ax.collections[0].get_offsets().shape == (embeddings.numel(), 2)
+    (identity,) = _dashed_lines(ax)
+    x, y = identity.get_data()
+    assert list(x) == list(y)  # y = x
+    assert any("max|diff| = 1.00e-06" in t.get_text() for t in ax.texts)
+    with pytest.raises(ValueError, match="shape"):
+        plots.plot_embedding_scatter(embeddings, embeddings[:, :4])
+
+
+def test_plot_feature_difference():
+    ref = np.zeros((20, 160))
+    cand = ref.copy()
+    cand[7, 42] = 3e-4
+    fig = plots.plot_feature_difference(ref[None], torch.from_numpy(cand), title="HF vs torch")
+    ax = fig.axes[0]
+    assert ax.images[0].get_array().shape == (160, 20)  # bins on y, frames on x
+    assert len(fig.axes) == 2  # heatmap + colorbar
+    assert ax.get_title() == "HF vs torch: max|diff| = 3.00e-04 at frame 7, bin 42"
+    with pytest.raises(ValueError, match=r"\(20, 160\).*\(20, 80\)"):
+        plots.plot_feature_difference(ref, ref[:, :80])
+
+
+def test_plot_latency_ratio_labels():
+    fig = plots.plot_latency({"eager": 20.0, "script": 10.0, "reloaded": 11.0}, baseline="eager")
+    ax = fig.axes[0]
+    assert len(_bars(ax)) == 3
+    labels = [t.get_text() for t in ax.texts]
+    assert labels == ["20 ms\n1.00x", "10 ms\n0.50x", "11 ms\n0.55x"]
+    with pytest.raises(ValueError, match="baseline 'gpu' is not one of"):
+        plots.plot_latency({"eager": 1.0}, baseline="gpu")
+    with pytest.raises(ValueError, match="empty"):
+        plots.plot_latency({})
+
+
+def test_plot_similarity_matrix(embeddings):
+    names = [f"spk{i}" for i in range(5)]
+    fig = plots.plot_similarity_matrix(embeddings, names)
+    ax = fig.axes[0]
+    sim = ax.images[0].get_array()
+    assert sim.shape == (5, 5) and np.allclose(np.diag(sim), 1.0)
+    assert len(ax.texts) == 25 and ax.texts[0].get_text() == "1.00"
+    with pytest.raises(ValueError, match="4 names for 5 embeddings"):
+        plots.plot_similarity_matrix(embeddings, names[:4])
+
+
+def test_plot_layer_widths():
+    widths = {"heads": [16, 12, 0], "ffn1": [4096, 1024, 2048], "ffn2": [4096, 0, 512], "conv": [1024, None, 256]}
+    fig = plots.plot_layer_widths(widths, title="student")
+    assert len(fig.axes) == 4
+    for ax, series in zip(fig.axes, widths.values()):
+        assert [bar.get_height() for bar in _bars(ax)] == [w or 0 for w in series]
+    with pytest.raises(ValueError, match="lengths"):
+        plots.plot_layer_widths({"heads": [1, 2], "ffn1": [3]})

@@ -83,6 +83,9 @@ def build_encoder(config: Wav2Vec2BertConfig | Mapping[str, Any]) -> Wav2Vec2Ber
         config = Wav2Vec2BertConfig(**dict(config))
     config._attn_implementation = "eager"
     model = Wav2Vec2BertModel(config)
+    # No training loss here; setting it stops TorchScript's attribute probing from logging
+    # "loss_type=None was set in the config but it is unrecognized" on every export.
+    model.loss_function = None
     if is_pruned(config.to_dict()):
         for i, layer in enumerate(model.encoder.layers):
             _resize_layer(layer, config, i)

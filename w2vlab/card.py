@@ -1,0 +1,90 @@
+"""The artifact's README.md: a model card rendered from its metadata."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+_PREPROCESSED_SNIPPET = """\
+```python
+import torch, numpy as np
+from transformers import AutoFeatureExtractor
+
+artifact_dir = "{dirname}"
+model = torch.jit.load(f"{{artifact_dir}}/{file}").eval()
+fe = AutoFeatureExtractor.from_pretrained(f"{{artifact_dir}}/feature_extractor")
+
+wave = np.random.default_rng(0).standard_normal(2 * {sr}).astype(np.float32) * 0.1  # your 16 kHz mono audio
+out = fe(wave, sampling_rate={sr}, return_tensors="pt", return_attention_mask=True)
+feats = out["input_features"][0][out["attention_mask"][0].bool()]  # [T, {fd}], valid rows only
+with torch.inference_mode():
+    embedding = model(feats.unsqueeze(0))[0]  # [{dim}]
+    # a padded batch: pass the extractor's mask, model(out["input_features"], out["attention_mask"])
+```"""
+
+_WAVEFORM_SNIPPET = """\
+```python
+import torch
+model = torch.jit.load("{dirname}/{file}").eval()
+wave = torch.randn(1, 2 * {sr}) * 0.1  # [batch, samples] float32, {sr} Hz mono
+with torch.inference_mode():
+    embedding = model(wave)[0]  # [{dim}]; padded batch: model(waves, lengths)
+```"""
+
+
+def render_model_card(metadata: Mapping[str, Any], dirname: str = "w2vbert_speaker") -> str:
+    """Markdown model card: what the artifact is, its inputs, extractor, parity, usage."""
+    md, model = metadata, metadata["model"]
+    enc = model["encoder_config"]
+    pruned = "num_attention_heads_group" in enc
+    lines = [
+        "# W2V-BERT 2.0 speaker encoder (TorchScript)",
+        "",
+        f"Exported by w2vlab {md['versions']['w2vlab']} (format `{md['format']}`) with torch "
+        f"{md['versions']['torch']} and transformers {md['versions']['transformers']}.",
+        "",
+        f"- Encoder: `Wav2Vec2BertModel`, {enc['num_hidden_layers']} conformer layers, hidden "
+        f"{enc['hidden_size']}{', structured-pruning student' if pruned else ''}; "
+        f"{model['parameters']:,} parameters in all.",
+        f"- Head: {model['head']} (MFA adapters -> masked attentive statistics pooling -> bottleneck).",
+        f"- Output: a {md['embedding_dim']}-d speaker embedding per clip; compare with cosine similarity.",
+        f"- Audio: {md['sample_rate']} Hz mono; at least {md['min_num_samples']} samples "
+        f"({md['min_duration_s'] * 1000:.0f} ms).",
+        f"- Compiled by `torch.jit.{md['export']['path']}`"
+        + (f" (script failed: {md['export']['script_error']})" if md["export"]["script_error"] else "") + ".",
+        f"- Feature extractor: `feature_extractor/preprocessor_config.json` "
+        f"({md['feature_extractor']['config'].get('feature_extractor_type')}, sha256 "
+        f"`{md['feature_extractor']['sha256'][:12]}`).",
+        "",
+        "## Files and parity",
+        "",
+        "| mode | file | inputs | worst cosine | worst max abs diff | clips |",
+        "|---|---|---|---|---|---|",
+    ]
+    for mode, art in md["artifacts"].items():
+        inputs = ", ".join(f"`{i['name']}` {i['shape']}" + (" (optional)" if i.get("optional") else "") for i in art["inputs"])
+        p = art["parity"]
+        lines.append(f"| {mode} | `{art['file']}` | {inputs} | {p['worst_cosine']:.9f} | {p['worst_max_abs_diff']:.3g} | {p['n_clips']} |")
+    lines += [
+        "",
+        "Parity was measured after saving and reloading each archive, against HF's feature "
+        "extractor and the eager PyTorch model; per-clip numbers are in `parity.json`.",
+        "",
+        "## Usage (needs only torch and transformers)",
+        "",
+    ]
+    sr, dim, fd = md["sample_rate"], md["embedding_dim"], md["feature_dim"]
+    if "preprocessed" in md["artifacts"]:
+        lines += [_PREPROCESSED_SNIPPET.format(dirname=dirname, file=md["artifacts"]["preprocessed"]["file"], sr=sr, dim=dim, fd=fd), ""]
+        lines += ["For an odd number of 10 ms frames the extractor pads its last stacked row; run a "
+                  "single clip on the valid rows only (as above) or pass the mask.", ""]
+    if "waveform" in md["artifacts"]:
+        lines += [_WAVEFORM_SNIPPET.format(dirname=dirname, file=md["artifacts"]["waveform"]["file"], sr=sr, dim=dim), ""]
+    lines += [
+        "## Security",
+        "",
+        "A TorchScript archive is a program: `torch.jit.load` runs its code. Load archives only "
+        "from sources you trust; `w2vlab info` checks the embedded metadata against `metadata.json` "
+        "and the weights hash before use.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,151 @@
+"""``w2vlab`` command line: thin argparse front-ends, each forwarding to one library call."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+logger = logging.getLogger("w2vlab")
+
+
+def _demo_checkpoint(args) -> int:
+    from .demo import write_demo_checkpoint
+
+    out = write_demo_checkpoint(args.out_dir, size=args.size, pruned=args.pruned, seed=args.seed, overwrite=args.force)
+    print(out)
+    return 0
+
+
+def _export(args) -> int:
+    from .export import ExportParityError, export
+
+    modes = ("preprocessed", "waveform") if args.mode == "both" else (args.mode,)
+    try:
+        result = export(args.model_path, args.output, checkpoint=args.checkpoint, config=args.config,
+                        modes=modes, force=args.force)
+    except ExportParityError as e:
+        print(e.report, file=sys.stderr)
+        print(f"export FAILED parity; nothing was written to {args.output}", file=sys.stderr)
+        return 1
+    for report in result.reports.values():
+        print(report.headline())
+    print(f"artifact: {result.output} (torch.jit.{result.metadata['export']['path']}, {result.seconds:.1f} s; "
+          f"per-clip numbers in {result.output / 'parity.json'})")
+    return 0
+
+
+def _embed(args) -> int:
+    import numpy as np
+    import torch
+
+    from .artifact import load_artifact
+
+    art = load_artifact(args.artifact, args.mode)
+    embeddings = torch.stack([art.embed_file(p) for p in args.audio]).numpy()
+    if args.out:
+        np.save(args.out, embeddings)
+        print(f"{len(args.audio)} embeddings [{embeddings.shape[0]}, {embeddings.shape[1]}] -> {args.out}")
+    else:
+        for path, e in zip(args.audio, embeddings):
+            print(path, " ".join(f"{v:.6f}" for v in e))
+    return 0
+
+
+def _score(args) -> int:
+    from .artifact import load_artifact
+
+    art = load_artifact(args.artifact, args.mode)
+    print(f"{art.score(art.embed_file(args.a), art.embed_file(args.b)):.6f}")
+    return 0
+
+
+def _info(args) -> int:
+    from .artifact import load_artifact
+
+    art = load_artifact(args.artifact)  # validates tag, embedded metadata and weights hash
+    print(json.dumps(art.metadata, indent=2, sort_keys=True))
+    return 0
+
+
+def _verify(args) -> int:
+    from .artifact import load_artifact
+    from .checkpoint import load_speaker_encoder
+    from .export import feature_extractor_for, verify
+    from .suite import audio_files, build_suite
+
+    loaded = load_speaker_encoder(args.model_path, args.checkpoint, args.config)
+    fe = feature_extractor_for(loaded)
+    cases = build_suite(audio=audio_files(args.audio) if args.audio else ())
+    failed = False
+    for mode in load_artifact(args.artifact).metadata["artifacts"]:
+        report = verify(mode, load_artifact(args.artifact, mode).module, loaded.model, fe, cases)
+        print(report.to_markdown() if args.table else report.headline())
+        failed |= not report.passed
+    print("verify: FAIL" if failed else "verify: PASS")
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="w2vlab", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo-checkpoint", help="write a deterministic random-weight checkpoint")
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--size", choices=("tiny", "small", "full"), default="tiny")
+    p.add_argument("--pruned", action="store_true", help="a pruned student with uneven per-layer widths")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="replace an existing directory")
+    p.set_defaults(func=_demo_checkpoint)
+
+    p = sub.add_parser("export", help="export to a verified TorchScript artifact directory")
+    p.add_argument("--model-path", required=True, type=Path, help="HF folder or model.safetensors")
+    p.add_argument("--checkpoint", type=Path, help="speaker checkpoint (.safetensors or reference .pth)")
+    p.add_argument("--config", type=Path, help="override JSON merged over the model's config.json")
+    p.add_argument("--mode", choices=("preprocessed", "waveform", "both"), default="preprocessed")
+    p.add_argument("--output", type=Path, default=Path("artifacts/w2vbert_speaker"))
+    p.add_argument("--force", action="store_true", help="replace an existing artifact")
+    p.set_defaults(func=_export)
+
+    for name, func, help_ in (("embed", _embed, "embed audio files"), ("score", _score, "cosine score of two files")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("artifact", type=Path)
+        if name == "embed":
+            p.add_argument("audio", nargs="+", type=Path)
+            p.add_argument("--out", type=Path, help="write embeddings [N, D] to this .npy")
+        else:
+            p.add_argument("a", type=Path)
+            p.add_argument("b", type=Path)
+        p.add_argument("--mode", choices=("preprocessed", "waveform"))
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("info", help="validate an artifact and print its metadata")
+    p.add_argument("artifact", type=Path)
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser("verify", help="re-run the parity suite against the eager model")
+    p.add_argument("artifact", type=Path)
+    p.add_argument("--model-path", required=True, type=Path)
+    p.add_argument("--checkpoint", type=Path)
+    p.add_argument("--config", type=Path)
+    p.add_argument("--audio", type=Path, help="directory of extra .wav files for the suite")
+    p.add_argument("--table", action="store_true", help="print the per-clip table")
+    p.set_defaults(func=_verify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
+        print(f"w2vlab {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

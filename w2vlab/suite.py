@@ -1,0 +1,162 @@
+"""The parity suite: clips and padded batches on which an artifact is checked against eager.
+
+A :class:`Case` is one or more 16 kHz mono waveforms.  The reference side always goes through
+the HF feature extractor and the eager model; the candidate side is whatever the artifact
+takes (HF features for preprocessed mode, the raw waveform for waveform mode).  Single clips
+are run the way the seed runs them (valid feature rows only, no mask); batches are padded by
+the extractor and run with its mask.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+# Samples per clip: 560 (the shortest that gives one stacked frame) to 30 s.  Lengths marked
+# "odd" give an odd number of 10 ms frames, so the extractor's last stacked row is half padding.
+DEFAULT_LENGTHS = (
+    560, 561, 8000, 8160,  # 8160: odd
+    12345, 16000, 16160,  # 16160: odd
+    20000, 24160, 32000, 40080, 48000, 64160, 80000, 96321,
+    112000, 128160, 160000, 200000, 240160, 320000, 400000, 480000,
+)
+QUICK_LENGTHS = (560, 8160, 16000, 16160, 40080, 160000)
+DEFAULT_BATCHES = ((16160, 8000, 32037), (560, 48000), (160000, 16161, 24000, 8160))
+
+
+@dataclass(frozen=True)
+class Case:
+    """One parity case: ``waves`` run alone (one clip) or as one padded batch."""
+
+    name: str
+    waves: tuple[np.ndarray, ...]  # each float32 [N] at 16 kHz
+
+    @property
+    def batched(self) -> bool:
+        return len(self.waves) > 1
+
+
+def synthetic_speech(num_samples: int, seed: int = 0, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A deterministic speech-like signal: a gliding harmonic source, syllable envelope, noise.
+
+    Returns float32 [num_samples] in [-1, 1].
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(num_samples) / sample_rate
+    f0 = 110 + 40 * rng.random() + 30 * np.sin(2 * np.pi * (0.5 + rng.random()) * t)  # Hz
+    phase = 2 * np.pi * np.cumsum(f0) / sample_rate
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 12))
+    envelope = 0.5 * (1 + np.sin(2 * np.pi * (3 + 2 * rng.random()) * t + rng.random() * 6))  # ~4 syllables/s
+    wave = 0.3 * envelope * voiced + 0.01 * rng.standard_normal(num_samples)
+    return (wave / max(1.0, np.abs(wave).max())).astype(np.float32)
+
+
+def _frames(n: int) -> int:
+    return 1 + (n - 400) // 160
+
+
+def build_suite(
+    lengths: Iterable[int] = DEFAULT_LENGTHS,
+    batches: Iterable[Sequence[int]] = DEFAULT_BATCHES,
+    audio: Iterable[str | Path] = (),
+    seed: int = 0,
+) -> list[Case]:
+    """Single clips at ``lengths``, padded ``batches`` of synthetic clips, and audio files.
+
+    Audio files are read and prepared (downmix, resample to 16 kHz) with :mod:`w2vlab.audio`;
+    each is a single case, and all of them together form one more padded batch.
+    """
+    cases = [
+        Case(f"synth_{n}" + ("_odd" if _frames(n) % 2 else ""), (synthetic_speech(n, seed + i),))
+        for i, n in enumerate(lengths)
+    ]
+    for j, batch in enumerate(batches):
+        waves = tuple(synthetic_speech(n, seed + 1000 + 10 * j + k) for k, n in enumerate(batch))
+        cases.append(Case("batch_" + "+".join(map(str, batch)), waves))
+    files = sorted(Path(p) for p in audio)
+    if files:
+        from .audio import prepare_waveform, read_audio
+
+        file_waves = []
+        for path in files:
+            wave, sr = read_audio(path)
+            file_waves.append(prepare_waveform(wave, sr, SAMPLE_RATE))
+            cases.append(Case(path.stem, (file_waves[-1],)))
+        if len(file_waves) > 1:
+            cases.append(Case(f"batch_{len(file_waves)}_files", tuple(file_waves)))
+    return cases
+
+
+def audio_files(directory: str | Path) -> list[Path]:
+    """The ``.wav``/``.flac`` files directly inside ``directory``, sorted."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise NotADirectoryError(f"audio directory not found: {directory}")
+    return sorted(p for p in directory.iterdir() if p.suffix.lower() in (".wav", ".flac"))
+
+
+def hf_features(fe, case: Case) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The HF extractor's input to the model for ``case``.
+
+    One clip: its valid rows [1, T, 160] and no mask (the seed's one-argument call).
+    A batch: padded features [B, T, 160] and the extractor's mask [B, T].
+    """
+    out = fe(list(case.waves), sampling_rate=SAMPLE_RATE, padding=True, return_attention_mask=True, return_tensors="pt")
+    feats, mask = out["input_features"], out["attention_mask"]
+    if case.batched:
+        return feats, mask
+    return feats[:, mask[0].bool()], None
+
+
+def waveform_batch(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded waveforms [B, N] float32 and their lengths [B] int64."""
+    lengths = torch.tensor([len(w) for w in case.waves], dtype=torch.long)
+    batch = torch.zeros(len(case.waves), int(lengths.max()))
+    for i, w in enumerate(case.waves):
+        batch[i, : len(w)] = torch.from_numpy(w)
+    return batch, lengths
+
+
+def embed_suite(
+    cases: Sequence[Case],
+    reference: Callable[[Case], torch.Tensor],
+    candidate: Callable[[Case], torch.Tensor],
+    progress: bool = True,
+    desc: str = "parity",
+) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """Embed every case both ways: (row names, reference [N, D], candidate [N, D]).
+
+    Each clip of a batch is one row, named ``case[i]``.
+    """
+    from tqdm.auto import tqdm
+
+    names, refs, cands = [], [], []
+    with torch.inference_mode():
+        for case in tqdm(cases, desc=desc, disable=not progress, leave=False):
+            refs.append(reference(case))
+            cands.append(candidate(case))
+            names += [f"{case.name}[{i}]" for i in range(len(case.waves))] if case.batched else [case.name]
+    return names, torch.cat(refs), torch.cat(cands)
+
+
+def run_suite(
+    cases: Sequence[Case],
+    reference: Callable[[Case], torch.Tensor],
+    candidate: Callable[[Case], torch.Tensor],
+    progress: bool = True,
+    label: str = "",
+    bounds=None,
+):
+    """Embed every case both ways and compare them; returns a :class:`w2vlab.parity.ParityReport`."""
+    from .parity import ParityBounds, compare
+
+    names, ref, cand = embed_suite(cases, reference, candidate, progress, label or "parity")
+    return compare(ref, cand, names=names, bounds=bounds or ParityBounds(), label=label)

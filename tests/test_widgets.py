@@ -1,0 +1,46 @@
+"""The explorer: the plain function, and the panel driven programmatically (no browser)."""
+
+from __future__ import annotations
+
+import pytest
+
+from w2vlab.export import export
+from w2vlab.suite import QUICK_LENGTHS, build_suite
+from w2vlab.widgets import build_workbench, explore, explorer_panel
+
+DATA = "tests/data"
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory, tiny_dir):
+    out = tmp_path_factory.mktemp("export") / "both"
+    export(tiny_dir, out, modes=("preprocessed", "waveform"), cases=build_suite(QUICK_LENGTHS[:2], batches=()), progress=False)
+    return build_workbench(tiny_dir, out, DATA)
+
+
+def test_explore_modes(bench):
+    clips = ["speech_en_m3_2s", "speech_en_f2_2s", "synth_16160_odd"]
+    for mode in ("preprocessed", "waveform"):
+        for batched in (False, True):
+            result = explore(bench, mode, clips, batched)
+            assert result.report.passed, result.report
+            assert len(result.report.clips) == 3 and result.reference.shape == result.candidate.shape
+    naive = explore(bench, "naive", clips)
+    assert not naive.report.passed and naive.report.label == "naive trace (why not)"
+    with pytest.raises(ValueError, match="unknown clips"):
+        explore(bench, "waveform", ["nope"])
+
+
+def test_panel_redraws_for_each_mode(bench):
+    panel = explorer_panel(bench)
+    out, mode = panel.controls["output"], panel.controls["mode"]
+    assert "**preprocessed**" in out.outputs[0]["data"]["text/markdown"]
+    for value, label in (("waveform", "**waveform"), ("naive", "**naive trace (why not)**")):
+        mode.value = value
+        assert out.outputs[0]["data"]["text/markdown"].startswith(label)
+        assert len(out.outputs) == 3  # the table and two figures
+    panel.controls["batched"].value = True
+    mode.value = "preprocessed"
+    assert "(padded batch)" in out.outputs[0]["data"]["text/markdown"]
+    panel.controls["clips"].value = ()
+    assert "pick at least one clip" in out.outputs[0]["data"]["text/plain"]

@@ -1,0 +1,127 @@
+"""The parity explorer: ipywidgets controls over one plain function, :func:`explore`.
+
+The panel only builds controls and redraws an output area; every number comes from
+:func:`explore`, which the notebook (and nbval, and the tests) also call directly.  Modes:
+``preprocessed`` and ``waveform`` run the exported artifacts; ``naive`` runs the fragile
+HF-extractor-in-forward trace, kept in memory to show why w2vlab does not ship it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .artifact import load_artifact
+from .checkpoint import load_speaker_encoder
+from .export import candidate_fn, feature_extractor_for, reference_fn
+from .parity import ParityReport, compare
+from .suite import Case, audio_files, build_suite, embed_suite
+
+MODES = ("preprocessed", "waveform", "naive")
+MODE_LABELS = {"preprocessed": "preprocessed", "waveform": "waveform", "naive": "naive trace (why not)"}
+
+
+@dataclass
+class Workbench:
+    """What the explorer compares: the eager model, the HF extractor, artifacts and clips."""
+
+    model: torch.nn.Module
+    fe: Any
+    artifacts: dict[str, torch.jit.ScriptModule]  # mode -> reloaded artifact module
+    clips: dict[str, np.ndarray]  # name -> 16 kHz mono float32
+    naive: Any = None  # built on first use: tracing it takes a moment
+
+
+def build_workbench(model_path: str | Path, artifact_dir: str | Path, audio_dir: str | Path | None = None) -> Workbench:
+    """Load the eager model, the artifact's modes and the clips (fixtures + a few synthetic)."""
+    loaded = load_speaker_encoder(model_path)
+    modes = load_artifact(artifact_dir).metadata["artifacts"]
+    artifacts = {mode: load_artifact(artifact_dir, mode).module for mode in modes}
+    cases = build_suite(lengths=(561, 16160, 48000), batches=(), audio=audio_files(audio_dir) if audio_dir else ())
+    clips = {c.name: c.waves[0] for c in cases if not c.batched}
+    return Workbench(loaded.model, feature_extractor_for(loaded), artifacts, clips)
+
+
+@dataclass
+class Exploration:
+    report: ParityReport
+    reference: torch.Tensor  # [N, D] eager embeddings
+    candidate: torch.Tensor  # [N, D] the mode's embeddings
+
+    def figures(self) -> list:
+        from .plots import plot_embedding_scatter, plot_parity
+
+        return [plot_parity(self.report), plot_embedding_scatter(self.reference, self.candidate, title=self.report.label)]
+
+
+def explore(bench: Workbench, mode: str, clips: Sequence[str], batched: bool = False) -> Exploration:
+    """Compare ``mode`` against HF extractor + eager model on the chosen clips.
+
+    ``batched`` runs the clips as one padded batch (not available for the naive trace, which
+    only ever sees one fixed-length example).
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+    if not clips:
+        raise ValueError("pick at least one clip")
+    missing = [c for c in clips if c not in bench.clips]
+    if missing:
+        raise ValueError(f"unknown clips {missing}; available: {sorted(bench.clips)}")
+    waves = tuple(bench.clips[c] for c in clips)
+    if batched and mode != "naive" and len(waves) > 1:
+        cases = [Case("batch", waves)]
+    else:
+        cases = [Case(name, (w,)) for name, w in zip(clips, waves)]
+    if mode == "naive":
+        from .naive import naive_waveform_trace
+
+        if bench.naive is None:
+            bench.naive = naive_waveform_trace(bench.model, bench.fe)
+        candidate = lambda case: bench.naive.module(torch.from_numpy(case.waves[0])[None])  # noqa: E731
+    elif mode in bench.artifacts:
+        candidate = candidate_fn(mode, bench.artifacts[mode], bench.fe)
+    else:
+        raise ValueError(f"this artifact has no {mode!r} module; it has {sorted(bench.artifacts)}")
+    names, ref, cand = embed_suite(cases, reference_fn(bench.model, bench.fe), candidate, progress=False)
+    report = compare(ref, cand, names=names, label=MODE_LABELS[mode] + (" (padded batch)" if cases[0].batched else ""))
+    return Exploration(report, ref, cand)
+
+
+def explorer_panel(bench: Workbench):
+    """An ipywidgets panel: mode toggle, clip picker, batch toggle, and an output area.
+
+    Returns the ``VBox``; its ``.children[-1]`` is the output area, redrawn on every change
+    (and once at start).  ``panel.controls`` gives the controls by name.
+    """
+    import ipywidgets as w
+
+    names = sorted(bench.clips)
+    modes = [m for m in MODES if m == "naive" or m in bench.artifacts]
+    mode = w.ToggleButtons(options=[(MODE_LABELS[m], m) for m in modes], value=modes[0], description="mode")
+    picker = w.SelectMultiple(options=names, value=tuple(names[:3]), rows=min(8, len(names)), description="clips")
+    batched = w.Checkbox(value=False, description="run as one padded batch")
+    out = w.Output()
+
+    def redraw(_change=None) -> None:
+        out.outputs = ()
+        try:
+            result = explore(bench, mode.value, list(picker.value), batched.value)
+        except ValueError as e:
+            out.append_display_data({"text/plain": f"error: {e}"})
+            return
+        from IPython.display import Markdown
+
+        out.append_display_data(Markdown(result.report.to_markdown()))
+        for fig in result.figures():
+            out.append_display_data(fig)
+
+    for control in (mode, picker, batched):
+        control.observe(redraw, names="value")
+    panel = w.VBox([w.HBox([mode, batched]), picker, out])
+    panel.controls = {"mode": mode, "clips": picker, "batched": batched, "output": out}
+    redraw()
+    return panel

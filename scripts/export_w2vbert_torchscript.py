@@ -23,7 +23,7 @@ def get_args(argv=None) -> argparse.Namespace:
 
 def to_cli(args: argparse.Namespace) -> list[str]:
     mode = "both" if args.both else "waveform" if args.waveform else "preprocessed"
-    argv = ["-v", "export", "--model-path", args.model_path, "--output", args.output, "--mode", mode]
+    argv = ["export", "--model-path", args.model_path, "--output", args.output, "--mode", mode]
     for flag in ("checkpoint", "config"):
         if getattr(args, flag):
             argv += [f"--{flag}", getattr(args, flag)]

@@ -25,11 +25,23 @@ pick_python() {
     exit 1
 }
 
+register_kernel() {
+    # The kernel name is per user, not per checkout: point it at this venv if it points elsewhere.
+    local current
+    current="$("$venv/bin/python" -c 'from jupyter_client.kernelspec import KernelSpecManager as K
+print(K().get_kernel_spec("w2vlab").argv[0])' 2>/dev/null || true)"
+    if [ "$current" != "$venv/bin/python" ]; then
+        "$venv/bin/python" -m ipykernel install --user --name w2vlab --display-name "Python (w2vlab)" >/dev/null
+        echo "registered Jupyter kernel 'w2vlab' -> $venv/bin/python"
+    fi
+}
+
 # The stamp records what was installed; if nothing it depends on changed, do nothing.
 want="$(cat "$root/pyproject.toml"; echo "$torch_spec")"
 want_hash="$(printf '%s' "$want" | sha256sum | cut -d' ' -f1)"
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want_hash" ] \
     && "$venv/bin/python" -c 'import w2vlab, torch, transformers' >/dev/null 2>&1; then
+    register_kernel
     echo "w2vlab env is up to date: $venv"
     exit 0
 fi
@@ -51,6 +63,6 @@ echo "installing $torch_spec"
 "$py" -m pip install --quiet "$torch_spec"
 echo "installing w2vlab[dev] (editable)"
 "$py" -m pip install --quiet -e "$root[dev]"
-"$py" -m ipykernel install --user --name w2vlab --display-name "Python (w2vlab)" >/dev/null
+register_kernel
 echo "$want_hash" > "$stamp"
 echo "w2vlab env ready: $venv (kernel 'w2vlab')"

@@ -174,8 +174,14 @@ def infer_head_config(state: Mapping[str, torch.Tensor], num_hidden_layers: int)
     return head
 
 
-def load_into(model: torch.nn.Module, state: Mapping[str, torch.Tensor], strict: bool = True) -> LoadReport:
-    """Copy ``state`` into ``model``; with ``strict`` any mismatch raises with the full report."""
+def load_into(
+    model: torch.nn.Module, state: Mapping[str, torch.Tensor], strict: bool = True, assign: bool = False
+) -> LoadReport:
+    """Load ``state`` into ``model``; with ``strict`` any mismatch raises with the full report.
+
+    ``assign`` makes the model take the checkpoint's tensors instead of copying them (for a
+    model built on the meta device: no second copy of the weights is ever allocated).
+    """
     own = model.state_dict()
     report = LoadReport(
         missing=sorted(k for k in own if k not in state),
@@ -189,8 +195,41 @@ def load_into(model: torch.nn.Module, state: Mapping[str, torch.Tensor], strict:
     if strict and not report.ok:
         raise CheckpointMismatchError(f"checkpoint does not match the model:\n{report}")
     bad = {m.split(":")[0] for m in report.mismatched}
-    model.load_state_dict({k: v for k, v in state.items() if k in own and k not in bad}, strict=False)
+    model.load_state_dict({k: v for k, v in state.items() if k in own and k not in bad}, strict=False, assign=assign)
     return report
+
+
+def _realign(model: torch.nn.Module, alignment: int = 64) -> None:
+    """Copy tensors that sit at unaligned addresses (safetensors data inside a mapped file).
+
+    CPU kernels pick code paths by alignment, and those paths round differently (~6e-8 here):
+    an exported archive allocates its tensors aligned, so the eager reference must too for
+    parity to be exact.
+    """
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            if tensor.numel() and tensor.data_ptr() % alignment:
+                tensor.data = tensor.data.clone()
+
+
+def _build_and_load(encoder_config: Mapping[str, Any], head: HeadConfig, state: Mapping[str, torch.Tensor],
+                    strict: bool) -> tuple[SpeakerEncoder, LoadReport]:
+    """Build the model and load ``state``, without random init or a second copy when strict.
+
+    A strict load fills every persistent tensor, so the model is built on the meta device and
+    takes the (memory-mapped) checkpoint tensors as they are: peak memory stays near one copy
+    of the weights.  Non-persistent buffers (e.g. rotary tables) are not in any checkpoint, so
+    a model that has them, or a non-strict load, is built and initialised on the CPU instead.
+    """
+    if strict:
+        with torch.device("meta"):
+            model = SpeakerEncoder(build_encoder(encoder_config), head)
+        report = load_into(model, state, strict=True, assign=True)
+        if not any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
+            _realign(model)
+            return model, report
+    model = SpeakerEncoder(build_encoder(encoder_config), head)
+    return model, load_into(model, state, strict=strict)
 
 
 def _resolve_encoder(model_path: Path, config: str | Path | Mapping[str, Any] | None):
@@ -252,6 +291,7 @@ def load_speaker_encoder(
     checkpoint = Path(checkpoint)
     head_state, notes = merge_lora({_rename(k): v for k, v in read_state_dict(checkpoint).items()}, lora_scaling)
     state.update(head_state)  # fine-tuned encoder weights in the checkpoint win over the base
+    state = {k: v.float() if v.is_floating_point() and v.dtype != torch.float32 else v for k, v in state.items()}
     hashes[checkpoint.name] = sha256_file(checkpoint)
 
     encoder_config, pruning_notes = normalise_pruning(
@@ -263,8 +303,7 @@ def load_speaker_encoder(
     if head_json.is_file() and HeadConfig.load(head_json) != head:
         raise CheckpointMismatchError(f"{head_json} says {HeadConfig.load(head_json)} but the weights say {head}")
 
-    model = SpeakerEncoder(build_encoder(encoder_config), head)
-    report = load_into(model, state, strict=strict)
+    model, report = _build_and_load(encoder_config, head, state, strict)
     if not report.ok:
         logger.warning("non-strict load of %s:\n%s", checkpoint, report)
         notes.append(f"non-strict load: {len(report.missing)} missing, {len(report.unexpected)} unexpected, "

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import pickle
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,15 +108,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             raise ValueError(f"{path} is not a readable safetensors file: {e}") from e
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
+    except Exception as e:  # torch reports a refused object as an UnpicklingError naming weights_only
+        if "weights_only" not in str(e) and "Weights only" not in str(e):
+            raise ValueError(f"{path} is not a readable torch checkpoint: {e}") from e
         raise ValueError(
             f"{path} holds Python objects beyond tensors, and w2vlab never unpickles arbitrary "
             f"objects (weights_only=True refused it: {str(e).splitlines()[0]}). If you trust the file, "
-            f"convert it once: `sd = torch.load(p, weights_only=False)['modules']['spk_model']; "
-            f"safetensors.torch.save_file(sd, 'speaker.safetensors')` and load that instead."
+            f"convert it once in a separate session: load it with full unpickling, take "
+            f"['modules']['spk_model'], write that with safetensors.torch.save_file, and load the "
+            f".safetensors file instead."
         ) from e
-    except Exception as e:
-        raise ValueError(f"{path} is not a readable torch checkpoint: {e}") from e
     if isinstance(obj, Mapping) and "modules" in obj:
         obj = obj["modules"]
         obj = obj.get("spk_model", obj) if isinstance(obj, Mapping) else obj

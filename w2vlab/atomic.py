@@ -27,8 +27,13 @@ def atomic_directory(out_dir: str | Path, overwrite: bool = False) -> Iterator[P
         raise NotADirectoryError(f"output path {out_dir} is a file; expected a directory (or a new path)")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{out_dir} already exists and is not empty; pass --force (overwrite=True) to replace it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    except PermissionError as e:
+        raise PermissionError(
+            f"cannot write into {out_dir.parent} ({e.strerror}); choose another output directory or fix its permissions"
+        ) from e
     try:
         yield tmp
         umask = os.umask(0)

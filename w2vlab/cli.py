@@ -88,6 +88,12 @@ def _verify(args) -> int:
     return 1 if failed else 0
 
 
+def _doctor(args) -> int:
+    from .envcheck import main as doctor_main
+
+    return doctor_main((["--json"] if args.json else []) + (["--artifact", str(args.artifact)] if args.artifact else []))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="w2vlab", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
@@ -134,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio", type=Path, help="directory of extra .wav files for the suite")
     p.add_argument("--table", action="store_true", help="print the per-clip table")
     p.set_defaults(func=_verify)
+
+    p = sub.add_parser("doctor", help="check the environment and say how to fix what is broken")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--artifact", type=Path, help="also compare versions with this artifact's exporter")
+    p.set_defaults(func=_doctor)
     return parser
 
 

@@ -119,6 +119,7 @@ class TraceInfo:
 
 
 def _kept(caught: Sequence[warnings.WarningMessage]) -> list[str]:
+    """Warnings worth recording: not TorchScript's own deprecation, not libraries' FutureWarnings."""
     return sorted({f"{w.category.__name__}: {w.message}" for w in caught
                    if not (issubclass(w.category, DeprecationWarning) and "torch.jit" in str(w.message))
                    and not issubclass(w.category, FutureWarning)})
@@ -129,16 +130,11 @@ def compile_core(model: nn.Module, feature_dim: int) -> tuple[torch.jit.ScriptMo
     core = _Core(model).eval()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        hf_logger = logging.getLogger("transformers")
-        level = hf_logger.level
-        hf_logger.setLevel(logging.ERROR)  # scripting probes every HF attribute; each probe logs noise
         try:
             return torch.jit.script(core), TraceInfo("script", warnings=_kept(caught))
         except Exception as e:  # TorchScript raises many types (OSError, NotSupportedError, RuntimeError)
             reason = re.sub(r" at 0x[0-9a-f]+", "", f"{type(e).__name__}: {str(e).splitlines()[0]}")
             logger.info("torch.jit.script failed (%s); tracing instead", reason)
-        finally:
-            hf_logger.setLevel(level)
         g = torch.Generator().manual_seed(0)
         example = torch.randn(2, TRACE_FRAMES, feature_dim, generator=g)
         mask = torch.ones(2, TRACE_FRAMES, dtype=torch.long)

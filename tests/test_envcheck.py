@@ -117,3 +117,16 @@ def test_optional_checks_are_warnings_even_when_they_pass():
     checks = by_name(envcheck.run_checks())
     assert {n for n, c in checks.items() if c.severity == "warning"} == {"librosa", "matplotlib", "ipywidgets",
                                                                           "jupyter kernel"}
+
+
+def test_kernel_of_another_environment_is_flagged(monkeypatch):
+    """Another checkout's setup can re-point the per-user kernel name at its own venv."""
+    from w2vlab import envcheck
+
+    if not envcheck.check_kernel().ok:
+        pytest.skip("no w2vlab kernel registered for this environment")
+    monkeypatch.setattr(sys, "executable", "/elsewhere/venv/bin/python")
+    check = envcheck.check_kernel()
+    assert not check.ok and check.severity == "warning"
+    assert "not this environment's /elsewhere/venv/bin/python" in check.detail
+    assert "setup_notebook_env.sh" in check.fix

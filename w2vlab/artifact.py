@@ -130,7 +130,7 @@ class Artifact:
         """Cosine similarity of two embeddings [D]."""
         if a.shape != b.shape or a.dim() != 1:
             raise ValueError(f"score expects two embeddings of shape [D]; got {list(a.shape)} and {list(b.shape)}")
-        return float(torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=0))
+        return max(-1.0, min(1.0, float(torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=0))))
 
 
 def load_artifact(directory: str | Path, mode: str | None = None) -> Artifact:

@@ -105,6 +105,16 @@ def infer_layer_shapes(state_dict: Mapping[str, torch.Tensor], config: Mapping[s
     return shapes
 
 
+def layer_widths(config: Mapping[str, Any]) -> dict[str, list[int]]:
+    """Per-layer widths of a normalised pruned config, for plotting: heads, ffn1, ffn2, conv channels."""
+    return {
+        "heads": list(config["num_attention_heads_group"]),
+        "ffn1": [w[0] for w in config["intermediate_size_group"]],
+        "ffn2": [w[1] for w in config["intermediate_size_group"]],
+        "conv": [c[1] for c in config["conv_group"]],
+    }
+
+
 def _dense_defaults(config: Mapping[str, Any]) -> dict[str, list]:
     n, h, i = config["num_hidden_layers"], config["hidden_size"], config["intermediate_size"]
     return {

@@ -178,14 +178,20 @@ def _package_check(name: str, fix: str, severity: str = "error", why: str = "") 
 def check_kernel() -> Check:
     try:
         kernelspec = _import("jupyter_client.kernelspec")
-        specs = kernelspec.KernelSpecManager().find_kernel_specs()
+        manager = kernelspec.KernelSpecManager()
+        specs = manager.find_kernel_specs()
     except Exception as e:
         return Check("jupyter kernel", False, f"cannot list Jupyter kernels ({_error_line(e)})",
                      SETUP_SCRIPT, "warning")
     if KERNEL_NAME not in specs:
         return Check("jupyter kernel", False, f"no kernel named {KERNEL_NAME!r} (found: {', '.join(sorted(specs)) or 'none'})",
                      SETUP_SCRIPT, "warning")
-    return Check("jupyter kernel", True, f"{KERNEL_NAME!r} at {specs[KERNEL_NAME]}", severity="warning")
+    # The kernel name is per user: another checkout's setup may have pointed it at its own venv.
+    runs = manager.get_kernel_spec(KERNEL_NAME).argv[0]
+    if Path(runs).resolve() != Path(sys.executable).resolve():
+        return Check("jupyter kernel", False, f"{KERNEL_NAME!r} runs {runs}, not this environment's {sys.executable}",
+                     SETUP_SCRIPT, "warning")
+    return Check("jupyter kernel", True, f"{KERNEL_NAME!r} runs this environment's Python", severity="warning")
 
 
 CHECKS: list[tuple[str, Callable[[], Check]]] = [

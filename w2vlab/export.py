@@ -125,24 +125,32 @@ def _kept(caught: Sequence[warnings.WarningMessage]) -> list[str]:
                    and not issubclass(w.category, FutureWarning)})
 
 
+def try_script(module: nn.Module) -> tuple[Optional[torch.jit.ScriptModule], str]:
+    """``(torch.jit.script(module), "")``, or ``(None, why)`` when TorchScript cannot compile it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated", category=DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # library notices hit while TorchScript probes attributes
+        try:
+            return torch.jit.script(module), ""
+        except Exception as e:  # TorchScript raises many types (OSError, NotSupportedError, RuntimeError)
+            return None, re.sub(r" at 0x[0-9a-f]+", "", f"{type(e).__name__}: {str(e).splitlines()[0]}")
+
+
 def compile_core(model: nn.Module, feature_dim: int) -> tuple[torch.jit.ScriptModule, TraceInfo]:
     """Script the core if TorchScript can compile it, else trace it on a padded example."""
     core = _Core(model).eval()
-    with warnings.catch_warnings(record=True) as caught:
+    scripted, reason = try_script(core)
+    if scripted is not None:
+        return scripted, TraceInfo("script")
+    logger.info("torch.jit.script failed (%s); tracing instead", reason)
+    g = torch.Generator().manual_seed(0)
+    example = torch.randn(2, TRACE_FRAMES, feature_dim, generator=g)
+    mask = torch.ones(2, TRACE_FRAMES, dtype=torch.long)
+    mask[1, TRACE_VALID:] = 0
+    with warnings.catch_warnings(record=True) as caught, torch.no_grad():
         warnings.simplefilter("always")
-        try:
-            return torch.jit.script(core), TraceInfo("script", warnings=_kept(caught))
-        except Exception as e:  # TorchScript raises many types (OSError, NotSupportedError, RuntimeError)
-            reason = re.sub(r" at 0x[0-9a-f]+", "", f"{type(e).__name__}: {str(e).splitlines()[0]}")
-            logger.info("torch.jit.script failed (%s); tracing instead", reason)
-        g = torch.Generator().manual_seed(0)
-        example = torch.randn(2, TRACE_FRAMES, feature_dim, generator=g)
-        mask = torch.ones(2, TRACE_FRAMES, dtype=torch.long)
-        mask[1, TRACE_VALID:] = 0
-        with torch.no_grad():
-            traced = torch.jit.trace(core, (example, mask), check_trace=False)
-    info = TraceInfo("trace", reason, tuple(example.shape), (TRACE_FRAMES, TRACE_VALID), _kept(caught))
-    return traced, info
+        traced = torch.jit.trace(core, (example, mask), check_trace=False)
+    return traced, TraceInfo("trace", reason, tuple(example.shape), (TRACE_FRAMES, TRACE_VALID), _kept(caught))
 
 
 def script_module(module: nn.Module) -> torch.jit.ScriptModule:

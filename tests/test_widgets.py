@@ -42,5 +42,7 @@ def test_panel_redraws_for_each_mode(bench):
     panel.controls["batched"].value = True
     mode.value = "preprocessed"
     assert "(padded batch)" in out.outputs[0]["data"]["text/markdown"]
+    assert panel.result.report.label == "preprocessed (padded batch)" and panel.result.report.passed
+    assert [c.name for c in panel.result.report.clips] == list(panel.controls["clips"].value)
     panel.controls["clips"].value = ()
-    assert "pick at least one clip" in out.outputs[0]["data"]["text/plain"]
+    assert out.outputs[0]["text"] == "error: pick at least one clip\n" and panel.result is None

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -85,20 +84,38 @@ def best_gemm_flops(threads: int, size: int = 1024, repeats: int = 5) -> dict[st
     return out
 
 
-def _peak_rss_of(code: str, env: dict[str, str]) -> tuple[float, float]:
-    """Run ``code`` in a fresh interpreter: (wall seconds, peak RSS bytes of that child)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+_REPORT_HWM = """
+import pathlib as _p, sys as _s
+_hwm = [l for l in _p.Path('/proc/self/status').read_text().splitlines() if l.startswith('VmHWM:')]
+_s.stdout.write('\\nw2vlab-vmhwm-kib ' + (_hwm[0].split()[1] if _hwm else '-1') + '\\n')
+"""
+
+
+def run_child(code: str, env: dict[str, str]) -> tuple[float, float]:
+    """Run ``code`` in a fresh interpreter: (wall seconds, that process's peak RSS in bytes).
+
+    The peak is the child's own ``VmHWM`` (per address space, so it starts at zero at exec);
+    ``ru_maxrss`` would also count the forked copy of this process before exec.
+    """
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, timeout=3600)
+    result = subprocess.run([sys.executable, "-c", code + _REPORT_HWM], env=env, capture_output=True, text=True,
+                            timeout=3600)
     wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB, max over children so far
-    if peak <= before:
-        logger.warning("child RSS not above an earlier child's; the peak reported is an upper bound")
-    return wall, peak * 1024.0
+    if result.returncode:
+        raise RuntimeError(f"benchmark child failed ({result.returncode}):\n{result.stderr[-2000:]}")
+    kib = int(result.stdout.rsplit("w2vlab-vmhwm-kib ", 1)[1].split()[0])
+    return wall, kib * 1024.0
 
 
 def run(size: str = "tiny", quick: bool = False, threads: int = 2, workdir: str | Path | None = None) -> dict[str, Any]:
-    """Measure everything for the demo model of ``size``; returns the JSON-able result."""
+    """Measure everything for the demo model of ``size``; returns the JSON-able result.
+
+    Checkpoints and artifacts go to ``workdir`` (kept), else to a temporary directory that is
+    removed afterwards (the full size writes ~4.6 GB).
+    """
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="w2vlab-bench-") as tmp:
+            return run(size, quick, threads, tmp)
     from transformers import SeamlessM4TFeatureExtractor
 
     from .checkpoint import load_speaker_encoder
@@ -111,7 +128,7 @@ def run(size: str = "tiny", quick: bool = False, threads: int = 2, workdir: str 
     torch.set_num_threads(threads)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     repeats = 3 if quick else 7
-    work = Path(workdir or tempfile.mkdtemp(prefix="w2vlab-bench-"))
+    work = Path(workdir)
     ckpt, art = work / f"demo_{size}", work / f"artifact_{size}"
     result: dict[str, Any] = {
         "size": size, "quick": quick, "threads": threads, "repeats": repeats,
@@ -130,7 +147,7 @@ def run(size: str = "tiny", quick: bool = False, threads: int = 2, workdir: str 
         export({str(ckpt)!r}, {str(art)!r}, modes=("preprocessed", "waveform"), force=True,
                cases={suite}, progress=False)
     """)
-    export_wall, export_rss = _peak_rss_of(export_code, env)
+    export_wall, export_rss = run_child(export_code, env)
     metrics["export_peak_rss"] = metric(
         "peak_rss_bytes", export_rss, "weight_bytes", weight_bytes, "<= 1.2 (meaningful at --size full)",
         export_rss <= 1.2 * weight_bytes, export_wall_s=export_wall)
@@ -201,8 +218,8 @@ def run(size: str = "tiny", quick: bool = False, threads: int = 2, workdir: str 
                 f"from transformers import AutoFeatureExtractor\n"
                 f"m = torch.jit.load({str(art / ARTIFACT_FILES['preprocessed'])!r}); fe = AutoFeatureExtractor.from_pretrained({str(art / 'feature_extractor')!r})\n"
                 f"with torch.inference_mode(): {first}")
-    t_first_eager = statistics.median(_peak_rss_of(eager_code, env)[0] for _ in range(1 if quick else 3))
-    t_first_art = statistics.median(_peak_rss_of(art_code, env)[0] for _ in range(1 if quick else 3))
+    t_first_eager = statistics.median(run_child(eager_code, env)[0] for _ in range(1 if quick else 3))
+    t_first_art = statistics.median(run_child(art_code, env)[0] for _ in range(1 if quick else 3))
     metrics["time_to_first_embedding"] = metric(
         "torchscript_s", t_first_art, "eager_s", t_first_eager, "<= 1.0", t_first_art <= t_first_eager)
 

@@ -42,7 +42,8 @@ def _parity_panel(
         ax.legend(loc="upper right", fontsize=8)
     ax.set_yscale("log")
     ax.set_ylim(floor / 2, max([*values, bound, floor]) * 20)
-    ax.set_xticks(x, names, rotation=45 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center")
+    slant = len(names) > 6 or max(map(len, names)) > 12  # long or many names would overlap
+    ax.set_xticks(x, names, rotation=45 if slant else 0, ha="right" if slant else "center")
     ax.set_ylabel(ylabel)
 
 
@@ -58,7 +59,7 @@ def plot_parity(report: ParityReport) -> Figure:
         )
     clips, b = report.clips, report.bounds
     names = [c.name for c in clips]
-    fig = Figure(figsize=(max(8.0, 0.5 * len(names) + 4), 3.6), layout="constrained")
+    fig = Figure(figsize=(min(16.0, max(8.0, 0.5 * len(names) + 4)), 3.6), layout="constrained")
     ax_cos, ax_max = fig.subplots(1, 2)
     cos_failed = [c.cosine < b.min_cosine for c in clips]
     max_failed = [c.max_abs_diff > b.max_abs_diff for c in clips]

@@ -86,7 +86,8 @@ def explore(bench: Workbench, mode: str, clips: Sequence[str], batched: bool = F
         candidate = candidate_fn(mode, bench.artifacts[mode], bench.fe)
     else:
         raise ValueError(f"this artifact has no {mode!r} module; it has {sorted(bench.artifacts)}")
-    names, ref, cand = embed_suite(cases, reference_fn(bench.model, bench.fe), candidate, progress=False)
+    _, ref, cand = embed_suite(cases, reference_fn(bench.model, bench.fe), candidate, progress=False)
+    names = list(clips)  # one row per clip, batched or not
     report = compare(ref, cand, names=names, label=MODE_LABELS[mode] + (" (padded batch)" if cases[0].batched else ""))
     return Exploration(report, ref, cand)
 
@@ -95,7 +96,8 @@ def explorer_panel(bench: Workbench):
     """An ipywidgets panel: mode toggle, clip picker, batch toggle, and an output area.
 
     Returns the ``VBox``; its ``.children[-1]`` is the output area, redrawn on every change
-    (and once at start).  ``panel.controls`` gives the controls by name.
+    (and once at start).  ``panel.controls`` gives the controls by name and ``panel.result``
+    the last :class:`Exploration` (None after an error).
     """
     import ipywidgets as w
 
@@ -108,11 +110,13 @@ def explorer_panel(bench: Workbench):
 
     def redraw(_change=None) -> None:
         out.outputs = ()
+        panel.result = None
         try:
             result = explore(bench, mode.value, list(picker.value), batched.value)
         except ValueError as e:
-            out.append_display_data({"text/plain": f"error: {e}"})
+            out.append_stdout(f"error: {e}\n")
             return
+        panel.result = result
         from IPython.display import Markdown
 
         out.append_display_data(Markdown(result.report.to_markdown()))
@@ -123,5 +127,6 @@ def explorer_panel(bench: Workbench):
         control.observe(redraw, names="value")
     panel = w.VBox([w.HBox([mode, batched]), picker, out])
     panel.controls = {"mode": mode, "clips": picker, "batched": batched, "output": out}
+    panel.result = None
     redraw()
     return panel

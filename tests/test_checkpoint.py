@@ -155,3 +155,23 @@ def test_read_state_dict_rejects_non_tensor_mapping(tmp_path):
     (tmp_path / "junk.safetensors").write_text("not safetensors")
     with pytest.raises(ValueError, match="not a readable safetensors"):
         read_state_dict(tmp_path / "junk.safetensors")
+
+
+def test_read_safetensors_matches_the_reference_reader(tmp_path):
+    from w2vlab.checkpoint import read_safetensors
+
+    tensors = {
+        "f32": torch.randn(3, 5), "f16": torch.randn(7).half(), "bf16": torch.randn(2, 2).bfloat16(),
+        "i64": torch.arange(6).view(2, 3), "bool": torch.tensor([True, False, True]), "scalar": torch.tensor(2.5),
+        "empty": torch.zeros(0, 4), "u8": torch.arange(9, dtype=torch.uint8),
+    }
+    save_file(tensors, str(tmp_path / "t.safetensors"), metadata={"format": "pt"})
+    ours, theirs = read_safetensors(tmp_path / "t.safetensors"), load_file(str(tmp_path / "t.safetensors"))
+    assert ours.keys() == theirs.keys()
+    for name in ours:
+        assert ours[name].dtype == theirs[name].dtype and torch.equal(ours[name], theirs[name]), name
+        assert ours[name].numel() == 0 or ours[name].data_ptr() % 64 == 0, name  # own, aligned allocation
+    data = (tmp_path / "t.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[:-10])
+    with pytest.raises(ValueError, match="truncated"):
+        read_safetensors(tmp_path / "cut.safetensors")

@@ -120,14 +120,13 @@ def test_failed_parity_writes_nothing_and_keeps_previous(tmp_path, tiny_dir, mon
     export(tiny_dir, out, cases=build_suite(QUICK_LENGTHS[:2], batches=()), progress=False)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
-    real_verify = export_mod.verify
+    real_candidate_fn = export_mod.candidate_fn
 
-    def off_by_a_bit(mode, artifact, model, fe, cases, bounds, progress):
-        tight = ParityBounds(min_cosine=1.0, max_abs_diff=-0.0)
-        perturbed = lambda *a: artifact(*a) + 1e-3  # noqa: E731  a broken export
-        return real_verify(mode, perturbed, model, fe, cases, tight, progress)
+    def off_by_a_bit(mode, artifact, fe):  # a broken export: every embedding 1e-3 off
+        embed = real_candidate_fn(mode, artifact, fe)
+        return lambda case: embed(case) + 1e-3
 
-    monkeypatch.setattr(export_mod, "verify", off_by_a_bit)
+    monkeypatch.setattr(export_mod, "candidate_fn", off_by_a_bit)
     with pytest.raises(ExportParityError, match="failed parity") as err:
         export(tiny_dir, out, force=True, cases=build_suite(QUICK_LENGTHS[:2], batches=()), progress=False)
     assert not err.value.report.passed

@@ -18,16 +18,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from safetensors.torch import load_file
 
 from .config import HeadConfig, merge_config, normalise_pruning
-from .model import SpeakerEncoder, build_encoder
+from .model import SpeakerEncoder, build_encoder, count_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class LoadedModel:
     notes: list[str]  # every normalisation applied to the config
     source_sha256: dict[str, str]  # file name -> sha256 of the weights read
     preprocessor_config: dict[str, Any] | None  # the checkpoint's preprocessor_config.json, if any
+    parameters: int = 0  # parameter count of the model
 
 
 def sha256_file(path: str | Path) -> str:
@@ -93,6 +94,48 @@ def read_json(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"could not read JSON from {path}: {e}") from e
 
 
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+
+
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a ``.safetensors`` file into freshly allocated tensors, one tensor at a time.
+
+    ``safetensors.torch.load_file`` maps the file and returns views into the mapping: resident
+    memory then holds the mapped pages *and* any copy, and the views sit at unaligned
+    addresses.  Reading each tensor straight into its own allocation keeps one copy of the
+    weights in memory, aligned like every other tensor.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            (header_len,) = struct.unpack("<Q", f.read(8))
+            if not 2 <= header_len <= size - 8:
+                raise ValueError(f"header length {header_len} does not fit a {size}-byte file")
+            header = json.loads(f.read(header_len))
+            base, out = 8 + header_len, {}
+            for name, info in header.items():
+                if name == "__metadata__":
+                    continue
+                tensor = torch.empty(info["shape"], dtype=_SAFETENSORS_DTYPES[info["dtype"]])
+                start, end = info["data_offsets"]
+                buffer = tensor.reshape(-1).view(torch.uint8).numpy()  # writable bytes of the tensor
+                if end - start != buffer.nbytes or base + end > size:
+                    raise ValueError(f"{name}: {end - start} bytes at offset {start} for shape {info['shape']} "
+                                     f"{info['dtype']}, file is {size} bytes (truncated?)")
+                f.seek(base + start)
+                if f.readinto(buffer) != buffer.nbytes:
+                    raise ValueError(f"{name}: file ends inside the tensor data (truncated?)")
+                out[name] = tensor
+    except (ValueError, KeyError, TypeError, struct.error, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not a readable safetensors file: {e!r}") from e
+    return out
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors from a ``.safetensors`` file or a ``.pt/.pth`` file read with ``weights_only=True``.
 
@@ -102,10 +145,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
-        try:
-            return load_file(str(path))
-        except Exception as e:  # safetensors raises its own SafetensorError
-            raise ValueError(f"{path} is not a readable safetensors file: {e}") from e
+        return read_safetensors(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch reports a refused object as an UnpicklingError naming weights_only
@@ -310,4 +350,4 @@ def load_speaker_encoder(
                      f"{len(report.mismatched)} mis-shaped keys")
     for note in notes:
         logger.info("config normalisation: %s", note)
-    return LoadedModel(model.eval(), encoder_config, head, notes, hashes, preprocessor)
+    return LoadedModel(model.eval(), encoder_config, head, notes, hashes, preprocessor, count_parameters(model))

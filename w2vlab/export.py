@@ -13,6 +13,8 @@ favour of ``torch.export``) are captured and recorded, not shown.
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import hashlib
 import json
 import logging
@@ -35,8 +37,8 @@ from .atomic import atomic_directory
 from .checkpoint import LoadedModel, load_speaker_encoder
 from .demo import W2VBERT_PREPROCESSOR
 from .features import FeatureConfig, TorchFeatureExtractor
-from .parity import ParityBounds, ParityReport, merge_reports
-from .suite import DEFAULT_LENGTHS, Case, build_suite, hf_features, run_suite, waveform_batch
+from .parity import ParityBounds, ParityReport, compare, merge_reports
+from .suite import DEFAULT_LENGTHS, Case, build_suite, embed_cases, hf_features, run_suite, waveform_batch
 
 logger = logging.getLogger(__name__)
 
@@ -214,6 +216,11 @@ def verify(
                      progress=progress, label=f"{mode} vs eager", bounds=bounds)
 
 
+def _fingerprint(module: torch.jit.ScriptModule) -> tuple[str, str]:
+    """What makes two archives the same program: the inlined graph and the weights."""
+    return str(module.inlined_graph), state_sha256(module)
+
+
 def canonical_sha256(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
@@ -284,7 +291,7 @@ def build_metadata(
             "encoder_config": loaded.encoder_config,
             "encoder_config_sha256": canonical_sha256(loaded.encoder_config),
             "head": loaded.head.to_dict(),
-            "parameters": sum(p.numel() for p in loaded.model.parameters()),
+            "parameters": loaded.parameters,
             "config_notes": loaded.notes,
             "weights_sha256": weights_sha256,
         },
@@ -336,30 +343,44 @@ def export(
     with atomic_directory(output, overwrite=force) as tmp:  # fails early on an existing output
         loaded = load_speaker_encoder(model_path, checkpoint, config)
         fe = feature_extractor_for(loaded)
-        core, info = compile_core(loaded.model, fe.feature_size * fe.stride)
         cases = build_suite(DEFAULT_LENGTHS) if cases is None else cases
-        verified, reports = {}, {}
+        # Reference embeddings first: the eager model can then be dropped before any archive
+        # is loaded, so at most one copy of the weights is in memory at a time.
+        names, reference = embed_cases(cases, reference_fn(loaded.model, fe), progress, "eager reference")
+        core, info = compile_core(loaded.model, fe.feature_size * fe.stride)
+        staged = {mode: tmp / f".staged_{ARTIFACT_FILES[mode]}" for mode in modes}
         for mode in modes:
-            staged = tmp / f".staged_{ARTIFACT_FILES[mode]}"
-            save_module(wrap(mode, core, fe), staged, {})
-            verified[mode], _ = load_module(staged)
-            reports[mode] = verify(mode, verified[mode], loaded.model, fe, cases, bounds, progress)
-            staged.unlink()
+            save_module(wrap(mode, core, fe), staged[mode], {})
+        del core
+        loaded = dataclasses.replace(loaded, model=None)  # keep the facts, release the weights
+        gc.collect()
+
+        reports, fingerprints = {}, {}
+        for mode in modes:
+            module, _ = load_module(staged[mode])
+            _, candidate = embed_cases(cases, candidate_fn(mode, module, fe), progress, f"{mode} archive")
+            reports[mode] = compare(reference, candidate, names=names, bounds=bounds, label=f"{mode} vs eager")
+            fingerprints[mode] = _fingerprint(module)
+            weights = state_sha256(module.core)
+            del module
         report = merge_reports(list(reports.values()), label="export parity")
         if not report.passed:
             raise ExportParityError(report)
 
-        weights = state_sha256(verified[modes[0]].core)
         metadata = build_metadata(loaded, fe, info, reports, weights)
         metadata_json = json.dumps(metadata, indent=2, sort_keys=True) + "\n"
         fe.save_pretrained(str(tmp / EXTRACTOR_DIR))
         fe_json = (tmp / EXTRACTOR_DIR / "preprocessor_config.json").read_text()
-        for mode in modes:
+        for mode in modes:  # the verified archive again, now with the final metadata inside
+            module, _ = load_module(staged[mode])
             path = tmp / ARTIFACT_FILES[mode]
-            save_module(verified[mode], path, {"metadata.json": metadata_json, f"{EXTRACTOR_DIR}/preprocessor_config.json": fe_json})
+            save_module(module, path, {"metadata.json": metadata_json, f"{EXTRACTOR_DIR}/preprocessor_config.json": fe_json})
+            del module
             final, _ = load_module(path)
-            if str(final.inlined_graph) != str(verified[mode].inlined_graph) or state_sha256(final) != state_sha256(verified[mode]):
-                raise RuntimeError(f"re-saving the verified {mode} artifact changed it; refusing to write")
+            if _fingerprint(final) != fingerprints[mode]:
+                raise RuntimeError(f"re-saving the verified {mode} archive changed it; refusing to write")
+            del final
+            staged[mode].unlink()
         (tmp / "metadata.json").write_text(metadata_json)
         (tmp / "parity.json").write_text(json.dumps({m: r.to_dict() for m, r in reports.items()}, indent=2) + "\n")
         from .card import render_model_card

@@ -125,6 +125,20 @@ def waveform_batch(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
     return batch, lengths
 
 
+def embed_cases(
+    cases: Sequence[Case], embed: Callable[[Case], torch.Tensor], progress: bool = True, desc: str = "embedding"
+) -> tuple[list[str], torch.Tensor]:
+    """Embed every case: (row names, embeddings [N, D]); each clip of a batch is a row ``case[i]``."""
+    from tqdm.auto import tqdm
+
+    names, rows = [], []
+    with torch.inference_mode():
+        for case in tqdm(cases, desc=desc, disable=not progress, leave=False):
+            rows.append(embed(case))
+            names += [f"{case.name}[{i}]" for i in range(len(case.waves))] if case.batched else [case.name]
+    return names, torch.cat(rows)
+
+
 def embed_suite(
     cases: Sequence[Case],
     reference: Callable[[Case], torch.Tensor],
@@ -132,19 +146,10 @@ def embed_suite(
     progress: bool = True,
     desc: str = "parity",
 ) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-    """Embed every case both ways: (row names, reference [N, D], candidate [N, D]).
-
-    Each clip of a batch is one row, named ``case[i]``.
-    """
-    from tqdm.auto import tqdm
-
-    names, refs, cands = [], [], []
-    with torch.inference_mode():
-        for case in tqdm(cases, desc=desc, disable=not progress, leave=False):
-            refs.append(reference(case))
-            cands.append(candidate(case))
-            names += [f"{case.name}[{i}]" for i in range(len(case.waves))] if case.batched else [case.name]
-    return names, torch.cat(refs), torch.cat(cands)
+    """Embed every case both ways: (row names, reference [N, D], candidate [N, D])."""
+    names, ref = embed_cases(cases, reference, progress, f"{desc}: reference")
+    _, cand = embed_cases(cases, candidate, progress, f"{desc}: candidate")
+    return names, ref, cand
 
 
 def run_suite(

@@ -240,11 +240,12 @@ def load_into(
 
 
 def _realign(model: torch.nn.Module, alignment: int = 64) -> None:
-    """Copy tensors that sit at unaligned addresses (safetensors data inside a mapped file).
+    """Copy tensors that sit at unaligned addresses (e.g. views into a shared ``.pth`` storage).
 
-    CPU kernels pick code paths by alignment, and those paths round differently (~6e-8 here):
-    an exported archive allocates its tensors aligned, so the eager reference must too for
-    parity to be exact.
+    CPU kernels pick code paths by alignment, and those paths round differently (6e-8 on the
+    pruned demo when its weights were views into a mapped file): an exported archive allocates
+    its tensors aligned, so the eager reference must too for parity to be exact.
+    :func:`read_safetensors` already allocates every tensor; this covers the other sources.
     """
     with torch.no_grad():
         for tensor in [*model.parameters(), *model.buffers()]:

@@ -71,7 +71,7 @@ def _info(args) -> int:
 
 
 def _verify(args) -> int:
-    from .artifact import load_artifact
+    from .artifact import load_artifact, read_metadata
     from .checkpoint import load_speaker_encoder
     from .export import feature_extractor_for, verify
     from .suite import audio_files, build_suite
@@ -80,7 +80,7 @@ def _verify(args) -> int:
     fe = feature_extractor_for(loaded)
     cases = build_suite(audio=audio_files(args.audio) if args.audio else ())
     failed = False
-    for mode in load_artifact(args.artifact).metadata["artifacts"]:
+    for mode in read_metadata(args.artifact)["artifacts"]:
         report = verify(mode, load_artifact(args.artifact, mode).module, loaded.model, fe, cases)
         print(report.to_markdown() if args.table else report.headline())
         failed |= not report.passed

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .artifact import load_artifact
+from .artifact import load_artifact, read_metadata
 from .checkpoint import load_speaker_encoder
 from .export import candidate_fn, feature_extractor_for, reference_fn
 from .parity import ParityReport, compare
@@ -39,7 +39,7 @@ class Workbench:
 def build_workbench(model_path: str | Path, artifact_dir: str | Path, audio_dir: str | Path | None = None) -> Workbench:
     """Load the eager model, the artifact's modes and the clips (fixtures + a few synthetic)."""
     loaded = load_speaker_encoder(model_path)
-    modes = load_artifact(artifact_dir).metadata["artifacts"]
+    modes = read_metadata(artifact_dir)["artifacts"]
     artifacts = {mode: load_artifact(artifact_dir, mode).module for mode in modes}
     cases = build_suite(lengths=(561, 16160, 48000), batches=(), audio=audio_files(audio_dir) if audio_dir else ())
     clips = {c.name: c.waves[0] for c in cases if not c.batched}

@@ -19,6 +19,7 @@ import torch
 
 from .audio import prepare_waveform, read_audio
 from .export import ARTIFACT_FILES, EXTRACTOR_DIR, FORMAT_TAG, MODES, load_module, state_sha256
+from .suite import Case, hf_features, waveform_batch
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -104,18 +105,11 @@ class Artifact:
         """Embed clips of any lengths as one padded, masked batch: [B, embedding_dim]."""
         if len(waves) == 0:
             raise ValueError("embed_batch got no clips")
-        clips = [self._prepare(w, sr) for w in waves]
+        case = Case("batch", tuple(self._prepare(w, sr) for w in waves))
         if self.mode == "waveform":
-            lengths = torch.tensor([len(c) for c in clips])
-            batch = torch.zeros(len(clips), int(lengths.max()))
-            for i, c in enumerate(clips):
-                batch[i, : len(c)] = torch.from_numpy(c)
-            return self._run(batch, lengths)
-        out = self.feature_extractor(clips, sampling_rate=self.sample_rate, padding=True,
-                                     return_attention_mask=True, return_tensors="pt")
-        if len(clips) == 1:  # the seed's one-argument call on the valid rows
-            return self._run(out["input_features"][:, out["attention_mask"][0].bool()])
-        return self._run(out["input_features"], out["attention_mask"])
+            return self._run(*waveform_batch(case))
+        # one clip: its valid feature rows, no mask (the seed's call); several: padded + mask
+        return self._run(*[x for x in hf_features(self.feature_extractor, case) if x is not None])
 
     def embed(self, wave: ArrayLike, sr: int) -> torch.Tensor:
         """Embed one clip (mono or multi-channel, float or integer PCM, any rate): [embedding_dim]."""

@@ -109,7 +109,7 @@ def hf_features(fe, case: Case) -> tuple[torch.Tensor, torch.Tensor | None]:
     One clip: its valid rows [1, T, 160] and no mask (the seed's one-argument call).
     A batch: padded features [B, T, 160] and the extractor's mask [B, T].
     """
-    out = fe(list(case.waves), sampling_rate=SAMPLE_RATE, padding=True, return_attention_mask=True, return_tensors="pt")
+    out = fe(list(case.waves), sampling_rate=fe.sampling_rate, padding=True, return_attention_mask=True, return_tensors="pt")
     feats, mask = out["input_features"], out["attention_mask"]
     if case.batched:
         return feats, mask
@@ -121,7 +121,7 @@ def waveform_batch(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
     lengths = torch.tensor([len(w) for w in case.waves], dtype=torch.long)
     batch = torch.zeros(len(case.waves), int(lengths.max()))
     for i, w in enumerate(case.waves):
-        batch[i, : len(w)] = torch.from_numpy(w)
+        batch[i, : len(w)] = torch.from_numpy(np.ascontiguousarray(w))
     return batch, lengths
 
 

@@ -12,6 +12,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv_w2vbert_notebook"
 torch_spec="${W2VLAB_TORCH_SPEC:-torch==2.13.0}"
+extras="${W2VLAB_EXTRAS:-dev,onnx}"  # W2VLAB_EXTRAS=dev leaves out ONNX (its tests then skip)
 stamp="$venv/.w2vlab-setup-stamp"
 
 pick_python() {
@@ -37,7 +38,7 @@ print(K().get_kernel_spec("w2vlab").argv[0])' 2>/dev/null || true)"
 }
 
 # The stamp records what was installed; if nothing it depends on changed, do nothing.
-want="$(cat "$root/pyproject.toml"; echo "$torch_spec")"
+want="$(cat "$root/pyproject.toml"; echo "$torch_spec $extras")"
 want_hash="$(printf '%s' "$want" | sha256sum | cut -d' ' -f1)"
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want_hash" ] \
     && "$venv/bin/python" -c 'import w2vlab, torch, transformers' >/dev/null 2>&1; then
@@ -61,8 +62,8 @@ fi
 "$py" -m pip install --quiet --upgrade pip
 echo "installing $torch_spec"
 "$py" -m pip install --quiet "$torch_spec"
-echo "installing w2vlab[dev] (editable)"
-"$py" -m pip install --quiet -e "$root[dev]"
+echo "installing w2vlab[$extras] (editable)"
+"$py" -m pip install --quiet -e "$root[$extras]"
 register_kernel
 echo "$want_hash" > "$stamp"
 echo "w2vlab env ready: $venv (kernel 'w2vlab')"

@@ -210,6 +210,20 @@ def num_frames(num_samples: int, frame_length: int = 400, hop_length: int = 160)
     return 1 + (num_samples - frame_length) // hop_length
 
 
+def check_waveform(waveform: Tensor, min_num_samples: int) -> None:
+    """Raise ``ValueError`` unless ``waveform`` is float ``(B, N)`` with ``N >= min_num_samples``."""
+    if waveform.dim() != 2:
+        raise ValueError(f"waveform must have shape (B, N), received {waveform.dim()} dims {list(waveform.shape)}")
+    if not waveform.is_floating_point():
+        raise ValueError(
+            "waveform must be floating point in [-1, 1], received an integer tensor; divide 16-bit PCM by 32768"
+        )
+    if waveform.size(1) < min_num_samples:
+        raise ValueError(
+            f"waveform has {waveform.size(1)} samples, fewer than the minimum of {min_num_samples} (two analysis frames)"
+        )
+
+
 def check_lengths(lengths: Tensor, batch_size: int, num_samples: int, min_num_samples: int) -> Tensor:
     """Validate per-clip sample counts; returns them as int64.
 
@@ -492,18 +506,8 @@ class TorchFeatureExtractor(torch.nn.Module):
 
     def forward(self, waveform: Tensor, lengths: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """waveform float (B, N), lengths int (B,) or None -> features float32 (B, T, 160), mask int64 (B, T)."""
-        if waveform.dim() != 2:
-            raise ValueError(f"waveform must have shape (B, N), received {waveform.dim()} dims {list(waveform.shape)}")
-        if not waveform.is_floating_point():
-            raise ValueError(
-                "waveform must be floating point in [-1, 1], received an integer tensor; divide 16-bit PCM by 32768"
-            )
+        check_waveform(waveform, self.min_num_samples)
         batch, num_samples = waveform.shape
-        if num_samples < self.min_num_samples:
-            raise ValueError(
-                f"waveform has {num_samples} samples, fewer than the minimum of {self.min_num_samples} "
-                "(two analysis frames)"
-            )
         waveform = waveform.to(torch.float32)  # HF casts to float32 first
         if lengths is None:
             frames = 1 + (num_samples - self.frame_length) // self.hop_length

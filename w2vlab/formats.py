@@ -38,6 +38,7 @@ Limits found while building this:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import json
 import logging
@@ -50,7 +51,7 @@ import torch
 from torch import nn
 
 from .export import ARTIFACT_FILES, MODES, TRACE_FRAMES, TRACE_VALID, PreprocessedSpeakerEncoder, WaveformSpeakerEncoder, _Core
-from .features import FeatureConfig, TorchFeatureExtractor, check_lengths
+from .features import FeatureConfig, TorchFeatureExtractor, check_lengths, check_waveform
 from .parity import ParityBounds
 
 FORMATS = ("torchscript", "exported", "onnx")
@@ -154,16 +155,18 @@ def export_program(
 @contextlib.contextmanager
 def _quiet_onnx_exporter():
     """Hide the exporter's notices that say nothing about this model (no torchvision ops, pytree)."""
-    registry = logging.getLogger("torch.onnx._internal.exporter._registration")
-    level = registry.level
-    registry.setLevel(logging.ERROR)
+    loggers = [logging.getLogger(name) for name in ("torch.onnx._internal.exporter._registration", "onnx_ir", "onnxscript")]
+    levels = [log.level for log in loggers]
+    for log in loggers:  # onnx_ir logs every deduplicated initializer at INFO
+        log.setLevel(logging.ERROR if log.name.startswith("torch") else logging.WARNING)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             warnings.filterwarnings("ignore", message=r".*axis name.*will not be used", category=UserWarning)
             yield
     finally:
-        registry.setLevel(level)
+        for log, level in zip(loggers, levels):
+            log.setLevel(level)
 
 
 def export_onnx(
@@ -228,16 +231,8 @@ class _WaveformEntry(nn.Module):
         self.min_program_samples = min_program_samples(config)  # 720: two feature rows
 
     def forward(self, waveform: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if waveform.dim() != 2:
-            raise ValueError(f"waveform must have shape (B, N), received {waveform.dim()} dims {list(waveform.shape)}")
-        if not waveform.is_floating_point():
-            raise ValueError(
-                "waveform must be floating point in [-1, 1], received an integer tensor; divide 16-bit PCM by 32768"
-            )
+        check_waveform(waveform, self.min_num_samples)
         batch, num_samples = waveform.shape
-        if num_samples < self.min_num_samples:
-            raise ValueError(f"waveform has {num_samples} samples, fewer than the minimum of "
-                             f"{self.min_num_samples} (two analysis frames)")
         if lengths is None:
             lengths = torch.full((batch,), num_samples, dtype=torch.long)
         else:
@@ -304,21 +299,121 @@ def load_format(
             the feature width and the waveform minimums
         threads: ONNX Runtime intra-op threads (``onnx`` only)
     """
+    return open_format(path, fmt, mode, config, threads, fingerprint=False)[0]
+
+
+def open_format(
+    path: str | Path,
+    fmt: str,
+    mode: str,
+    config: Optional[FeatureConfig] = None,
+    threads: Optional[int] = None,
+    fingerprint: bool = True,
+) -> tuple[Callable[..., torch.Tensor], str]:
+    """:func:`load_format`, plus the file's :func:`content_sha256` (``""`` if ``fingerprint`` is false)
+    computed from the same load where the format allows it (TorchScript, ``.pt2``)."""
     _check_mode(mode)
     config = config if config is not None else FeatureConfig()
     if fmt == "torchscript":
-        from .export import load_module
+        from .export import load_module, state_sha256
 
-        return load_module(Path(path))[0]
+        module = load_module(Path(path))[0]
+        return module, state_sha256(module.core) if fingerprint else ""
     if fmt == "exported":
-        core = ProgramCore(torch.export.load(str(path)).module())
+        program = torch.export.load(str(path))
+        digest = _program_sha256(program) if fingerprint else ""
+        core = ProgramCore(program.module())
     elif fmt == "onnx":
+        digest = _onnx_sha256(path) if fingerprint else ""
         core = OnnxRuntimeCore(onnx_session(path, threads))
     else:
         raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
     if mode == "preprocessed":
-        return PreprocessedSpeakerEncoder(core, config.feature_dim).eval()
-    return _WaveformEntry(core, config).eval()
+        return PreprocessedSpeakerEncoder(core, config.feature_dim).eval(), digest
+    return _WaveformEntry(core, config).eval(), digest
+
+
+# --------------------------------------------------------------------------- integrity
+
+
+def _update_tensor(digest: Any, name: str, tensor: torch.Tensor) -> None:
+    t = tensor.detach().cpu().contiguous()
+    digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+    digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
+def _program_sha256(program: torch.export.ExportedProgram) -> str:
+    """Graph code + every weight, buffer and constant of a ``.pt2`` program; not its extra files."""
+    digest = hashlib.sha256(program.graph_module.code.encode())
+    tensors = {**program.state_dict, **{k: v for k, v in program.constants.items() if isinstance(v, torch.Tensor)}}
+    for name in sorted(tensors):
+        _update_tensor(digest, name, tensors[name])
+    return digest.hexdigest()
+
+
+def _onnx_sha256(path: str | Path) -> str:
+    """Nodes, inputs, outputs and initializers of an ONNX graph (external data read); not its
+    ``metadata_props``.  Hashed piece by piece: protobuf cannot serialise a graph over 2 GB."""
+    _require("onnx")
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    digest = hashlib.sha256()
+    for proto in (*graph.input, *graph.output, *graph.node):
+        digest.update(proto.SerializeToString(deterministic=True))
+    for init in sorted(graph.initializer, key=lambda i: i.name):
+        _update_tensor(digest, init.name, torch.from_numpy(numpy_helper.to_array(init).copy()))
+    return digest.hexdigest()
+
+
+def content_sha256(path: str | Path, fmt: str) -> str:
+    """What identifies an ``exported`` or ``onnx`` file's program: graph and weights, not metadata.
+
+    Recorded in ``metadata.json`` at export, re-checked when an artifact is opened."""
+    if fmt == "exported":
+        return _program_sha256(torch.export.load(str(path)))
+    if fmt == "onnx":
+        return _onnx_sha256(path)
+    raise ValueError(f"content_sha256 reads 'exported' or 'onnx' files; received format {fmt!r}")
+
+
+def embed_metadata(path: str | Path, fmt: str, metadata_json: str) -> None:
+    """Store ``metadata_json`` inside an already written and verified ``exported`` or ``onnx`` file,
+    leaving its program untouched (checked: raises ``RuntimeError`` otherwise).
+
+    A ``.pt2`` is a zip: ``extra/metadata.json`` is appended and every existing member keeps its
+    bytes and offset.  An ONNX model gets the ``metadata_props`` entry; its external weights
+    (``<file>.data``) are not rewritten, and :func:`content_sha256` must not change.
+    """
+    path = Path(path)
+    if fmt == "exported":
+        with zipfile.ZipFile(path) as archive:
+            before = {i.filename: (i.CRC, i.header_offset, i.compress_size) for i in archive.infolist()}
+        prefix = next(iter(before)).split("/")[0]
+        if f"{prefix}/extra/metadata.json" in before:
+            raise ValueError(f"{path.name} already embeds metadata.json; export again instead of editing it")
+        with zipfile.ZipFile(path, "a") as archive:  # appends the member and a new central directory
+            archive.writestr(f"{prefix}/extra/metadata.json", metadata_json)
+        with zipfile.ZipFile(path) as archive:
+            after = {i.filename: (i.CRC, i.header_offset, i.compress_size) for i in archive.infolist()}
+        changed = {name for name, info in before.items() if after.get(name) != info}
+    elif fmt == "onnx":
+        _require("onnx")
+        import onnx
+
+        digest = _onnx_sha256(path)
+        model = onnx.load(str(path), load_external_data=False)  # graph + references to <file>.data
+        props = {p.key: p.value for p in model.metadata_props}
+        props[METADATA_KEY] = metadata_json
+        onnx.helper.set_model_props(model, props)
+        onnx.save(model, str(path))
+        changed = {"graph or weights"} if _onnx_sha256(path) != digest else set()
+    else:
+        raise ValueError(f"embed_metadata writes 'exported' or 'onnx' files; received format {fmt!r}")
+    if changed:
+        raise RuntimeError(f"storing metadata in {path.name} changed {sorted(changed)[:3]}; refusing to keep it")
+
 
 
 def read_metadata(path: str | Path, fmt: str) -> Optional[dict[str, Any]]:

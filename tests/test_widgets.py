@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from w2vlab.export import export
+from w2vlab.formats import onnx_available
 from w2vlab.suite import QUICK_LENGTHS, build_suite
 from w2vlab.widgets import build_workbench, explore, explorer_panel
 
@@ -14,7 +15,9 @@ DATA = "tests/data"
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory, tiny_dir):
     out = tmp_path_factory.mktemp("export") / "both"
-    export(tiny_dir, out, modes=("preprocessed", "waveform"), cases=build_suite(QUICK_LENGTHS[:2], batches=()), progress=False)
+    formats = ("torchscript", "exported", "onnx") if onnx_available() else ("torchscript", "exported")
+    export(tiny_dir, out, modes=("preprocessed", "waveform"), formats=formats,
+           cases=build_suite(QUICK_LENGTHS[:2], batches=()), progress=False)
     return build_workbench(tiny_dir, out, DATA)
 
 
@@ -31,6 +34,19 @@ def test_explore_modes(bench):
         explore(bench, "waveform", ["nope"])
 
 
+def test_explore_every_format(bench):
+    clips = ["speech_en_m3_2s", "synth_16160_odd"]
+    formats = sorted(bench.artifacts["waveform"])
+    assert {"torchscript", "exported"} <= set(formats)
+    for fmt in formats:
+        for mode in ("preprocessed", "waveform"):
+            result = explore(bench, mode, clips, batched=True, format=fmt)
+            assert result.report.label == f"{mode}{'' if fmt == 'torchscript' else ' ' + fmt} (padded batch)"
+            assert result.report.worst_cosine >= 0.99999 and result.report.worst_max_abs_diff <= 1e-4, result.report
+    with pytest.raises(ValueError, match="no 'tflite' file"):
+        explore(bench, "waveform", clips, format="tflite")
+
+
 def test_panel_redraws_for_each_mode(bench):
     panel = explorer_panel(bench)
     out, mode = panel.controls["output"], panel.controls["mode"]
@@ -44,5 +60,11 @@ def test_panel_redraws_for_each_mode(bench):
     assert "(padded batch)" in out.outputs[0]["data"]["text/markdown"]
     assert panel.result.report.label == "preprocessed (padded batch)" and panel.result.report.passed
     assert [c.name for c in panel.result.report.clips] == list(panel.controls["clips"].value)
+    panel.controls["format"].value = "exported"
+    assert panel.result.report.label == "preprocessed exported (padded batch)" and panel.result.report.passed
+    mode.value = "naive"
+    assert panel.controls["format"].disabled and panel.result.report.label == "naive trace (why not)"
+    mode.value = "preprocessed"
+    assert not panel.controls["format"].disabled
     panel.controls["clips"].value = ()
     assert out.outputs[0]["text"] == "error: pick at least one clip\n" and panel.result is None

@@ -3,8 +3,9 @@
 >>> art = load_artifact("artifacts/w2vbert_speaker")
 >>> art.score(art.embed_file("a.wav"), art.embed_file("b.wav"))
 
-Opening checks the format tag, that the archive's embedded metadata equals ``metadata.json``
-and that the weights hash matches; a newer/older torch than the exporter's only warns.
+Opening checks the format tag, that the file's embedded metadata equals ``metadata.json``
+and that the weights hash matches, for TorchScript (``.pt``), ``torch.export`` (``.pt2``) and
+ONNX files alike; a newer/older torch than the exporter's only warns.
 """
 
 from __future__ import annotations
@@ -47,8 +48,11 @@ def read_metadata(directory: str | Path) -> dict[str, Any]:
 class Artifact:
     """A loaded artifact: ``embed``, ``embed_file``, ``embed_batch`` and ``score``."""
 
-    def __init__(self, directory: str | Path, mode: str | None = None):
+    def __init__(self, directory: str | Path, mode: str | None = None, format: str = "torchscript"):
         from transformers import SeamlessM4TFeatureExtractor
+
+        from .features import FeatureConfig
+        from .formats import FORMATS, open_format, read_metadata as embedded_metadata
 
         self.directory = Path(directory)
         self.metadata = read_metadata(self.directory)
@@ -56,30 +60,47 @@ class Artifact:
         self.mode = mode or ("preprocessed" if "preprocessed" in available else available[0])
         if self.mode not in available:
             raise ArtifactError(f"{self.directory} has no {self.mode!r} artifact; it has {available}")
-        path = self.directory / ARTIFACT_FILES[self.mode]
+        if format not in FORMATS:
+            raise ValueError(f"unknown format {format!r}; expected one of {FORMATS}")
+        entries = self.metadata["artifacts"][self.mode].get("formats", {"torchscript": {"file": ARTIFACT_FILES[self.mode]}})
+        if format not in entries:
+            raise ArtifactError(f"{self.directory} has no {format!r} file for {self.mode} mode; it has {list(entries)} "
+                                f"(export with --format {format} or --format all)")
+        self.format = format
+        path = self.directory / entries[format]["file"]
         if not path.is_file():
             raise ArtifactError(f"{path} is missing; metadata.json lists it")
+        self.feature_extractor = SeamlessM4TFeatureExtractor.from_pretrained(str(self.directory / EXTRACTOR_DIR))
         try:
-            self.module, extra = load_module(path, ["metadata.json"])
-        except RuntimeError as e:
-            raise ArtifactError(f"{path} is not a TorchScript archive torch.jit.load can read: {str(e).splitlines()[0]}") from e
-        if not extra["metadata.json"] or json.loads(extra["metadata.json"]) != self.metadata:
+            if format == "torchscript":
+                self.module, extra = load_module(path, ["metadata.json"])
+                embedded = json.loads(extra["metadata.json"]) if extra["metadata.json"] else None
+                digest, want = state_sha256(self.module.core), self.metadata["model"]["weights_sha256"]
+            else:
+                embedded = embedded_metadata(path, format)
+                self.module, digest = open_format(path, format, self.mode, FeatureConfig.from_extractor(self.feature_extractor),
+                                                  threads=torch.get_num_threads())
+                want = entries[format]["content_sha256"]
+        except (RuntimeError, OSError, ValueError) as e:
+            reader = {"torchscript": "a TorchScript archive torch.jit.load", "exported": "a .pt2 program torch.export.load",
+                      "onnx": "an ONNX model ONNX Runtime"}[format]
+            raise ArtifactError(f"{path} is not {reader} can read: {str(e).splitlines()[0]}") from e
+        if embedded != self.metadata:
             raise ArtifactError(
                 f"{path.name} embeds metadata that differs from {self.directory / 'metadata.json'}: the files "
                 f"come from different exports or were edited; re-export instead of mixing files"
             )
-        want = self.metadata["model"]["weights_sha256"]
-        if state_sha256(self.module.core) != want:
+        if digest != want:
             raise ArtifactError(f"{path.name} weights do not match the sha256 recorded in metadata.json ({want[:12]}...)")
         exported = self.metadata["versions"]["torch"]
         if exported.split("+")[0] != torch.__version__.split("+")[0]:
             warnings.warn(f"artifact exported with torch {exported}, running torch {torch.__version__}", stacklevel=2)
-        self.feature_extractor = SeamlessM4TFeatureExtractor.from_pretrained(str(self.directory / EXTRACTOR_DIR))
         self.sample_rate: int = self.metadata["sample_rate"]
         self.embedding_dim: int = self.metadata["embedding_dim"]
 
     def __repr__(self) -> str:
-        return f"Artifact({str(self.directory)!r}, mode={self.mode!r}, embedding_dim={self.embedding_dim})"
+        return (f"Artifact({str(self.directory)!r}, mode={self.mode!r}, format={self.format!r}, "
+                f"embedding_dim={self.embedding_dim})")
 
     def _prepare(self, wave: ArrayLike, sr: int) -> np.ndarray:
         wave = prepare_waveform(wave, sr, self.sample_rate)
@@ -127,12 +148,14 @@ class Artifact:
         return max(-1.0, min(1.0, float(torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=0))))
 
 
-def load_artifact(directory: str | Path, mode: str | None = None) -> Artifact:
+def load_artifact(directory: str | Path, mode: str | None = None, format: str = "torchscript") -> Artifact:
     """Open an artifact directory written by :func:`w2vlab.export.export`.
 
     Args:
         mode: "preprocessed" or "waveform"; default: preprocessed when present.
+        format: "torchscript" (``.pt``), "exported" (``torch.export`` ``.pt2``) or "onnx" (run by
+            ONNX Runtime with ``torch.get_num_threads()`` threads); each is checked the same way.
     """
     if mode is not None and mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
-    return Artifact(directory, mode)
+    return Artifact(directory, mode, format)

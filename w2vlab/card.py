@@ -57,17 +57,21 @@ def render_model_card(metadata: Mapping[str, Any], dirname: str = "w2vbert_speak
         "",
         "## Files and parity",
         "",
-        "| mode | file | inputs | worst cosine | worst max abs diff | clips |",
-        "|---|---|---|---|---|---|",
+        "| mode | format | file | inputs | worst cosine | worst max abs diff | clips |",
+        "|---|---|---|---|---|---|---|",
     ]
     for mode, art in md["artifacts"].items():
         inputs = ", ".join(f"`{i['name']}` {i['shape']}" + (" (optional)" if i.get("optional") else "") for i in art["inputs"])
-        p = art["parity"]
-        lines.append(f"| {mode} | `{art['file']}` | {inputs} | {p['worst_cosine']:.9f} | {p['worst_max_abs_diff']:.3g} | {p['n_clips']} |")
+        entries = art.get("formats", {"torchscript": art})
+        for fmt in sorted(entries, key=("torchscript", "exported", "onnx").index):
+            p = entries[fmt]["parity"]
+            lines.append(f"| {mode} | {fmt} | `{entries[fmt]['file']}` | {inputs} | {p['worst_cosine']:.9f} | "
+                         f"{p['worst_max_abs_diff']:.3g} | {p['n_clips']} |")
     lines += [
         "",
-        "Parity was measured after saving and reloading each archive, against HF's feature "
-        "extractor and the eager PyTorch model; per-clip numbers are in `parity.json`.",
+        "Parity was measured after saving and reloading each file, against HF's feature "
+        "extractor and the eager PyTorch model; per-clip numbers of the TorchScript archives are in "
+        "`parity.json`.",
         "",
         "## Usage (needs only torch and transformers)",
         "",
@@ -79,10 +83,26 @@ def render_model_card(metadata: Mapping[str, Any], dirname: str = "w2vbert_speak
                   "single clip on the valid rows only (as above) or pass the mask.", ""]
     if "waveform" in md["artifacts"]:
         lines += [_WAVEFORM_SNIPPET.format(dirname=dirname, file=md["artifacts"]["waveform"]["file"], sr=sr, dim=dim), ""]
+    others = {fmt: {mode: art["formats"][fmt]["file"] for mode, art in md["artifacts"].items() if fmt in art.get("formats", {})}
+              for fmt in ("exported", "onnx")}
+    if any(others.values()):
+        lines += ["## The `.pt2` and ONNX files", "",
+                  "`w2vlab.load_artifact(dir, mode, format=\"exported\" | \"onnx\")` opens them with the checks and "
+                  "call signature above. Without w2vlab, pass every input (the optional ones too) as float32 / int64; "
+                  "a waveform program needs at least two feature rows (720 samples at 16 kHz).", ""]
+        names = {mode: [i["name"] for i in art["inputs"]] for mode, art in md["artifacts"].items()}
+        for mode, file in others["exported"].items():
+            lines += [f"```python\nprogram = torch.export.load(\"{dirname}/{file}\").module()\n"
+                      f"embedding = program({', '.join(names[mode])})  # [batch, {dim}]\n```", ""]
+        for mode, file in others["onnx"].items():
+            feeds = ", ".join(f'"{n}": {n}.numpy()' for n in names[mode])
+            lines += [f"```python\nimport onnxruntime as ort\nsession = ort.InferenceSession(\"{dirname}/{file}\")\n"
+                      f"embedding = session.run([\"embedding\"], {{{feeds}}})[0]  # [batch, {dim}]\n```", ""]
     lines += [
         "## Security",
         "",
-        "A TorchScript archive is a program: `torch.jit.load` runs its code. Load archives only "
+        "A TorchScript archive is a program: `torch.jit.load` runs its code (a `.pt2` is loaded with "
+        "`torch.export.load`, an ONNX graph run by ONNX Runtime: trust their source the same way). Load archives only "
         "from sources you trust; `w2vlab info` checks the embedded metadata against `metadata.json` "
         "and the weights hash before use.",
         "",

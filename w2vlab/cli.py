@@ -22,18 +22,23 @@ def _demo_checkpoint(args) -> int:
 def _export(args) -> int:
     from .export import ExportParityError, export
 
+    from .formats import FORMATS
+
     modes = ("preprocessed", "waveform") if args.mode == "both" else (args.mode,)
+    formats = FORMATS if args.format == "all" else ("torchscript", args.format)
     try:
         result = export(args.model_path, args.output, checkpoint=args.checkpoint, config=args.config,
-                        modes=modes, force=args.force)
+                        modes=modes, formats=formats, force=args.force)
     except ExportParityError as e:
-        print(e.report, file=sys.stderr)
+        for report in e.reports:
+            print(report, file=sys.stderr)
         print(f"export FAILED parity; nothing was written to {args.output}", file=sys.stderr)
         return 1
-    for report in result.reports.values():
+    for report in result.all_reports:
         print(report.headline())
-    print(f"artifact: {result.output} (torch.jit.{result.metadata['export']['path']}, {result.seconds:.1f} s; "
-          f"per-clip numbers in {result.output / 'parity.json'})")
+    files = sorted(p.name for p in result.output.iterdir() if p.suffix in (".pt", ".pt2", ".onnx", ".data"))
+    print(f"artifact: {result.output} ({', '.join(files)}; torch.jit.{result.metadata['export']['path']}, "
+          f"{result.seconds:.1f} s; per-clip numbers in {result.output / 'parity.json'})")
     return 0
 
 
@@ -43,7 +48,7 @@ def _embed(args) -> int:
 
     from .artifact import load_artifact
 
-    art = load_artifact(args.artifact, args.mode)
+    art = load_artifact(args.artifact, args.mode, args.format)
     embeddings = torch.stack([art.embed_file(p) for p in args.audio]).numpy()
     if args.out:
         np.save(args.out, embeddings)
@@ -57,7 +62,7 @@ def _embed(args) -> int:
 def _score(args) -> int:
     from .artifact import load_artifact
 
-    art = load_artifact(args.artifact, args.mode)
+    art = load_artifact(args.artifact, args.mode, args.format)
     print(f"{art.score(art.embed_file(args.a), art.embed_file(args.b)):.6f}")
     return 0
 
@@ -79,11 +84,15 @@ def _verify(args) -> int:
     loaded = load_speaker_encoder(args.model_path, args.checkpoint, args.config)
     fe = feature_extractor_for(loaded)
     cases = build_suite(audio=audio_files(args.audio) if args.audio else ())
+    from .formats import parity_bounds
+
     failed = False
-    for mode in read_metadata(args.artifact)["artifacts"]:
-        report = verify(mode, load_artifact(args.artifact, mode).module, loaded.model, fe, cases)
-        print(report.to_markdown() if args.table else report.headline())
-        failed |= not report.passed
+    for mode, entry in read_metadata(args.artifact)["artifacts"].items():
+        for fmt in entry.get("formats", ["torchscript"]):
+            module = load_artifact(args.artifact, mode, fmt).module
+            report = verify(mode, module, loaded.model, fe, cases, bounds=parity_bounds(fmt, mode), label=f"{mode} {fmt}")
+            print(report.to_markdown() if args.table else report.headline())
+            failed |= not report.passed
     print("verify: FAIL" if failed else "verify: PASS")
     return 1 if failed else 0
 
@@ -112,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, help="speaker checkpoint (.safetensors or reference .pth)")
     p.add_argument("--config", type=Path, help="override JSON merged over the model's config.json")
     p.add_argument("--mode", choices=("preprocessed", "waveform", "both"), default="preprocessed")
+    p.add_argument("--format", choices=("torchscript", "exported", "onnx", "all"), default="torchscript",
+                   help="also write a torch.export .pt2 ('exported') or an ONNX file ('onnx', needs the [onnx] "
+                        "extra) beside the TorchScript archive, each verified the same way")
     p.add_argument("--output", type=Path, default=Path("artifacts/w2vbert_speaker"))
     p.add_argument("--force", action="store_true", help="replace an existing artifact")
     p.set_defaults(func=_export)
@@ -126,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("a", type=Path)
             p.add_argument("b", type=Path)
         p.add_argument("--mode", choices=("preprocessed", "waveform"))
+        p.add_argument("--format", choices=("torchscript", "exported", "onnx"), default="torchscript")
         p.set_defaults(func=func)
 
     p = sub.add_parser("info", help="validate an artifact and print its metadata")
@@ -153,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
+    except (ValueError, TypeError, ImportError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
         print(f"w2vlab {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -54,9 +54,11 @@ TRACE_FRAMES, TRACE_VALID = 123, 77
 class ExportParityError(RuntimeError):
     """The reloaded artifact did not match the eager model; ``report`` says where."""
 
-    def __init__(self, report: ParityReport):
-        self.report = report
-        super().__init__(f"export refused: reloaded artifact failed parity on {list(report.failures)}\n{report}")
+    def __init__(self, *failed: ParityReport):
+        self.reports = failed
+        self.report = failed[0]
+        where = "; ".join(f"{r.label}: {list(r.failures)}" for r in failed)
+        super().__init__(f"export refused: reloaded artifact failed parity on {where}\n" + "\n\n".join(map(str, failed)))
 
 
 class _Core(nn.Module):
@@ -210,10 +212,12 @@ def verify(
     cases: Sequence[Case],
     bounds: ParityBounds = ParityBounds(),
     progress: bool = True,
+    label: str = "",
 ) -> ParityReport:
-    """Parity of ``artifact`` against HF extractor + eager ``model`` on ``cases``."""
+    """Parity of ``artifact`` (any callable with the artifact's signature for ``mode``) against
+    HF extractor + eager ``model`` on ``cases``."""
     return run_suite(cases, reference_fn(model, fe), candidate_fn(mode, artifact, fe),
-                     progress=progress, label=f"{mode} vs eager", bounds=bounds)
+                     progress=progress, label=f"{label or mode} vs eager", bounds=bounds)
 
 
 def _fingerprint(module: torch.jit.ScriptModule) -> tuple[str, str]:
@@ -256,15 +260,21 @@ def build_metadata(
     info: TraceInfo,
     reports: Mapping[str, ParityReport],
     weights_sha256: str,
+    formats: Mapping[str, Mapping[str, dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
-    """Everything a consumer needs to trust and use the artifact.  No paths, no user names."""
+    """Everything a consumer needs to trust and use the artifact.  No paths, no user names.
+
+    ``formats`` maps mode -> format -> that file's entry (file, parity, content_sha256) for the
+    formats written beside the TorchScript archive."""
     fe_config = json.loads(fe.to_json_string())
     min_samples = FeatureConfig.from_extractor(fe).min_num_samples
     return {
         "format": FORMAT_TAG,
         "artifacts": {
             mode: {"file": ARTIFACT_FILES[mode], **_io_spec(mode, fe, loaded.head.embd_dim),
-                   "parity": reports[mode].summary()}
+                   "parity": reports[mode].summary(),
+                   "formats": {"torchscript": {"file": ARTIFACT_FILES[mode], "parity": reports[mode].summary()},
+                               **(formats or {}).get(mode, {})}}
             for mode in reports
         },
         "sample_rate": fe.sampling_rate,
@@ -303,13 +313,19 @@ def build_metadata(
 class ExportResult:
     output: Path
     metadata: dict[str, Any]
-    reports: dict[str, ParityReport]  # per mode
+    reports: dict[str, ParityReport]  # TorchScript, per mode
     seconds: float
+    format_reports: dict[str, dict[str, ParityReport]] = field(default_factory=dict)  # other format -> mode -> report
 
     @property
     def report(self) -> ParityReport:
-        """All modes merged into one report."""
+        """The TorchScript reports of every mode merged into one."""
         return merge_reports(list(self.reports.values()), label="export parity")
+
+    @property
+    def all_reports(self) -> list[ParityReport]:
+        """TorchScript's per mode, then each other format's (their bounds may differ: not merged)."""
+        return [*self.reports.values(), *(r for by_mode in self.format_reports.values() for r in by_mode.values())]
 
 
 def export(
@@ -319,6 +335,7 @@ def export(
     checkpoint: str | Path | None = None,
     config: str | Path | Mapping[str, Any] | None = None,
     modes: Sequence[str] = ("preprocessed",),
+    formats: Sequence[str] = ("torchscript",),
     force: bool = False,
     cases: Sequence[Case] | None = None,
     bounds: ParityBounds = ParityBounds(),
@@ -330,15 +347,28 @@ def export(
     the core (script, else trace) -> wrap per mode -> save -> reload -> verify on ``cases``
     (default: :func:`w2vlab.suite.build_suite`) -> write everything atomically into ``output``.
 
+    ``formats`` adds ``"exported"`` (``torch.export`` ``.pt2``) and ``"onnx"`` files beside the
+    TorchScript archive, which is always written (the model card, ``embed`` and the workbench
+    use it).  Each is verified the same way, with :func:`w2vlab.formats.parity_bounds`.
+
     Raises:
         ExportParityError: a reloaded artifact missed ``bounds``; nothing is written.
         FileExistsError: ``output`` exists and ``force`` is false (checked before any work).
+        ImportError: ``"onnx"`` was asked for without the ``[onnx]`` extra (checked before any work).
     """
+    from . import formats as fmts
+
     start = time.perf_counter()
     modes = tuple(dict.fromkeys(modes))
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise ValueError(f"unknown export mode(s) {unknown or modes}; expected some of {MODES}")
+    unknown = [f for f in formats if f not in fmts.FORMATS]
+    if unknown:
+        raise ValueError(f"unknown export format(s) {unknown}; expected some of {fmts.FORMATS}")
+    extra_formats = [f for f in fmts.FORMATS if f in formats and f != "torchscript"]  # .pt2 first: ONNX reuses it
+    if "onnx" in extra_formats:
+        fmts._require("onnx", "onnxruntime", "onnxscript")
     output = Path(output)
     with atomic_directory(output, overwrite=force) as tmp:  # fails early on an existing output
         loaded = load_speaker_encoder(model_path, checkpoint, config)
@@ -352,6 +382,16 @@ def export(
         for mode in modes:
             save_module(wrap(mode, core, fe), staged[mode], {})
         del core
+        for mode in modes:  # one torch.export capture per mode serves the .pt2 and the ONNX file
+            program = None
+            for fmt in extra_formats:
+                logger.info("writing the %s %s file", mode, fmt)
+                path = tmp / fmts.FORMAT_FILES[fmt, mode]
+                if fmt == "exported":
+                    program = fmts.export_program(loaded.model, mode, fe, path)
+                else:
+                    fmts.export_onnx(program if program is not None else loaded.model, mode, fe, path)
+            del program
         loaded = dataclasses.replace(loaded, model=None)  # keep the facts, release the weights
         gc.collect()
 
@@ -363,11 +403,27 @@ def export(
             fingerprints[mode] = _fingerprint(module)
             weights = state_sha256(module.core)
             del module
-        report = merge_reports(list(reports.values()), label="export parity")
-        if not report.passed:
-            raise ExportParityError(report)
+        format_reports: dict[str, dict[str, ParityReport]] = {fmt: {} for fmt in extra_formats}
+        entries: dict[str, dict[str, dict[str, Any]]] = {mode: {} for mode in modes}
+        config = FeatureConfig.from_extractor(fe)
+        for fmt in extra_formats:
+            for mode in modes:
+                path = tmp / fmts.FORMAT_FILES[fmt, mode]
+                module, digest = fmts.open_format(path, fmt, mode, config, threads=torch.get_num_threads())
+                _, candidate = embed_cases(cases, candidate_fn(mode, module, fe), progress, f"{mode} {fmt}")
+                del module
+                report = compare(reference, candidate, names=names, bounds=fmts.parity_bounds(fmt, mode, bounds),
+                                 label=f"{mode} {fmt} vs eager")
+                format_reports[fmt][mode] = report
+                entries[mode][fmt] = {"file": path.name, "parity": report.summary(), "content_sha256": digest}
+                data = path.with_name(path.name + ".data")  # ONNX weights past protobuf's 2 GB limit
+                if data.exists():
+                    entries[mode][fmt]["external_data"] = data.name
+        failed = [r for r in (*reports.values(), *(r for m in format_reports.values() for r in m.values())) if not r.passed]
+        if failed:
+            raise ExportParityError(*failed)
 
-        metadata = build_metadata(loaded, fe, info, reports, weights)
+        metadata = build_metadata(loaded, fe, info, reports, weights, entries)
         metadata_json = json.dumps(metadata, indent=2, sort_keys=True) + "\n"
         fe.save_pretrained(str(tmp / EXTRACTOR_DIR))
         fe_json = (tmp / EXTRACTOR_DIR / "preprocessor_config.json").read_text()
@@ -381,11 +437,15 @@ def export(
                 raise RuntimeError(f"re-saving the verified {mode} archive changed it; refusing to write")
             del final
             staged[mode].unlink()
+        for fmt in extra_formats:
+            for mode in modes:  # raises if storing the metadata changed the verified program
+                fmts.embed_metadata(tmp / fmts.FORMAT_FILES[fmt, mode], fmt, metadata_json)
         (tmp / "metadata.json").write_text(metadata_json)
         (tmp / "parity.json").write_text(json.dumps({m: r.to_dict() for m, r in reports.items()}, indent=2) + "\n")
         from .card import render_model_card
 
         (tmp / "README.md").write_text(render_model_card(metadata))
     seconds = time.perf_counter() - start
-    logger.info("exported %s to %s in %.1f s; %s", "+".join(modes), output, seconds, report.headline())
-    return ExportResult(output, metadata, reports, seconds)
+    logger.info("exported %s (%s) to %s in %.1f s", "+".join(modes), "+".join(["torchscript", *extra_formats]),
+                output, seconds)
+    return ExportResult(output, metadata, reports, seconds, format_reports)

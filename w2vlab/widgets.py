@@ -2,7 +2,8 @@
 
 The panel only builds controls and redraws an output area; every number comes from
 :func:`explore`, which the notebook (and nbval, and the tests) also call directly.  Modes:
-``preprocessed`` and ``waveform`` run the exported artifacts; ``naive`` runs the fragile
+``preprocessed`` and ``waveform`` run the exported artifacts, in each format the artifact has
+(TorchScript, ``.pt2``, ONNX); ``naive`` runs the fragile
 HF-extractor-in-forward trace, kept in memory to show why w2vlab does not ship it.
 """
 
@@ -31,16 +32,17 @@ class Workbench:
 
     model: torch.nn.Module
     fe: Any
-    artifacts: dict[str, torch.jit.ScriptModule]  # mode -> reloaded artifact module
+    artifacts: dict[str, dict[str, Any]]  # mode -> format -> reloaded module (or .pt2 / ONNX Runtime callable)
     clips: dict[str, np.ndarray]  # name -> 16 kHz mono float32
     naive: Any = None  # built on first use: tracing it takes a moment
 
 
 def build_workbench(model_path: str | Path, artifact_dir: str | Path, audio_dir: str | Path | None = None) -> Workbench:
-    """Load the eager model, the artifact's modes and the clips (fixtures + a few synthetic)."""
+    """Load the eager model, every mode and format of the artifact, and the clips (fixtures + a few synthetic)."""
     loaded = load_speaker_encoder(model_path)
     modes = read_metadata(artifact_dir)["artifacts"]
-    artifacts = {mode: load_artifact(artifact_dir, mode).module for mode in modes}
+    artifacts = {mode: {fmt: load_artifact(artifact_dir, mode, fmt).module for fmt in entry.get("formats", ["torchscript"])}
+                 for mode, entry in modes.items()}
     cases = build_suite(lengths=(561, 16160, 48000), batches=(), audio=audio_files(audio_dir) if audio_dir else ())
     clips = {c.name: c.waves[0] for c in cases if not c.batched}
     return Workbench(loaded.model, feature_extractor_for(loaded), artifacts, clips)
@@ -58,11 +60,14 @@ class Exploration:
         return [plot_parity(self.report), plot_embedding_scatter(self.reference, self.candidate, title=self.report.label)]
 
 
-def explore(bench: Workbench, mode: str, clips: Sequence[str], batched: bool = False) -> Exploration:
-    """Compare ``mode`` against HF extractor + eager model on the chosen clips.
+def explore(
+    bench: Workbench, mode: str, clips: Sequence[str], batched: bool = False, format: str = "torchscript"
+) -> Exploration:
+    """Compare ``mode`` (in ``format``: torchscript, exported or onnx) against HF extractor + eager
+    model on the chosen clips.
 
     ``batched`` runs the clips as one padded batch (not available for the naive trace, which
-    only ever sees one fixed-length example).
+    only ever sees one fixed-length example and has no format).
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
@@ -82,18 +87,22 @@ def explore(bench: Workbench, mode: str, clips: Sequence[str], batched: bool = F
         if bench.naive is None:
             bench.naive = naive_waveform_trace(bench.model, bench.fe)
         candidate = lambda case: bench.naive.module(torch.from_numpy(case.waves[0])[None])  # noqa: E731
-    elif mode in bench.artifacts:
-        candidate = candidate_fn(mode, bench.artifacts[mode], bench.fe)
-    else:
+    elif mode not in bench.artifacts:
         raise ValueError(f"this artifact has no {mode!r} module; it has {sorted(bench.artifacts)}")
+    elif format not in bench.artifacts[mode]:
+        raise ValueError(f"this artifact has no {format!r} file for {mode}; it has {sorted(bench.artifacts[mode])} "
+                         f"(export with --format all for every format)")
+    else:
+        candidate = candidate_fn(mode, bench.artifacts[mode][format], bench.fe)
     _, ref, cand = embed_suite(cases, reference_fn(bench.model, bench.fe), candidate, progress=False)
     names = list(clips)  # one row per clip, batched or not
-    report = compare(ref, cand, names=names, label=MODE_LABELS[mode] + (" (padded batch)" if cases[0].batched else ""))
+    label = MODE_LABELS[mode] + (f" {format}" if mode != "naive" and format != "torchscript" else "")
+    report = compare(ref, cand, names=names, label=label + (" (padded batch)" if cases[0].batched else ""))
     return Exploration(report, ref, cand)
 
 
 def explorer_panel(bench: Workbench):
-    """An ipywidgets panel: mode toggle, clip picker, batch toggle, and an output area.
+    """An ipywidgets panel: mode and format toggles, clip picker, batch toggle, and an output area.
 
     Returns the ``VBox``; its ``.children[-1]`` is the output area, redrawn on every change
     (and once at start).  ``panel.controls`` gives the controls by name and ``panel.result``
@@ -104,6 +113,8 @@ def explorer_panel(bench: Workbench):
     names = sorted(bench.clips)
     modes = [m for m in MODES if m == "naive" or m in bench.artifacts]
     mode = w.ToggleButtons(options=[(MODE_LABELS[m], m) for m in modes], value=modes[0], description="mode")
+    formats = [f for f in ("torchscript", "exported", "onnx") if any(f in by_format for by_format in bench.artifacts.values())]
+    fmt = w.ToggleButtons(options=formats, value=formats[0], description="format")
     picker = w.SelectMultiple(options=names, value=tuple(names[:3]), rows=min(8, len(names)), description="clips")
     batched = w.Checkbox(value=False, description="run as one padded batch")
     out = w.Output()
@@ -111,8 +122,9 @@ def explorer_panel(bench: Workbench):
     def redraw(_change=None) -> None:
         out.outputs = ()
         panel.result = None
+        fmt.disabled = mode.value == "naive"
         try:
-            result = explore(bench, mode.value, list(picker.value), batched.value)
+            result = explore(bench, mode.value, list(picker.value), batched.value, fmt.value)
         except ValueError as e:
             out.append_stdout(f"error: {e}\n")
             return
@@ -123,10 +135,10 @@ def explorer_panel(bench: Workbench):
         for fig in result.figures():
             out.append_display_data(fig)
 
-    for control in (mode, picker, batched):
+    for control in (mode, fmt, picker, batched):
         control.observe(redraw, names="value")
-    panel = w.VBox([w.HBox([mode, batched]), picker, out])
-    panel.controls = {"mode": mode, "clips": picker, "batched": batched, "output": out}
+    panel = w.VBox([w.HBox([mode, batched]), fmt, picker, out])
+    panel.controls = {"mode": mode, "format": fmt, "clips": picker, "batched": batched, "output": out}
     panel.result = None
     redraw()
     return panel

@@ -15,7 +15,7 @@ from w2vlab.artifact import ArtifactError, load_artifact
 from w2vlab.checkpoint import load_speaker_encoder
 from w2vlab.cli import main
 from w2vlab.export import ExportParityError, export, feature_extractor_for
-from w2vlab.formats import FORMAT_FILES, embed_metadata, onnx_available
+from w2vlab.formats import FORMAT_FILES, FORMATS, embed_metadata, onnx_available
 from w2vlab.parity import ParityBounds, compare
 from w2vlab.suite import build_suite, synthetic_speech
 
@@ -28,7 +28,7 @@ MODES = ("preprocessed", "waveform")
 def artifact(tmp_path_factory, tiny_dir):
     """Both modes, every format this environment can write (one export for the whole module)."""
     out = tmp_path_factory.mktemp("formats") / "art"
-    formats = ("torchscript", "exported", "onnx") if onnx_available() else ("torchscript", "exported")
+    formats = FORMATS if onnx_available() else ("torchscript", "exported")
     export(tiny_dir, out, modes=MODES, formats=formats, cases=CASES, progress=False)
     return out, formats
 
@@ -52,7 +52,7 @@ def test_every_format_is_listed_with_its_own_parity(artifact):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("fmt", ["torchscript", "exported", "onnx"])
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_loaded_artifact_matches_eager_in_every_format(artifact, eager, fmt, mode):
     out, formats = artifact
     if fmt not in formats:
@@ -66,8 +66,11 @@ def test_loaded_artifact_matches_eager_in_every_format(artifact, eager, fmt, mod
                                                           return_attention_mask=True).items()}) for w in waves])
     got = art.embed_batch(waves, 16000)
     report = compare(want, got)
-    # ONNX waveform: ONNX Runtime's DFT is not pocketfft (see w2vlab.formats); every other pair <= 1e-5
-    assert report.worst_cosine >= 0.99999 and report.worst_max_abs_diff <= (1e-4 if (fmt, mode) == ("onnx", "waveform") else 1e-5), report
+    if fmt == "onnx-int8":  # a quantised copy: close in angle, not in value (measured cosine ~0.9999)
+        assert 0.999 <= report.worst_cosine < 0.999999 and report.worst_max_abs_diff > 1e-4, report
+    else:  # ONNX waveform: ONNX Runtime's DFT is not pocketfft (see w2vlab.formats); the rest <= 1e-5
+        max_abs = 1e-4 if (fmt, mode) == ("onnx", "waveform") else 1e-5
+        assert report.worst_cosine >= 0.99999 and report.worst_max_abs_diff <= max_abs, report
     with pytest.raises(ValueError, match="audio too short"):
         art.embed(np.zeros(100, dtype=np.float32), 16000)
 

@@ -83,7 +83,7 @@ class Artifact:
                 want = entries[format]["content_sha256"]
         except (RuntimeError, OSError, ValueError) as e:
             reader = {"torchscript": "a TorchScript archive torch.jit.load", "exported": "a .pt2 program torch.export.load",
-                      "onnx": "an ONNX model ONNX Runtime"}[format]
+                      "onnx": "an ONNX model ONNX Runtime", "onnx-int8": "an ONNX model ONNX Runtime"}[format]
             raise ArtifactError(f"{path} is not {reader} can read: {str(e).splitlines()[0]}") from e
         if embedded != self.metadata:
             raise ArtifactError(
@@ -153,8 +153,9 @@ def load_artifact(directory: str | Path, mode: str | None = None, format: str = 
 
     Args:
         mode: "preprocessed" or "waveform"; default: preprocessed when present.
-        format: "torchscript" (``.pt``), "exported" (``torch.export`` ``.pt2``) or "onnx" (run by
-            ONNX Runtime with ``torch.get_num_threads()`` threads); each is checked the same way.
+        format: "torchscript" (``.pt``), "exported" (``torch.export`` ``.pt2``), "onnx" or
+            "onnx-int8" (run by ONNX Runtime with ``torch.get_num_threads()`` threads; the int8
+            copy matches eager to cosine >= 0.999, not exactly); each is checked the same way.
     """
     if mode is not None and mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")

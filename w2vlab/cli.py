@@ -121,9 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, help="speaker checkpoint (.safetensors or reference .pth)")
     p.add_argument("--config", type=Path, help="override JSON merged over the model's config.json")
     p.add_argument("--mode", choices=("preprocessed", "waveform", "both"), default="preprocessed")
-    p.add_argument("--format", choices=("torchscript", "exported", "onnx", "all"), default="torchscript",
-                   help="also write a torch.export .pt2 ('exported') or an ONNX file ('onnx', needs the [onnx] "
-                        "extra) beside the TorchScript archive, each verified the same way")
+    p.add_argument("--format", choices=("torchscript", "exported", "onnx", "onnx-int8", "all"), default="torchscript",
+                   help="also write a torch.export .pt2 ('exported'), an ONNX file ('onnx') or a dynamic-int8 "
+                        "ONNX copy ('onnx-int8', judged by cosine >= 0.999) beside the TorchScript archive, each "
+                        "verified the same way; the ONNX ones need the [onnx] extra")
     p.add_argument("--output", type=Path, default=Path("artifacts/w2vbert_speaker"))
     p.add_argument("--force", action="store_true", help="replace an existing artifact")
     p.set_defaults(func=_export)
@@ -138,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("a", type=Path)
             p.add_argument("b", type=Path)
         p.add_argument("--mode", choices=("preprocessed", "waveform"))
-        p.add_argument("--format", choices=("torchscript", "exported", "onnx"), default="torchscript")
+        p.add_argument("--format", choices=("torchscript", "exported", "onnx", "onnx-int8"), default="torchscript")
         p.set_defaults(func=func)
 
     p = sub.add_parser("info", help="validate an artifact and print its metadata")

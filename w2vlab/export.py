@@ -347,14 +347,15 @@ def export(
     the core (script, else trace) -> wrap per mode -> save -> reload -> verify on ``cases``
     (default: :func:`w2vlab.suite.build_suite`) -> write everything atomically into ``output``.
 
-    ``formats`` adds ``"exported"`` (``torch.export`` ``.pt2``) and ``"onnx"`` files beside the
-    TorchScript archive, which is always written (the model card, ``embed`` and the workbench
-    use it).  Each is verified the same way, with :func:`w2vlab.formats.parity_bounds`.
+    ``formats`` adds ``"exported"`` (``torch.export`` ``.pt2``), ``"onnx"`` and ``"onnx-int8"``
+    (a dynamic-int8 copy, judged by cosine) files beside the TorchScript archive, which is always
+    written (the model card, ``embed`` and the workbench use it).  Each is verified the same way,
+    with :func:`w2vlab.formats.parity_bounds`.
 
     Raises:
         ExportParityError: a reloaded artifact missed ``bounds``; nothing is written.
         FileExistsError: ``output`` exists and ``force`` is false (checked before any work).
-        ImportError: ``"onnx"`` was asked for without the ``[onnx]`` extra (checked before any work).
+        ImportError: an ONNX format was asked for without the ``[onnx]`` extra (checked before any work).
     """
     from . import formats as fmts
 
@@ -367,7 +368,7 @@ def export(
     if unknown:
         raise ValueError(f"unknown export format(s) {unknown}; expected some of {fmts.FORMATS}")
     extra_formats = [f for f in fmts.FORMATS if f in formats and f != "torchscript"]  # .pt2 first: ONNX reuses it
-    if "onnx" in extra_formats:
+    if set(extra_formats) & set(fmts.ONNX_FORMATS):
         fmts._require("onnx", "onnxruntime", "onnxscript")
     output = Path(output)
     with atomic_directory(output, overwrite=force) as tmp:  # fails early on an existing output
@@ -382,15 +383,24 @@ def export(
         for mode in modes:
             save_module(wrap(mode, core, fe), staged[mode], {})
         del core
-        for mode in modes:  # one torch.export capture per mode serves the .pt2 and the ONNX file
+        for mode in modes:  # one torch.export capture per mode serves the .pt2 and the ONNX files
             program = None
             for fmt in extra_formats:
                 logger.info("writing the %s %s file", mode, fmt)
                 path = tmp / fmts.FORMAT_FILES[fmt, mode]
                 if fmt == "exported":
                     program = fmts.export_program(loaded.model, mode, fe, path)
-                else:
+                elif fmt == "onnx":
                     fmts.export_onnx(program if program is not None else loaded.model, mode, fe, path)
+                else:  # onnx-int8: quantise the fp32 ONNX file, written to a hidden name if not asked for
+                    source = tmp / fmts.FORMAT_FILES["onnx", mode]
+                    if "onnx" not in extra_formats:
+                        source = tmp / f".fp32_{source.name}"
+                        fmts.export_onnx(program if program is not None else loaded.model, mode, fe, source)
+                    fmts.quantize_onnx(source, path)
+                    if "onnx" not in extra_formats:
+                        for staged_file in (source, source.with_name(source.name + ".data")):
+                            staged_file.unlink(missing_ok=True)
             del program
         loaded = dataclasses.replace(loaded, model=None)  # keep the facts, release the weights
         gc.collect()

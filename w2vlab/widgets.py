@@ -19,7 +19,8 @@ import torch
 from .artifact import load_artifact, read_metadata
 from .checkpoint import load_speaker_encoder
 from .export import candidate_fn, feature_extractor_for, reference_fn
-from .parity import ParityReport, compare
+from .formats import parity_bounds
+from .parity import ParityBounds, ParityReport, compare
 from .suite import Case, audio_files, build_suite, embed_suite
 
 MODES = ("preprocessed", "waveform", "naive")
@@ -63,8 +64,8 @@ class Exploration:
 def explore(
     bench: Workbench, mode: str, clips: Sequence[str], batched: bool = False, format: str = "torchscript"
 ) -> Exploration:
-    """Compare ``mode`` (in ``format``: torchscript, exported or onnx) against HF extractor + eager
-    model on the chosen clips.
+    """Compare ``mode`` (in ``format``: torchscript, exported, onnx or onnx-int8) against HF
+    extractor + eager model on the chosen clips, with that format's bounds.
 
     ``batched`` runs the clips as one padded batch (not available for the naive trace, which
     only ever sees one fixed-length example and has no format).
@@ -97,7 +98,8 @@ def explore(
     _, ref, cand = embed_suite(cases, reference_fn(bench.model, bench.fe), candidate, progress=False)
     names = list(clips)  # one row per clip, batched or not
     label = MODE_LABELS[mode] + (f" {format}" if mode != "naive" and format != "torchscript" else "")
-    report = compare(ref, cand, names=names, label=label + (" (padded batch)" if cases[0].batched else ""))
+    bounds = ParityBounds() if mode == "naive" else parity_bounds(format, mode)  # int8: cosine >= 0.999
+    report = compare(ref, cand, names=names, label=label + (" (padded batch)" if cases[0].batched else ""), bounds=bounds)
     return Exploration(report, ref, cand)
 
 
@@ -113,7 +115,7 @@ def explorer_panel(bench: Workbench):
     names = sorted(bench.clips)
     modes = [m for m in MODES if m == "naive" or m in bench.artifacts]
     mode = w.ToggleButtons(options=[(MODE_LABELS[m], m) for m in modes], value=modes[0], description="mode")
-    formats = [f for f in ("torchscript", "exported", "onnx") if any(f in by_format for by_format in bench.artifacts.values())]
+    formats = [f for f in ("torchscript", "exported", "onnx", "onnx-int8") if any(f in by_format for by_format in bench.artifacts.values())]
     fmt = w.ToggleButtons(options=formats, value=formats[0], description="format")
     picker = w.SelectMultiple(options=names, value=tuple(names[:3]), rows=min(8, len(names)), description="clips")
     batched = w.Checkbox(value=False, description="run as one padded batch")

@@ -19,13 +19,17 @@ def test_quick_tiny_run_produces_every_field(tmp_path, capsys):
     assert result["threads"] == 2 and result["size"] == "tiny"
     expected = {"export_peak_rss", "frontend_vs_hf_10s", "frontend_vs_hf_60s", "torchscript_vs_eager_10s",
                 "waveform_artifact_vs_hf_plus_eager_10s", "encoder_flops_fraction", "time_to_first_embedding",
-                "padded_batch_8_vs_one_by_one"}
+                "padded_batch_8_vs_one_by_one", "formats_vs_eager_10s", "fastest_artifact_vs_eager_10s"}
     assert set(result["metrics"]) == expected
     for name, row in result["metrics"].items():
         assert {"target", "met"} <= set(row), name
         if "ratio" in row:
             assert row["ratio"] > 0, name
     assert result["metrics"]["torchscript_vs_eager_10s"]["max_abs_diff"] == 0.0  # parity of what was timed
+    formats = result["metrics"]["formats_vs_eager_10s"]["formats"]
+    assert {"torchscript", "exported"} <= set(formats) and result["metrics"]["formats_vs_eager_10s"]["met"]
+    assert formats["exported"]["max_abs_diff"] == 0.0
+    assert set(result["metrics"]["encoder_flops_fraction"]["fraction_of_best"]) == {"eager", *formats}
     assert set(result["artifact_sizes"]) == {"w2vbert_speaker_script_preprocessed.pt", "w2vbert_speaker_script_waveform.pt"}
 
 

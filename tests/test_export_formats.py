@@ -48,7 +48,11 @@ def test_every_format_is_listed_with_its_own_parity(artifact):
         for fmt, entry in entries.items():
             assert entry["file"] == FORMAT_FILES[fmt, mode] and (out / entry["file"]).is_file()
             assert entry["parity"]["passed"] and entry["parity"]["n_clips"] == 6
+    parity = json.loads((out / "parity.json").read_text())
+    assert sorted(parity["formats"]) == sorted(set(formats) - {"torchscript"})
+    assert all(len(parity["formats"][f][m]["clips"]) == 6 for f in parity["formats"] for m in MODES)
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no staging files left
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # nor hidden fp32/staged files inside
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -121,3 +121,21 @@ def test_plot_layer_widths():
         assert [bar.get_height() for bar in _bars(ax)] == [w or 0 for w in series]
     with pytest.raises(ValueError, match="lengths"):
         plots.plot_layer_widths({"heads": [1, 2], "ffn1": [3]})
+
+
+def test_plot_bench_colours_met_and_unmet_targets():
+    result = {"size": "full", "threads": 2, "metrics": {
+        "a_vs_b": {"ratio": 0.8, "target": "<= 1.0", "met": True},
+        "c_vs_d": {"ratio": 1.3, "target": "<= 1.2", "met": False},
+        "flops": {"fraction_of_best": {"eager": 0.6}, "target": ">= 0.8", "met": False},  # no ratio: not drawn
+        "formats_vs_eager_10s": {"formats": {"onnx": {"ratio_vs_eager": 0.45, "cosine": 1.0},
+                                             "onnx-int8": {"ratio_vs_eager": 0.3, "cosine": 0.9999}},
+                                 "target": "x", "met": True}}}
+    fig = plots.plot_bench(result)
+    left, right = fig.axes
+    assert [t.get_text() for t in left.get_yticklabels()] == ["a_vs_b", "c_vs_d"]
+    colours = [p.get_facecolor() for p in left.patches]
+    assert colours[0] != colours[1]  # met vs not met
+    assert [p.get_height() for p in right.patches] == [0.45, 0.3] and right.patches[1].get_hatch() == "//"
+    with pytest.raises(ValueError, match="non-empty 'metrics'"):
+        plots.plot_bench({"size": "tiny"})

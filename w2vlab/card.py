@@ -70,8 +70,7 @@ def render_model_card(metadata: Mapping[str, Any], dirname: str = "w2vbert_speak
     lines += [
         "",
         "Parity was measured after saving and reloading each file, against HF's feature "
-        "extractor and the eager PyTorch model; per-clip numbers of the TorchScript archives are in "
-        "`parity.json`.",
+        "extractor and the eager PyTorch model; per-clip numbers are in `parity.json`.",
         "",
         "## Usage (needs only torch and transformers)",
         "",

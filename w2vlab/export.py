@@ -328,6 +328,52 @@ class ExportResult:
         return [*self.reports.values(), *(r for by_mode in self.format_reports.values() for r in by_mode.values())]
 
 
+def _write_formats(model: nn.Module, mode: str, fe: SeamlessM4TFeatureExtractor, formats: Sequence[str], tmp: Path) -> None:
+    """Write ``mode``'s files for ``formats`` (among exported, onnx, onnx-int8) into ``tmp``.
+
+    One ``torch.export`` capture serves the ``.pt2`` and the ONNX file; the int8 copy is
+    quantised from the fp32 ONNX file, written under a hidden name and removed if not asked for.
+    """
+    from . import formats as fmts
+
+    program = None
+    for fmt in formats:
+        logger.info("writing the %s %s file", mode, fmt)
+        path = tmp / fmts.FORMAT_FILES[fmt, mode]
+        if fmt == "exported":
+            program = fmts.export_program(model, mode, fe, path)
+        elif fmt == "onnx":
+            fmts.export_onnx(program if program is not None else model, mode, fe, path)
+        else:
+            source = tmp / fmts.FORMAT_FILES["onnx", mode]
+            if "onnx" not in formats:
+                source = tmp / f".fp32_{source.name}"
+                fmts.export_onnx(program if program is not None else model, mode, fe, source)
+            fmts.quantize_onnx(source, path)
+            if "onnx" not in formats:
+                for staged in (source, source.with_name(source.name + ".data")):
+                    staged.unlink(missing_ok=True)
+
+
+def _verify_format(
+    path: Path, fmt: str, mode: str, fe: SeamlessM4TFeatureExtractor, cases: Sequence[Case], names: list[str],
+    reference: torch.Tensor, bounds: ParityBounds, progress: bool,
+) -> tuple[ParityReport, dict[str, Any]]:
+    """Reload ``path`` and compare it with the eager ``reference`` [N, D]: (report, metadata entry)."""
+    from . import formats as fmts
+
+    module, digest = fmts.open_format(path, fmt, mode, FeatureConfig.from_extractor(fe), threads=torch.get_num_threads())
+    _, candidate = embed_cases(cases, candidate_fn(mode, module, fe), progress, f"{mode} {fmt}")
+    del module
+    report = compare(reference, candidate, names=names, bounds=fmts.parity_bounds(fmt, mode, bounds),
+                     label=f"{mode} {fmt} vs eager")
+    entry = {"file": path.name, "parity": report.summary(), "content_sha256": digest}
+    data = path.with_name(path.name + ".data")  # ONNX weights past protobuf's 2 GB limit
+    if data.exists():
+        entry["external_data"] = data.name
+    return report, entry
+
+
 def export(
     model_path: str | Path,
     output: str | Path = DEFAULT_OUTPUT,
@@ -383,25 +429,8 @@ def export(
         for mode in modes:
             save_module(wrap(mode, core, fe), staged[mode], {})
         del core
-        for mode in modes:  # one torch.export capture per mode serves the .pt2 and the ONNX files
-            program = None
-            for fmt in extra_formats:
-                logger.info("writing the %s %s file", mode, fmt)
-                path = tmp / fmts.FORMAT_FILES[fmt, mode]
-                if fmt == "exported":
-                    program = fmts.export_program(loaded.model, mode, fe, path)
-                elif fmt == "onnx":
-                    fmts.export_onnx(program if program is not None else loaded.model, mode, fe, path)
-                else:  # onnx-int8: quantise the fp32 ONNX file, written to a hidden name if not asked for
-                    source = tmp / fmts.FORMAT_FILES["onnx", mode]
-                    if "onnx" not in extra_formats:
-                        source = tmp / f".fp32_{source.name}"
-                        fmts.export_onnx(program if program is not None else loaded.model, mode, fe, source)
-                    fmts.quantize_onnx(source, path)
-                    if "onnx" not in extra_formats:
-                        for staged_file in (source, source.with_name(source.name + ".data")):
-                            staged_file.unlink(missing_ok=True)
-            del program
+        for mode in modes:
+            _write_formats(loaded.model, mode, fe, extra_formats, tmp)
         loaded = dataclasses.replace(loaded, model=None)  # keep the facts, release the weights
         gc.collect()
 
@@ -415,20 +444,10 @@ def export(
             del module
         format_reports: dict[str, dict[str, ParityReport]] = {fmt: {} for fmt in extra_formats}
         entries: dict[str, dict[str, dict[str, Any]]] = {mode: {} for mode in modes}
-        config = FeatureConfig.from_extractor(fe)
         for fmt in extra_formats:
             for mode in modes:
-                path = tmp / fmts.FORMAT_FILES[fmt, mode]
-                module, digest = fmts.open_format(path, fmt, mode, config, threads=torch.get_num_threads())
-                _, candidate = embed_cases(cases, candidate_fn(mode, module, fe), progress, f"{mode} {fmt}")
-                del module
-                report = compare(reference, candidate, names=names, bounds=fmts.parity_bounds(fmt, mode, bounds),
-                                 label=f"{mode} {fmt} vs eager")
-                format_reports[fmt][mode] = report
-                entries[mode][fmt] = {"file": path.name, "parity": report.summary(), "content_sha256": digest}
-                data = path.with_name(path.name + ".data")  # ONNX weights past protobuf's 2 GB limit
-                if data.exists():
-                    entries[mode][fmt]["external_data"] = data.name
+                format_reports[fmt][mode], entries[mode][fmt] = _verify_format(
+                    tmp / fmts.FORMAT_FILES[fmt, mode], fmt, mode, fe, cases, names, reference, bounds, progress)
         failed = [r for r in (*reports.values(), *(r for m in format_reports.values() for r in m.values())) if not r.passed]
         if failed:
             raise ExportParityError(*failed)
@@ -451,7 +470,9 @@ def export(
             for mode in modes:  # raises if storing the metadata changed the verified program
                 fmts.embed_metadata(tmp / fmts.FORMAT_FILES[fmt, mode], fmt, metadata_json)
         (tmp / "metadata.json").write_text(metadata_json)
-        (tmp / "parity.json").write_text(json.dumps({m: r.to_dict() for m, r in reports.items()}, indent=2) + "\n")
+        parity = {m: r.to_dict() for m, r in reports.items()}  # TorchScript per mode, then the other formats
+        parity["formats"] = {f: {m: r.to_dict() for m, r in by_mode.items()} for f, by_mode in format_reports.items()}
+        (tmp / "parity.json").write_text(json.dumps(parity, indent=2) + "\n")
         from .card import render_model_card
 
         (tmp / "README.md").write_text(render_model_card(metadata))

@@ -207,3 +207,44 @@ def plot_layer_widths(widths: Mapping[str, Sequence[int | None]], title: str = "
     axes[-1].set_xticks(range(n_layers))
     fig.suptitle(title or "per-layer widths")
     return fig
+
+
+def plot_bench(result: Mapping[str, Any]) -> Figure:
+    """The benchmark's JSON (:func:`w2vlab.bench.run`) at a glance.
+
+    Left: every metric that has a ratio, coloured by whether its target is met, the target
+    written beside it.  Right: each format's latency relative to eager on the same clip (the
+    int8 copy hatched: it is not an exact copy), with the 0.5x target drawn.
+    """
+    metrics = result.get("metrics")
+    if not isinstance(metrics, Mapping) or not metrics:
+        raise ValueError("plot_bench expects the benchmark's JSON object with a non-empty 'metrics' mapping")
+    rows = [(name, row) for name, row in metrics.items() if isinstance(row, Mapping) and "ratio" in row]
+    formats = metrics.get("formats_vs_eager_10s", {}).get("formats", {})
+    fig = Figure(figsize=(12, max(3.5, 0.5 * len(rows) + 1.5)), layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=[3, 2])
+    y = np.arange(len(rows))
+    left.barh(y, [row["ratio"] for _, row in rows], color=[PASS_COLOR if row["met"] else FAIL_COLOR for _, row in rows])
+    for i, (_, row) in enumerate(rows):
+        left.annotate(f" {row['ratio']:.2f}  (target {row['target']})", (row["ratio"], i), va="center", fontsize=8)
+    left.axvline(1.0, **BOUND_STYLE)
+    left.set_xscale("log")
+    left.set_xlim(min(0.05, *(row["ratio"] / 2 for _, row in rows)), max(100.0, *(row["ratio"] * 40 for _, row in rows)))
+    left.set_yticks(y, [name for name, _ in rows])
+    left.invert_yaxis()
+    left.set_xlabel("ratio (as defined by each metric; blue: target met)")
+    left.set_title(f"w2vlab.bench --size {result.get('size')}, {result.get('threads')} threads")
+    names = list(formats)
+    bars = right.bar(names, [formats[f]["ratio_vs_eager"] for f in names], color=PASS_COLOR)
+    for bar, name in zip(bars, names):
+        if name.endswith("int8"):
+            bar.set_hatch("//")
+    right.bar_label(bars, labels=[f"{formats[f]['ratio_vs_eager']:.2f}x\ncos {formats[f]['cosine']:.5f}" for f in names],
+                    fontsize=8)
+    right.axhline(1.0, color="tab:gray", linewidth=1.0)
+    right.axhline(0.5, label="target for the fastest: 0.5x", **BOUND_STYLE)
+    right.set_ylim(0, max([1.2, *(formats[f]["ratio_vs_eager"] * 1.3 for f in names)]))
+    right.set_ylabel("latency / eager, one 10 s clip")
+    right.legend(loc="upper right", fontsize=8)
+    right.set_title("formats vs eager (hatched: int8, not exact)")
+    return fig

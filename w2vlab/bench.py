@@ -282,9 +282,10 @@ def run(size: str = "tiny", quick: bool = False, threads: int = 2, workdir: str 
         "gflop_per_clip": flops / 1e9, "best_gemm_gflops": {k: v / 1e9 for k, v in gemm.items()},
         "achieved_gflops": {k: v / 1e9 for k, v in achieved.items()},
         "fraction_of_best": {k: v / best for k, v in achieved.items()},
-        "note": "fp32 FLOPs of the model; the int8 copy does the same work in int8 GEMMs",
-        "target": ">= 0.8 for the fastest artifact",
-        "met": achieved[fastest] / best >= 0.8,
+        "note": "fp32 FLOPs over the best fp32 GEMM; the int8 copy's fraction is not comparable (int8 GEMMs)",
+        "target": ">= 0.8 for the fastest fp32 artifact",
+        "fastest_fp32": fastest_fp32,
+        "met": achieved[fastest_fp32] / best >= 0.8,
     }
 
     # 4. time to first embedding in a fresh process

@@ -1,8 +1,9 @@
 """Beyond TorchScript: ``torch.export`` programs (``.pt2``) and ONNX models, same call signature.
 
 torch 2.13 deprecates every ``torch.jit`` entry point in favour of ``torch.export``.  This module
-exports the same eager model two more ways, each with dynamic batch and length, and loads each
-back as a callable that takes what the TorchScript artifact of that mode takes:
+exports the same eager model two more ways, each with dynamic batch and length, plus a
+dynamic-int8 copy of the ONNX model (:func:`quantize_onnx`, judged by cosine: :data:`INT8_BOUNDS`),
+and loads each back as a callable that takes what the TorchScript artifact of that mode takes:
 
 * preprocessed: ``f(input_features [B, T, 160] float32, attention_mask [B, T] int64 | None) -> [B, D]``
 * waveform: ``f(waveform [B, N] float32, lengths [B] int64 | None) -> [B, D]``
@@ -31,6 +32,10 @@ Limits found while building this:
 * ONNX waveform programs are not bit-exact in the frontend: ONNX Runtime's DFT is not
   pocketfft, so ~5% of log-mels differ from HF's by an ulp, and per-bin normalisation amplifies
   that on 2-3 frame clips.  :func:`parity_bounds` gives the bounds to verify them with.
+* Storing the final metadata must not touch a verified program: it is appended to the ``.pt2``
+  zip and set in the ONNX ``metadata_props``, and :func:`embed_metadata` checks that nothing
+  else changed.  :func:`content_sha256` (graph + weights, not metadata) is what
+  ``load_artifact`` re-checks.
 * onnx, onnxruntime and onnxscript are an optional extra (``pip install -e '.[onnx]'``);
   they are imported only inside the functions that need them.
 """
@@ -307,12 +312,18 @@ class OnnxRuntimeCore(nn.Module):
 
 def onnx_session(path: str | Path, threads: Optional[int] = None) -> Any:
     """An ONNX Runtime CPU session for ``path``: all graph optimisations, ``threads`` intra-op threads
-    (``None``: ONNX Runtime's default, one per physical core)."""
+    (``None``: ONNX Runtime's default, one per physical core), and idle workers that sleep.
+
+    ONNX Runtime's workers spin between calls by default.  Next to torch (whose OpenMP threads
+    want the same cores) on a small machine that costs more than it saves: on 2 shared cores
+    the full-size model measured 0.44x eager with spinning off against 0.56x with it on.
+    """
     _require("onnxruntime")
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads is not None:
         options.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -314,9 +314,11 @@ def onnx_session(path: str | Path, threads: Optional[int] = None) -> Any:
     """An ONNX Runtime CPU session for ``path``: all graph optimisations, ``threads`` intra-op threads
     (``None``: ONNX Runtime's default, one per physical core), and idle workers that sleep.
 
-    ONNX Runtime's workers spin between calls by default.  Next to torch (whose OpenMP threads
-    want the same cores) on a small machine that costs more than it saves: on 2 shared cores
-    the full-size model measured 0.44x eager with spinning off against 0.56x with it on.
+    ONNX Runtime's workers spin between calls by default, competing with torch's OpenMP threads
+    for the same cores on a small machine.  Turned off here: in sequential runs on 2 shared
+    cores the full-size model measured 0.44x eager with it off and 0.56x with it on, while
+    runs that alternate with eager (``w2vlab.bench``) put fp32 ONNX Runtime at 1.05-1.13x
+    either way, so treat it as a courtesy to the process, not a speed-up.
     """
     _require("onnxruntime")
     import onnxruntime as ort

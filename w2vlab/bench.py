@@ -182,7 +182,7 @@ def run(size: str = "tiny", quick: bool = False, threads: int = 2, workdir: str 
 
     from .checkpoint import load_speaker_encoder
     from .demo import write_demo_checkpoint
-    from .export import ARTIFACT_FILES, export, load_module
+    from .export import ARTIFACT_FILES, load_module
     from .formats import parity_bounds
     from .features import FeatureConfig, TorchFeatureExtractor
     from .parity import compare

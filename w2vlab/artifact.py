@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 import warnings
+import zipfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from .audio import prepare_waveform, read_audio
-from .export import ARTIFACT_FILES, EXTRACTOR_DIR, FORMAT_TAG, MODES, load_module, state_sha256
+from .export import EXTRACTOR_DIR, FORMAT_TAG, MODES
 from .suite import Case, hf_features, waveform_batch
 
 ArrayLike = np.ndarray | torch.Tensor
@@ -45,6 +46,14 @@ def read_metadata(directory: str | Path) -> dict[str, Any]:
     return metadata
 
 
+def format_entries(metadata: Mapping[str, Any], mode: str) -> dict[str, dict[str, Any]]:
+    """Format -> file entry (file, parity, content_sha256) of ``mode`` in an artifact's metadata;
+    artifacts written before formats existed have only the TorchScript archive."""
+    art = metadata["artifacts"][mode]
+    legacy = {"file": art["file"], "parity": art["parity"], "content_sha256": metadata["model"]["weights_sha256"]}
+    return dict(art.get("formats", {"torchscript": legacy}))
+
+
 class Artifact:
     """A loaded artifact: ``embed``, ``embed_file``, ``embed_batch`` and ``score``."""
 
@@ -62,7 +71,7 @@ class Artifact:
             raise ArtifactError(f"{self.directory} has no {self.mode!r} artifact; it has {available}")
         if format not in FORMATS:
             raise ValueError(f"unknown format {format!r}; expected one of {FORMATS}")
-        entries = self.metadata["artifacts"][self.mode].get("formats", {"torchscript": {"file": ARTIFACT_FILES[self.mode]}})
+        entries = format_entries(self.metadata, self.mode)
         if format not in entries:
             raise ArtifactError(f"{self.directory} has no {format!r} file for {self.mode} mode; it has {list(entries)} "
                                 f"(export with --format {format} or --format all)")
@@ -72,24 +81,19 @@ class Artifact:
             raise ArtifactError(f"{path} is missing; metadata.json lists it")
         self.feature_extractor = SeamlessM4TFeatureExtractor.from_pretrained(str(self.directory / EXTRACTOR_DIR))
         try:
-            if format == "torchscript":
-                self.module, extra = load_module(path, ["metadata.json"])
-                embedded = json.loads(extra["metadata.json"]) if extra["metadata.json"] else None
-                digest, want = state_sha256(self.module.core), self.metadata["model"]["weights_sha256"]
-            else:
-                embedded = embedded_metadata(path, format)
-                self.module, digest = open_format(path, format, self.mode, FeatureConfig.from_extractor(self.feature_extractor),
-                                                  threads=torch.get_num_threads())
-                want = entries[format]["content_sha256"]
-        except (RuntimeError, OSError, ValueError) as e:
-            reader = {"torchscript": "a TorchScript archive torch.jit.load", "exported": "a .pt2 program torch.export.load",
-                      "onnx": "an ONNX model ONNX Runtime", "onnx-int8": "an ONNX model ONNX Runtime"}[format]
-            raise ArtifactError(f"{path} is not {reader} can read: {str(e).splitlines()[0]}") from e
+            self.module, digest = open_format(path, format, self.mode, FeatureConfig.from_extractor(self.feature_extractor),
+                                              threads=torch.get_num_threads())
+            embedded = embedded_metadata(path, format)
+        except (RuntimeError, OSError, ValueError, zipfile.BadZipFile) as e:
+            reader = {"torchscript": "a TorchScript archive torch.jit.load", "exported": "a .pt2 program torch.export.load"}
+            raise ArtifactError(f"{path} is not {reader.get(format, 'an ONNX model ONNX Runtime')} can read: "
+                                f"{str(e).splitlines()[0]}") from e
         if embedded != self.metadata:
             raise ArtifactError(
                 f"{path.name} embeds metadata that differs from {self.directory / 'metadata.json'}: the files "
                 f"come from different exports or were edited; re-export instead of mixing files"
             )
+        want = entries[format]["content_sha256"]
         if digest != want:
             raise ArtifactError(f"{path.name} weights do not match the sha256 recorded in metadata.json ({want[:12]}...)")
         exported = self.metadata["versions"]["torch"]

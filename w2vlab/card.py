@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from .artifact import format_entries
+from .formats import FORMATS
+
 _PREPROCESSED_SNIPPET = """\
 ```python
 import torch, numpy as np
@@ -62,8 +65,8 @@ def render_model_card(metadata: Mapping[str, Any], dirname: str = "w2vbert_speak
     ]
     for mode, art in md["artifacts"].items():
         inputs = ", ".join(f"`{i['name']}` {i['shape']}" + (" (optional)" if i.get("optional") else "") for i in art["inputs"])
-        entries = art.get("formats", {"torchscript": art})
-        for fmt in sorted(entries, key=("torchscript", "exported", "onnx", "onnx-int8").index):
+        entries = format_entries(md, mode)
+        for fmt in sorted(entries, key=FORMATS.index):
             p = entries[fmt]["parity"]
             lines.append(f"| {mode} | {fmt} | `{entries[fmt]['file']}` | {inputs} | {p['worst_cosine']:.9f} | "
                          f"{p['worst_max_abs_diff']:.3g} | {p['n_clips']} |")
@@ -82,8 +85,9 @@ def render_model_card(metadata: Mapping[str, Any], dirname: str = "w2vbert_speak
                   "single clip on the valid rows only (as above) or pass the mask.", ""]
     if "waveform" in md["artifacts"]:
         lines += [_WAVEFORM_SNIPPET.format(dirname=dirname, file=md["artifacts"]["waveform"]["file"], sr=sr, dim=dim), ""]
-    others = {fmt: {mode: art["formats"][fmt]["file"] for mode, art in md["artifacts"].items() if fmt in art.get("formats", {})}
-              for fmt in ("exported", "onnx", "onnx-int8")}
+    by_mode = {mode: format_entries(md, mode) for mode in md["artifacts"]}
+    others = {fmt: {mode: entries[fmt]["file"] for mode, entries in by_mode.items() if fmt in entries}
+              for fmt in FORMATS if fmt != "torchscript"}
     if any(others.values()):
         lines += ["## The `.pt2` and ONNX files", "",
                   "`w2vlab.load_artifact(dir, mode, format=\"exported\" | \"onnx\")` opens them with the checks and "

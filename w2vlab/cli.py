@@ -76,7 +76,7 @@ def _info(args) -> int:
 
 
 def _verify(args) -> int:
-    from .artifact import load_artifact, read_metadata
+    from .artifact import format_entries, load_artifact, read_metadata
     from .checkpoint import load_speaker_encoder
     from .export import feature_extractor_for, verify
     from .suite import audio_files, build_suite
@@ -87,8 +87,9 @@ def _verify(args) -> int:
     from .formats import parity_bounds
 
     failed = False
-    for mode, entry in read_metadata(args.artifact)["artifacts"].items():
-        for fmt in entry.get("formats", ["torchscript"]):
+    metadata = read_metadata(args.artifact)
+    for mode in metadata["artifacts"]:
+        for fmt in format_entries(metadata, mode):
             module = load_artifact(args.artifact, mode, fmt).module
             report = verify(mode, module, loaded.model, fe, cases, bounds=parity_bounds(fmt, mode), label=f"{mode} {fmt}")
             print(report.to_markdown() if args.table else report.headline())

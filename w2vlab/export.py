@@ -273,7 +273,8 @@ def build_metadata(
         "artifacts": {
             mode: {"file": ARTIFACT_FILES[mode], **_io_spec(mode, fe, loaded.head.embd_dim),
                    "parity": reports[mode].summary(),
-                   "formats": {"torchscript": {"file": ARTIFACT_FILES[mode], "parity": reports[mode].summary()},
+                   "formats": {"torchscript": {"file": ARTIFACT_FILES[mode], "parity": reports[mode].summary(),
+                                               "content_sha256": weights_sha256},
                                **(formats or {}).get(mode, {})}}
             for mode in reports
         },

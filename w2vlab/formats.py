@@ -460,8 +460,8 @@ def embed_metadata(path: str | Path, fmt: str, metadata_json: str) -> None:
 
 
 def read_metadata(path: str | Path, fmt: str) -> Optional[dict[str, Any]]:
-    """The metadata stored inside an ``exported`` or ``onnx`` file, or ``None`` when it has none."""
-    if fmt == "exported":  # a .pt2 is a zip; extra files sit in <archive>/extra/, no unpickling needed
+    """The metadata stored inside a file of format ``fmt``, or ``None`` when it has none."""
+    if fmt in ("torchscript", "exported"):  # both are zips with extra files in <archive>/extra/: no unpickling
         with zipfile.ZipFile(path) as archive:
             names = [n for n in archive.namelist() if n.endswith("/extra/metadata.json")]
             text = archive.read(names[0]).decode() if names else ""
@@ -472,5 +472,5 @@ def read_metadata(path: str | Path, fmt: str) -> Optional[dict[str, Any]]:
         props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
         text = props.get(METADATA_KEY, "")
     else:
-        raise ValueError(f"read_metadata reads 'exported' or 'onnx' files; received format {fmt!r}")
+        raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
     return json.loads(text) if text else None

@@ -16,10 +16,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .artifact import load_artifact, read_metadata
+from .artifact import format_entries, load_artifact, read_metadata
 from .checkpoint import load_speaker_encoder
 from .export import candidate_fn, feature_extractor_for, reference_fn
-from .formats import parity_bounds
+from .formats import FORMATS, parity_bounds
 from .parity import ParityBounds, ParityReport, compare
 from .suite import Case, audio_files, build_suite, embed_suite
 
@@ -41,9 +41,9 @@ class Workbench:
 def build_workbench(model_path: str | Path, artifact_dir: str | Path, audio_dir: str | Path | None = None) -> Workbench:
     """Load the eager model, every mode and format of the artifact, and the clips (fixtures + a few synthetic)."""
     loaded = load_speaker_encoder(model_path)
-    modes = read_metadata(artifact_dir)["artifacts"]
-    artifacts = {mode: {fmt: load_artifact(artifact_dir, mode, fmt).module for fmt in entry.get("formats", ["torchscript"])}
-                 for mode, entry in modes.items()}
+    metadata = read_metadata(artifact_dir)
+    artifacts = {mode: {fmt: load_artifact(artifact_dir, mode, fmt).module for fmt in format_entries(metadata, mode)}
+                 for mode in metadata["artifacts"]}
     cases = build_suite(lengths=(561, 16160, 48000), batches=(), audio=audio_files(audio_dir) if audio_dir else ())
     clips = {c.name: c.waves[0] for c in cases if not c.batched}
     return Workbench(loaded.model, feature_extractor_for(loaded), artifacts, clips)
@@ -115,7 +115,7 @@ def explorer_panel(bench: Workbench):
     names = sorted(bench.clips)
     modes = [m for m in MODES if m == "naive" or m in bench.artifacts]
     mode = w.ToggleButtons(options=[(MODE_LABELS[m], m) for m in modes], value=modes[0], description="mode")
-    formats = [f for f in ("torchscript", "exported", "onnx", "onnx-int8") if any(f in by_format for by_format in bench.artifacts.values())]
+    formats = [f for f in FORMATS if any(f in by_format for by_format in bench.artifacts.values())]
     fmt = w.ToggleButtons(options=formats, value=formats[0], description="format")
     picker = w.SelectMultiple(options=names, value=tuple(names[:3]), rows=min(8, len(names)), description="clips")
     batched = w.Checkbox(value=False, description="run as one padded batch")

@@ -128,19 +128,26 @@ def run_child(code: str, env: dict[str, str]) -> tuple[float, float]:
     return wall, kib * 1024.0
 
 
+def _bench_file(work: Path, fmt: str) -> Path:
+    """Where :func:`_time_formats` writes ``fmt``'s preprocessed-mode file."""
+    from .formats import FORMAT_FILES
+
+    return work / f"bench_{FORMAT_FILES[fmt, 'preprocessed']}"
+
+
 def _time_formats(model, fe, feats, work: Path, threads: int, repeats: int) -> dict[str, dict[str, Any]]:
     """Export ``model`` (preprocessed mode) as .pt2, ONNX and int8 ONNX into ``work``; for each,
     its export seconds, size, latency on ``feats`` [1, T, 160] alternated with eager's, and
     parity with the eager model.  One file is loaded at a time."""
     import gc
 
-    from .formats import FORMAT_FILES, export_onnx, export_program, load_format, onnx_available, quantize_onnx
+    from .formats import export_onnx, export_program, load_format, onnx_available, quantize_onnx
     from .parity import compare
 
     with torch.inference_mode():
         want = model(feats)
     rows: dict[str, dict[str, Any]] = {}
-    paths = {fmt: work / f"bench_{FORMAT_FILES[fmt, 'preprocessed']}" for fmt in ("exported", "onnx", "onnx-int8")}
+    paths = {fmt: _bench_file(work, fmt) for fmt in ("exported", "onnx", "onnx-int8")}
     start = time.perf_counter()
     program = export_program(model, "preprocessed", fe, paths["exported"])
     seconds = {"exported": time.perf_counter() - start}
@@ -296,34 +303,29 @@ def run(size: str = "tiny", quick: bool = False, threads: int = 2, workdir: str 
                   f"from w2vlab.checkpoint import load_speaker_encoder; from w2vlab.export import feature_extractor_for\n"
                   f"l = load_speaker_encoder({str(ckpt)!r}); m, fe = l.model, feature_extractor_for(l)\n"
                   f"with torch.inference_mode(): {first}")
-    art_code = (f"import numpy as np, torch; torch.set_num_threads({threads}); w = np.load({str(wav_path)!r})\n"
-                f"from transformers import AutoFeatureExtractor\n"
-                f"m = torch.jit.load({str(art / ARTIFACT_FILES['preprocessed'])!r}); fe = AutoFeatureExtractor.from_pretrained({str(art / 'feature_extractor')!r})\n"
-                f"with torch.inference_mode(): {first}")
-    # the other formats' plain loaders, same extractor; ONNX Runtime wants numpy and every input
+    # each format's plain loader, then the artifact's extractor; ONNX Runtime wants numpy and every input
     open_code = {
+        "torchscript": "run = torch.jit.load({path!r})",
         "exported": "m = torch.export.load({path!r}).module(); run = lambda x: m(x, torch.ones(x.shape[:2], dtype=torch.long))",
         "onnx": ("import onnxruntime as ort; o = ort.SessionOptions(); o.intra_op_num_threads = {threads}\n"
                  "s = ort.InferenceSession({path!r}, o, providers=['CPUExecutionProvider'])\n"
                  "run = lambda x: s.run(None, {{'input_features': x.numpy(), 'attention_mask': torch.ones(x.shape[:2], dtype=torch.long).numpy()}})"),
     }
-    other_code = {
+    paths = {fmt: art / ARTIFACT_FILES["preprocessed"] if fmt == "torchscript" else _bench_file(work, fmt) for fmt in formats}
+    format_code = {
         fmt: (f"import numpy as np, torch; torch.set_num_threads({threads}); w = np.load({str(wav_path)!r})\n"
               f"from transformers import AutoFeatureExtractor\n"
-              + open_code[fmt.split("-")[0]].format(path=str(work / f"bench_{name}"), threads=threads)
+              + open_code[fmt.split("-")[0]].format(path=str(path), threads=threads)
               + f"\nfe = AutoFeatureExtractor.from_pretrained({str(art / 'feature_extractor')!r})\n"
               f"with torch.inference_mode(): {first.replace('m(', 'run(')}")
-        for fmt, name in (("exported", "w2vbert_speaker_exported_preprocessed.pt2"), ("onnx", "w2vbert_speaker_preprocessed.onnx"),
-                          ("onnx-int8", "w2vbert_speaker_preprocessed_int8.onnx"))
-        if fmt in formats
+        for fmt, path in paths.items()
     }
     runs = 1 if quick else 3
     t_first_eager = statistics.median(run_child(eager_code, env)[0] for _ in range(runs))
-    t_first_art = statistics.median(run_child(art_code, env)[0] for _ in range(runs))
-    t_first = {fmt: statistics.median(run_child(code, env)[0] for _ in range(runs)) for fmt, code in other_code.items()}
+    t_first = {fmt: statistics.median(run_child(code, env)[0] for _ in range(runs)) for fmt, code in format_code.items()}
     metrics["time_to_first_embedding"] = metric(
-        "torchscript_s", t_first_art, "eager_s", t_first_eager, "<= 1.0", t_first_art <= t_first_eager,
-        **{f"{fmt}_s": t for fmt, t in t_first.items()})
+        "torchscript_s", t_first["torchscript"], "eager_s", t_first_eager, "<= 1.0", t_first["torchscript"] <= t_first_eager,
+        **{f"{fmt}_s": t for fmt, t in t_first.items() if fmt != "torchscript"})
 
     # 5. a padded batch of 8 clips (2-10 s) vs the same clips one by one
     waves = [synthetic_speech(int(s * SR), seed=i) for i, s in enumerate(np.linspace(2, 10, 8))]

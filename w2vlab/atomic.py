@@ -1,17 +1,38 @@
 """Atomic directory writes: build in a temporary sibling, then rename into place.
 
 A failed write leaves nothing behind and an existing directory byte-identical; an existing
-directory is replaced only when ``overwrite`` is true.
+directory is replaced only when ``overwrite`` is true.  The replacement is one atomic swap on
+Linux (``renameat2(RENAME_EXCHANGE)``), so a reader never finds the destination missing.  Where
+the kernel, libc or filesystem lack that call, two renames are used instead (old -> backup,
+new -> place) and the destination is absent between them; the backup is restored on failure.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2  # <fcntl.h>, <linux/fs.h>
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step; False where the system cannot (nothing moved)."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:  # not glibc >= 2.28 (or not Linux)
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(str(a)), _AT_FDCWD, os.fsencode(str(b)), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # flag or call unsupported here
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
 
 
 @contextlib.contextmanager
@@ -41,16 +62,21 @@ def atomic_directory(out_dir: str | Path, overwrite: bool = False) -> Iterator[P
         tmp.chmod(0o777 & ~umask)
         for f in tmp.rglob("*"):
             f.chmod((0o777 if f.is_dir() else 0o666) & ~umask)
-        if out_dir.exists():  # swap: old -> backup, new -> place, then drop the backup
-            backup = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            out_dir.rename(backup)
-            try:
-                tmp.rename(out_dir)
-            except BaseException:
-                backup.rename(out_dir)
-                raise
-            shutil.rmtree(backup)
-        else:
+        if not out_dir.exists():
             tmp.rename(out_dir)
+        elif not exchange(tmp, out_dir):  # else the new directory is in place, the old one at tmp (removed below)
+            _replace_in_two_renames(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _replace_in_two_renames(new: Path, out_dir: Path) -> None:
+    """old -> backup, new -> place, then drop the backup; the old directory comes back on failure."""
+    backup = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+    out_dir.rename(backup)
+    try:
+        new.rename(out_dir)
+    except BaseException:
+        backup.rename(out_dir)
+        raise
+    shutil.rmtree(backup)

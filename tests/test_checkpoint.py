@@ -110,6 +110,32 @@ def test_pruned_list_of_wrong_length_is_resolved_from_weights(tmp_path, pruned_d
     assert any("conv_group: 1 entries for 4 layers, taken from the weights" in n for n in loaded.notes)
 
 
+# The pruned demo's weights (w2vlab.demo.encoder_config): heads [4, 0, 2, 1], ffn widths
+# [[128, 64], [112, 72], [96, 0], [80, 88]], conv [[64, 64], [64, 56], [64, 48], [64, 64]].
+@pytest.mark.parametrize("field, given, message", [
+    ("num_attention_heads_group", [2, 0],
+     r"num_attention_heads_group\[0\] is 2 in the config but the weights say 4; .* for layer 0"),
+    ("intermediate_size_group", [[128, 64], [112, 88]],
+     r"intermediate_size_group\[1\] is \[112, 88\] in the config but the weights say \[112, 72\]"),
+    ("conv_group", [[64, 64], [64, 56], [64, 48], [64, 56], [64, 64]],
+     r"conv_group\[3\] is \[64, 56\] in the config but the weights say \[64, 64\]"),
+], ids=["short_heads", "short_widths", "long_conv"])
+def test_pruned_list_of_wrong_length_contradicting_weights_is_an_error(pruned_dir, field, given, message):
+    """A given entry is never silently replaced by the weights' value, whatever the list's length."""
+    with pytest.raises(ValueError, match=message):
+        load_speaker_encoder(pruned_dir, config={field: given})
+
+
+@pytest.mark.parametrize("given, note", [
+    ([4, 0, 2], "num_attention_heads_group: 3 entries for 4 layers, taken from the weights"),
+    ([4, 0, 2, 1, 3], "num_attention_heads_group: 5 entries for 4 layers, the 1 past the last layer dropped"),
+], ids=["short", "long"])
+def test_pruned_list_of_wrong_length_agreeing_with_weights_is_completed(pruned_dir, given, note):
+    loaded = load_speaker_encoder(pruned_dir, config={"num_attention_heads_group": given})
+    assert loaded.encoder_config["num_attention_heads_group"] == [4, 0, 2, 1]
+    assert any(note in n for n in loaded.notes), loaded.notes
+
+
 def test_pruned_width_contradicting_weights_names_field_and_layer(tmp_path, pruned_dir):
     cfg = encoder_config("tiny", pruned=True)
     cfg["intermediate_size_group"][2][0] += 8

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,14 +21,45 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def cli_artifact(tmp_path_factory, tiny_dir):
+def cli_export(tmp_path_factory, tiny_dir) -> tuple[Path, str]:
+    """The artifact directory and what ``w2vlab export`` printed while writing it."""
     out = tmp_path_factory.mktemp("cli") / "art"
-    assert main(["export", "--model-path", str(tiny_dir), "--output", str(out), "--mode", "both"]) == 0
-    return out
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["export", "--model-path", str(tiny_dir), "--output", str(out), "--mode", "both"]) == 0
+    return out, printed.getvalue()
 
 
-def test_export_prints_parity_and_refuses_to_clobber(cli_artifact, tiny_dir, capsys):
-    assert main(["export", "--model-path", str(tiny_dir), "--output", str(cli_artifact)]) == 2
+@pytest.fixture(scope="module")
+def cli_artifact(cli_export) -> Path:
+    return cli_export[0]
+
+
+# ParityReport.headline(): "<label>: PASS on <n> clips; worst cosine <c>, worst L2 <l2>, worst max|diff| <m>
+# (bounds: cosine >= <b>, max|diff| <= <b>)"
+HEADLINE = re.compile(r"^(?P<mode>\w+) vs eager: (?P<verdict>PASS|FAIL)(?: \(\d+ clips\))? on (?P<n>\d+) clips; worst cosine (?P<cos>\S+), "
+                      r"worst L2 (?P<l2>\S+), worst max\|diff\| (?P<mad>\S+) \(bounds: cosine >= (?P<min_cos>\S+), "
+                      r"max\|diff\| <= (?P<max_abs>\S+)\)$", re.MULTILINE)
+
+
+def test_export_prints_parity_and_refuses_to_clobber(cli_export, tiny_dir, capsys):
+    """The printed parity lines agree with the per-clip numbers the export wrote to parity.json."""
+    out, printed = cli_export
+    lines = {m["mode"]: m for m in HEADLINE.finditer(printed)}
+    assert sorted(lines) == ["preprocessed", "waveform"], printed
+    parity = json.loads((out / "parity.json").read_text())
+    for mode, line in lines.items():
+        clips = parity[mode]["clips"]
+        bounds = parity[mode]["bounds"]
+        assert int(line["n"]) == len(clips) > 0
+        assert float(line["cos"]) == pytest.approx(min(c["cosine"] for c in clips), abs=1e-9)
+        assert float(line["l2"]) == pytest.approx(max(c["l2"] for c in clips), rel=1e-2, abs=1e-30)
+        assert float(line["mad"]) == pytest.approx(max(c["max_abs_diff"] for c in clips), rel=1e-2, abs=1e-30)
+        assert (float(line["min_cos"]), float(line["max_abs"])) == (bounds["min_cosine"], bounds["max_abs_diff"])
+        within = all(c["cosine"] >= bounds["min_cosine"] and c["max_abs_diff"] <= bounds["max_abs_diff"] for c in clips)
+        assert line["verdict"] == ("PASS" if within else "FAIL") == "PASS"
+    assert f"per-clip numbers in {out / 'parity.json'}" in printed
+    assert main(["export", "--model-path", str(tiny_dir), "--output", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
 
 
@@ -40,7 +74,7 @@ def test_embed_score_info(cli_artifact, speech_files, tmp_path, capsys):
     score = float(capsys.readouterr().out)
     assert score == pytest.approx(art.score(torch.from_numpy(embeddings[0]), torch.from_numpy(embeddings[1])), abs=1e-6)
     assert main(["info", str(cli_artifact)]) == 0
-    assert json.loads(capsys.readouterr().out)["format"] == "w2vlab-artifact/1"
+    assert json.loads(capsys.readouterr().out)["format"] == "w2vlab-artifact/2"
 
 
 def test_verify_passes_for_its_model_and_fails_for_another(cli_artifact, tiny_dir, tmp_path, capsys):
@@ -54,11 +88,13 @@ def test_verify_passes_for_its_model_and_fails_for_another(cli_artifact, tiny_di
 
 def test_errors_are_one_line_messages(tmp_path, capsys):
     assert main(["export", "--model-path", str(tmp_path / "missing"), "--output", str(tmp_path / "o")]) == 2
-    assert "model path not found" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("w2vlab export: error: ") and "model path not found" in err and err.count("\n") == 1, err
     assert not (tmp_path / "o").exists()
     (tmp_path / "not_audio.wav").write_text("hello")
     assert main(["info", str(tmp_path)]) == 2
-    assert "no metadata.json" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("w2vlab info: error: ") and "no metadata.json" in err and err.count("\n") == 1, err
 
 
 def test_seed_export_script(tmp_path, tiny_dir):
@@ -66,4 +102,4 @@ def test_seed_export_script(tmp_path, tiny_dir):
     subprocess.run([sys.executable, str(ROOT / "scripts" / "export_w2vbert_torchscript.py"), "--preprocess",
                     "--model-path", str(tiny_dir), "--output", str(out)], check=True, capture_output=True, timeout=300)
     assert (out / "w2vbert_speaker_script_preprocessed.pt").is_file()
-    assert load_artifact(out).metadata["artifacts"]["preprocessed"]["parity"]["passed"]
+    assert load_artifact(out).metadata["artifacts"]["preprocessed"]["formats"]["torchscript"]["parity"]["passed"]

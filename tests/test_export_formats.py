@@ -6,22 +6,37 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
 from w2vlab.artifact import ArtifactError, load_artifact
-from w2vlab.checkpoint import load_speaker_encoder
+from w2vlab.checkpoint import feature_extractor_for, load_speaker_encoder
 from w2vlab.cli import main
-from w2vlab.export import ExportParityError, export, feature_extractor_for
-from w2vlab.formats import FORMAT_FILES, FORMATS, embed_metadata, onnx_available
+from w2vlab.contract import FILES as FORMAT_FILES
+from w2vlab.contract import FORMATS, MODES, onnx_available
+from w2vlab.export import ExportParityError, export
+from w2vlab.formats import embed_metadata
 from w2vlab.parity import ParityBounds, compare
 from w2vlab.suite import build_suite, synthetic_speech
 
 needs_onnx = pytest.mark.skipif(not onnx_available(), reason="the [onnx] extra is not installed")
 CASES = build_suite(lengths=(560, 16160, 40037), batches=((16160, 8000, 561),))
-MODES = ("preprocessed", "waveform")
+# What a consumer must not load: the exporter, the eager model and transformers' modelling code.
+EXPORTER_MODULES = ("w2vlab.export", "w2vlab.checkpoint", "w2vlab.model", "w2vlab.demo", "w2vlab.suite",
+                    "w2vlab.torchscript", "w2vlab.formats", "transformers.models.wav2vec2_bert.modeling_wav2vec2_bert")
+CONSUMER = """
+import json, sys
+import w2vlab
+for fmt in {formats}:
+    art = w2vlab.load_artifact({out!r}, {mode!r}, fmt)
+    assert art.embed_file({audio!r}).shape == (art.embedding_dim,)
+modeling = sorted(m for m in sys.modules if m.startswith("transformers.") and ".modeling_" in m)
+print(json.dumps({{"exporter": [m for m in {exporter} if m in sys.modules], "modeling": modeling,
+                  "transformers": "transformers" in sys.modules, "w2vlab": sorted(m for m in sys.modules if m.startswith("w2vlab"))}}))
+"""
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +119,7 @@ def test_a_file_from_another_export_is_refused(artifact, tmp_path, tiny_dir):
 def test_edited_embedded_metadata_is_refused(artifact, tmp_path):
     edited = tmp_path / "edited"
     shutil.copytree(artifact[0], edited)
-    embed_metadata(edited / FORMAT_FILES["onnx", "waveform"], "onnx", json.dumps({"format": "w2vlab-artifact/1"}))
+    embed_metadata(edited / FORMAT_FILES["onnx", "waveform"], "onnx", json.dumps({"format": "w2vlab-artifact/2"}))
     with pytest.raises(ArtifactError, match="embeds metadata that differs"):
         load_artifact(edited, "waveform", "onnx")
     with pytest.raises(ValueError, match="already embeds metadata.json"):  # a .pt2 is never edited in place
@@ -118,7 +133,7 @@ def test_a_format_that_was_not_exported_says_how_to_get_it(tmp_path, tiny_dir):
         load_artifact(out, "preprocessed", "exported")
     with pytest.raises(ValueError, match="unknown format 'tflite'"):
         load_artifact(out, "preprocessed", "tflite")
-    with pytest.raises(ValueError, match="unknown export format"):
+    with pytest.raises(ValueError, match=r"unknown format 'tflite'; expected one of \('torchscript'"):
         export(tiny_dir, tmp_path / "x", formats=("tflite",), progress=False)
     assert not (tmp_path / "x").exists()
 
@@ -146,8 +161,8 @@ def test_onnx_without_the_extra_fails_before_any_work(tmp_path, tiny_dir, monkey
 
 def test_cli_export_format_then_verify_and_embed(tmp_path, tiny_dir, speech_files, capsys, monkeypatch):
     # the CLI's suites, shortened to this module's (the full 32-clip suites run in test_cli.py)
-    monkeypatch.setattr("w2vlab.export.DEFAULT_LENGTHS", (16160, 40037))
-    monkeypatch.setattr("w2vlab.suite.build_suite", lambda audio=(): CASES)
+    monkeypatch.setattr("w2vlab.export.build_suite", lambda: CASES)  # export's
+    monkeypatch.setattr("w2vlab.suite.build_suite", lambda audio=(): CASES)  # verify's
     out = tmp_path / "art"
     assert main(["export", "--model-path", str(tiny_dir), "--output", str(out), "--format", "exported"]) == 0
     printed = capsys.readouterr().out
@@ -160,3 +175,124 @@ def test_cli_export_format_then_verify_and_embed(tmp_path, tiny_dir, speech_file
     assert main(["embed", str(out), str(speech_files[0])]) == 0
     ts = np.array(capsys.readouterr().out.split()[1:], dtype=np.float32)
     assert np.array_equal(pt2, ts)  # both printed to 6 decimals from bit-identical embeddings
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_consumer_imports_no_exporter_and_no_modelling_code(artifact, speech_files, mode):
+    """A fresh process opens every format of ``mode`` and embeds a file; what did it import?"""
+    import subprocess
+    import sys
+
+    out, formats = artifact
+    code = CONSUMER.format(formats=formats, out=str(out), mode=mode, audio=str(speech_files[0]),
+                           exporter=EXPORTER_MODULES)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    loaded = json.loads(run.stdout.strip().splitlines()[-1])
+    assert "w2vlab.artifact" in loaded["w2vlab"] and "w2vlab.loaders" in loaded["w2vlab"]  # it did run the consumer
+    assert loaded["exporter"] == [] and loaded["modeling"] == [], loaded
+    if mode == "waveform":  # the features are computed inside the graph: torch alone
+        assert loaded["transformers"] is False, loaded["w2vlab"]
+
+
+def _code_device_literals(path) -> list[str]:
+    """``torch.device("...")`` literals in a TorchScript archive's saved code (read from the zip,
+    nothing unpickled); a device that follows the input is saved as ``ops.prim.device(x)``."""
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        return [hit for name in archive.namelist() if "/code/" in name and name.endswith(".py")
+                for hit in re.findall(r'torch\.device\("[^"]*"\)', archive.read(name).decode())]
+
+
+def _program_devices(program) -> set[str]:
+    """Devices named in a ``.pt2`` program's graphs (factory ``device=``, ``.to`` asserts) and its state."""
+    named = {str(v) for gm in program.graph_module.modules() if isinstance(gm, torch.fx.GraphModule)
+             for node in gm.graph.nodes for v in (*node.args, *node.kwargs.values()) if isinstance(v, torch.device)}
+    return named | {str(t.device) for t in program.state_dict.values()}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_torchscript_archives_fix_no_device(artifact, mode):
+    """Tracing bakes ``device=x.device`` in as the example's device (HF's relative-position
+    ``arange``); the export replaces every such constant, so ``map_location="cuda"`` is enough."""
+    from w2vlab.loaders import load_script
+    from w2vlab.torchscript import device_constants
+
+    out, _ = artifact
+    path = out / FORMAT_FILES["torchscript", mode]
+    assert _code_device_literals(path) == []
+    assert device_constants(load_script(path)[0]) == []
+
+
+def test_device_checks_catch_a_plain_trace(eager):
+    """The two checks above are not vacuous: a trace without the export's fix carries the constant."""
+    from w2vlab.entry import Core
+    from w2vlab.torchscript import device_constants, trace_example, unbake_devices
+
+    import io
+
+    from w2vlab.loaders import quiet_jit
+
+    model, _ = eager
+    x, mask = trace_example(160)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # transformers' notices while the tracer probes attributes
+        plain, fixed = [torch.jit.trace(Core(model).eval(), (x, mask), check_trace=False) for _ in range(2)]
+    assert "cpu" in device_constants(plain)
+    assert unbake_devices(fixed) >= 2  # two per attention layer
+    buffer = io.BytesIO()
+    with quiet_jit():
+        torch.jit.save(fixed, buffer)
+        buffer.seek(0)
+        reloaded = torch.jit.load(buffer)
+    assert device_constants(reloaded) == []
+    with torch.inference_mode():
+        assert torch.equal(reloaded(x, mask), model(x, mask))  # values unchanged on the CPU
+
+
+def test_pt2_is_moved_whole_to_another_device(artifact):
+    """A ``.pt2`` names its capture device; ``load_artifact/open_format(device=...)`` moves it
+    (``meta`` stands in for a GPU on a machine without one)."""
+    from torch.export.passes import move_to_device_pass
+
+    from w2vlab.loaders import load_format
+
+    out, _ = artifact
+    for mode in MODES:
+        path = out / FORMAT_FILES["exported", mode]
+        assert _program_devices(torch.export.load(str(path))) == {"cpu"}, mode
+        assert _program_devices(move_to_device_pass(torch.export.load(str(path)), "meta")) == {"meta"}, mode
+    program = load_format(out / FORMAT_FILES["exported", "preprocessed"], "exported", "preprocessed", device="meta")
+    embedding = program(torch.zeros(2, 9, 160, device="meta"))  # the default mask follows the input's device
+    assert embedding.device.type == "meta" and embedding.shape == (2, 32)
+
+
+def _card_blocks(out, section: str) -> list[str]:
+    from w2vlab.card import render_model_card
+
+    card = render_model_card(json.loads((out / "metadata.json").read_text()), dirname=str(out))
+    body = card.split(f"## {section}")[1].split("\n## ")[0]
+    return [block.split("```", 1)[0] for block in body.split("```python\n")[1:]]
+
+
+def test_card_program_snippets_run_and_match_eager(artifact, eager):
+    """Each ``.pt2`` / ONNX snippet of the model card, run as written (with only torch,
+    transformers, onnxruntime), against HF extractor + eager on the snippet's own audio."""
+    out, formats = artifact
+    model, fe = eager
+    blocks = _card_blocks(out, "The `.pt2` and ONNX files")
+    assert len(blocks) == 2 * (len(formats) - 1)  # one per mode and non-TorchScript format
+    for code in blocks:
+        fmt = "onnx-int8" if "_int8.onnx" in code else "onnx" if ".onnx" in code else "exported"
+        scope: dict = {}
+        exec(code, scope)
+        mode = "preprocessed" if "fe" in scope else "waveform"
+        wave = scope["wave"] if mode == "preprocessed" else scope["wave"][0].numpy()
+        hf = fe(wave, sampling_rate=16000, return_tensors="pt", return_attention_mask=True)
+        with torch.inference_mode():
+            ref = model(hf["input_features"], hf["attention_mask"])
+        bounds = ParityBounds(0.999, 0.1) if fmt == "onnx-int8" else ParityBounds(0.99999, 1e-4)
+        report = compare(ref, scope["embedding"][None], bounds=bounds)
+        assert report.passed, (fmt, mode, report.headline())

@@ -1,8 +1,8 @@
 """w2vlab.features against the independent reference, HF ``SeamlessM4TFeatureExtractor``.
 
 Every numeric check compares with HF's own output (or with HF's internals, for the log-mel
-before normalisation); the only self-comparisons are scripted/reloaded vs eager and
-batched vs one-by-one, which are properties of the port itself.
+before normalisation); the only self-comparisons are scripted/reloaded/exported vs eager,
+batched vs one-by-one and chunked vs whole, which are properties of the port itself.
 """
 
 from __future__ import annotations

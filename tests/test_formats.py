@@ -13,16 +13,23 @@ import pytest
 import torch
 from transformers import SeamlessM4TFeatureExtractor
 
-from w2vlab.demo import W2VBERT_PREPROCESSOR, build_demo_model
-from w2vlab.export import WaveformSpeakerEncoder, _Core, compile_core, save_module, verify, wrap
-from w2vlab.features import FeatureConfig, TorchFeatureExtractor
-from w2vlab.formats import FORMAT_FILES, export_onnx, export_program, load_format, parity_bounds, read_metadata
-from w2vlab.parity import compare
-from w2vlab.suite import Case, build_suite, hf_features, synthetic_speech
+from w2vlab.config import W2VBERT_PREPROCESSOR
+from w2vlab.contract import FILES as FORMAT_FILES
+from w2vlab.contract import read_embedded_metadata as read_metadata
+from w2vlab.demo import build_demo_model
+from w2vlab.entry import Core, waveform_encoder
+from w2vlab.features import FeatureConfig
+from w2vlab.formats import export_onnx, export_program
+from w2vlab.loaders import load_format
+from w2vlab.parity import compare, format_bounds
+from w2vlab.suite import Case, build_suite, hf_features, synthetic_speech, verify
+from w2vlab.torchscript import compile_core, save_script, wrap
 
 FE = SeamlessM4TFeatureExtractor(**W2VBERT_PREPROCESSOR)
+CONFIG = FeatureConfig.from_extractor(FE)
 # Single clips from 560 samples (the extractor's minimum, below the waveform programs' 720) to
-# 3 s, four with an odd frame count, and one padded batch with a 561-sample clip in it.
+# 3 s, two with an odd frame count (720: 3 frames, 8160: 49), and one padded batch with a
+# 561-sample clip in it.
 CASES = build_suite(lengths=(560, 561, 719, 720, 8160, 16000, 48037), batches=((16160, 8000, 561),))
 METADATA = json.dumps({"format": "w2vlab-artifact/1", "note": "round trip"})
 
@@ -40,7 +47,7 @@ def programs(models, tmp_path_factory):
     for variant, model in models.items():
         for mode in ("preprocessed", "waveform"):
             path = directory / f"{variant}_{FORMAT_FILES['exported', mode]}"
-            out[variant, mode] = export_program(model, mode, FE, path, METADATA), path
+            out[variant, mode] = export_program(model, mode, CONFIG, path, METADATA), path
     return out
 
 
@@ -59,7 +66,7 @@ def onnx_files(programs, tmp_path_factory):
     out = {}
     for key in (("pruned", "preprocessed"), ("dense", "waveform")):  # ~6 s each; the report has all four
         out[key] = directory / f"{key[0]}_{FORMAT_FILES['onnx', key[1]]}"
-        export_onnx(programs[key][0], key[1], FE, out[key], METADATA)
+        export_onnx(programs[key][0], key[1], CONFIG, out[key], METADATA)
     return out
 
 
@@ -100,7 +107,7 @@ def test_reloaded_waveform_program_matches_hf_plus_eager(models, loaded, variant
 def test_reloaded_waveform_program_equals_eager_frontend(models, loaded):
     """From 720 samples up the program is the eager frontend + model, bit for bit."""
     model = models["pruned"]
-    eager = WaveformSpeakerEncoder(TorchFeatureExtractor(FeatureConfig.from_extractor(FE)), _Core(model)).eval()
+    eager = waveform_encoder(Core(model), CONFIG).eval()
     program = loaded["pruned", "waveform"]
     waves = torch.stack([torch.from_numpy(synthetic_speech(16160, seed=s)) for s in range(3)])  # (3, N)
     with torch.inference_mode():
@@ -132,7 +139,7 @@ def test_program_metadata_round_trip(programs):
 def test_load_format_reads_torchscript_too(models, tmp_path):
     model = models["dense"]
     path = tmp_path / FORMAT_FILES["torchscript", "preprocessed"]
-    save_module(wrap("preprocessed", compile_core(model, 160)[0], FE), path, {})
+    save_script(wrap("preprocessed", compile_core(model, 160)[0], CONFIG), path)
     x = torch.randn(1, 77, 160)
     with torch.inference_mode():
         assert torch.equal(load_format(path, "torchscript", "preprocessed")(x), model(x))
@@ -155,7 +162,7 @@ def test_onnx_preprocessed_matches_eager(models, onnx_files):
 def test_onnx_waveform_matches_hf_plus_eager(models, onnx_files):
     session = load_format(onnx_files["dense", "waveform"], "onnx", "waveform", threads=2)
     report = verify("waveform", session, models["dense"], FE, CASES, progress=False,
-                    bounds=parity_bounds("onnx", "waveform"))
+                    bounds=format_bounds("onnx", "waveform"))
     assert report.passed and report.worst_cosine >= 0.99999, report
     # ONNX Runtime's DFT rounds low-energy bins differently from pocketfft: log-mels differ by an
     # ulp in ~5% of values, which normalisation amplifies on 2-3 frame clips.  Longer ones: 1e-5.
@@ -177,6 +184,6 @@ def test_onnx_without_the_extra_says_what_to_install(models, tmp_path, monkeypat
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else find_spec(name, *a))
     with pytest.raises(ImportError, match=r"pip install -e '\.\[onnx\]'"):
-        export_onnx(models["dense"], "preprocessed", FE, tmp_path / "m.onnx")
+        export_onnx(models["dense"], "preprocessed", CONFIG, tmp_path / "m.onnx")
     with pytest.raises(ImportError, match="onnxruntime"):
         load_format(tmp_path / "m.onnx", "onnx", "preprocessed")

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from transformers import SeamlessM4TFeatureExtractor
 
 from w2vlab.artifact import load_artifact
-from w2vlab.demo import W2VBERT_PREPROCESSOR
+from w2vlab.config import W2VBERT_PREPROCESSOR
 from w2vlab.export import export
 from w2vlab.features import FeatureConfig, TorchFeatureExtractor
 from w2vlab.suite import QUICK_LENGTHS, build_suite

@@ -7,8 +7,9 @@ import pytest
 import torch
 from transformers import SeamlessM4TFeatureExtractor
 
-from w2vlab.config import HeadConfig, normalise_pruning
-from w2vlab.demo import W2VBERT_PREPROCESSOR, build_demo_model, encoder_config
+from w2vlab.config import PRUNING_FIELDS, HeadConfig, normalise_pruning
+from w2vlab.config import W2VBERT_PREPROCESSOR
+from w2vlab.demo import build_demo_model, encoder_config
 from w2vlab.model import SpeakerEncoder, build_encoder, count_parameters
 from w2vlab.suite import synthetic_speech
 
@@ -89,9 +90,21 @@ def test_pruned_student_layer_shapes():
     assert len(widths) == cfg["num_hidden_layers"]  # uneven per layer
 
 
-def test_parameter_counts():
-    counts = {(s, p): count_parameters(build_demo_model(s, p)[0]) for s, p in [("tiny", False), ("tiny", True)]}
-    assert counts[("tiny", False)] < counts[("tiny", True)] < 1_000_000
+def test_pruning_fields_shrink_the_encoder():
+    """The per-layer fields really remove weights: the pruned student against the dense encoder of the
+    same base shape (the same config without the per-layer fields)."""
+    head = HeadConfig(adapter_dim=8, attention_channels=8, embd_dim=8)
+    pruned_cfg, _ = normalise_pruning(encoder_config("tiny", pruned=True))
+    dense_cfg = {k: v for k, v in pruned_cfg.items() if k not in PRUNING_FIELDS}
+    pruned = SpeakerEncoder(build_encoder(pruned_cfg), head)
+    dense = SpeakerEncoder(build_encoder(dense_cfg), head)
+    assert count_parameters(torch.nn.Linear(3, 4)) == 3 * 4 + 4  # weights and bias, no buffers
+    # FFN blocks alone: each kept one is Linear(h, w) + Linear(w, h) + LayerNorm(h); widths per layer
+    h, i = dense_cfg["hidden_size"], dense_cfg["intermediate_size"]
+    ffn_params = lambda w: 0 if w == 0 else (h * w + w) + (w * h + h) + 2 * h  # noqa: E731
+    removed_ffn = sum(ffn_params(i) - ffn_params(w) for pair in pruned_cfg["intermediate_size_group"] for w in pair)
+    assert removed_ffn > 0
+    assert count_parameters(dense) - count_parameters(pruned) > removed_ffn  # attention and conv shrink too
 
 
 def test_n_mfa_layers_out_of_range():

@@ -92,14 +92,32 @@ def test_non_finite_never_passes(embeddings, bad):
 
 
 def test_to_dict_is_json_and_markdown_has_one_row_per_clip(embeddings):
-    report = compare(embeddings, embeddings + 1e-7, label="eager vs script")
+    """Summary and per-clip values against a known perturbation, computed here with numpy."""
+    reference = embeddings.double().numpy()
+    candidate = reference.copy()
+    offsets = [1e-6, 2e-6, 3e-6, 2e-5]  # one entry of row i moved by offsets[i]: clip3 breaks max|diff| <= 1e-5
+    for i, delta in enumerate(offsets):
+        candidate[i, i] += delta
+    report = compare(embeddings, candidate, label="eager vs script")
     d = json.loads(json.dumps(report.to_dict()))
-    assert d["n_clips"] == 4 and d["passed"] is True and len(d["clips"]) == 4
-    assert d["bounds"] == {"min_cosine": 0.99999, "max_abs_diff": 1e-5}
-    assert set(report.summary()) <= set(d)
+    cosines = [float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))) for a, b in zip(reference, candidate)]
+    assert d["clips"] == [
+        {"name": f"clip{i}", "cosine": pytest.approx(cosines[i], abs=1e-14), "l2": pytest.approx(delta, rel=1e-6),
+         "max_abs_diff": pytest.approx(delta, rel=1e-6)}
+        for i, delta in enumerate(offsets)
+    ]
+    summary = {
+        "label": "eager vs script", "n_clips": 4, "passed": False, "failures": ["clip3"],
+        "worst_cosine": pytest.approx(min(cosines), abs=1e-14), "worst_l2": pytest.approx(2e-5, rel=1e-6),
+        "worst_max_abs_diff": pytest.approx(2e-5, rel=1e-6), "bounds": {"min_cosine": 0.99999, "max_abs_diff": 1e-5},
+    }
+    assert report.summary() == summary
+    assert {k: v for k, v in d.items() if k != "clips"} == summary
     text = str(report)
-    assert text.startswith("**eager vs script**: PASS (4 clips")
-    assert sum(line.startswith("| clip") for line in text.splitlines()) == 1 + 4  # header + rows
+    assert text.startswith("**eager vs script**: FAIL (4 clips")
+    rows = [line for line in text.splitlines() if line.startswith("| clip")]
+    assert len(rows) == 1 + 4  # header + rows
+    assert [row.rstrip(" |").rsplit("| ", 1)[1] for row in rows[1:]] == ["ok", "ok", "ok", "FAIL"]
 
 
 def test_merge_prefixes_labels_and_keeps_verdicts(embeddings):

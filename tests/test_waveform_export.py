@@ -8,13 +8,16 @@ import torch
 
 from w2vlab.artifact import load_artifact
 from w2vlab.audio import prepare_waveform, read_audio
-from w2vlab.checkpoint import load_speaker_encoder
-from w2vlab.export import ARTIFACT_FILES, export, feature_extractor_for
+from w2vlab.checkpoint import feature_extractor_for, load_speaker_encoder
+from w2vlab.contract import FILES, METADATA_FILE, ArtifactError
+from w2vlab.export import export
+from w2vlab.loaders import load_script
+from w2vlab.torchscript import save_script
 from w2vlab.naive import ignores_input, naive_trace_report
 from w2vlab.parity import compare
 from w2vlab.suite import QUICK_LENGTHS, build_suite, synthetic_speech
 
-WAV = ARTIFACT_FILES["waveform"]
+WAV = FILES["torchscript", "waveform"]
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +88,7 @@ def test_metadata_lists_both_modes(both):
     md = load_artifact(both).metadata
     assert set(md["artifacts"]) == {"preprocessed", "waveform"}
     assert md["artifacts"]["waveform"]["inputs"][0]["name"] == "waveform"
-    assert md["artifacts"]["waveform"]["parity"]["passed"]
+    assert md["artifacts"]["waveform"]["formats"]["torchscript"]["parity"]["passed"]
 
 
 def test_naive_trace_bakes_the_example_in(tiny_dir, eager):
@@ -97,3 +100,18 @@ def test_naive_trace_bakes_the_example_in(tiny_dir, eager):
     assert first.max_abs_diff == 0.0  # only the tracing example itself is right
     assert all(c.max_abs_diff > 1e-3 for c in others)
     assert not report.passed
+
+
+def test_hash_covers_the_frontend(both, tmp_path):
+    """The frontend's buffers run too: an edited mel filterbank must be refused like edited weights."""
+    import shutil
+
+    edited = tmp_path / "edited"
+    shutil.copytree(both, edited)
+    module, extra = load_script(edited / WAV, (METADATA_FILE,))
+    with torch.no_grad():
+        module.frontend.mel_filters.mul_(1.01)  # (K, M) float64: 1% louder mels, same weights
+    save_script(module, edited / WAV, extra)
+    with pytest.raises(ArtifactError, match="content does not match"):
+        load_artifact(edited, "waveform")
+    assert load_artifact(both, "waveform").embedding_dim == 32  # the untouched copy still opens

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from w2vlab.export import export
-from w2vlab.formats import onnx_available
+from w2vlab.contract import onnx_available
 from w2vlab.suite import QUICK_LENGTHS, build_suite
 from w2vlab.widgets import build_workbench, explore, explorer_panel
 
-DATA = "tests/data"
+DATA = Path(__file__).parent / "data"  # not cwd-relative: pytest may run from anywhere
 
 
 @pytest.fixture(scope="module")

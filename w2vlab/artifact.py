@@ -5,102 +5,84 @@
 
 Opening checks the format tag, that the file's embedded metadata equals ``metadata.json``
 and that the weights hash matches, for TorchScript (``.pt``), ``torch.export`` (``.pt2``) and
-ONNX files alike; a newer/older torch than the exporter's only warns.
+ONNX files alike; a newer/older torch than the exporter's only warns.  This module is the
+consumer: it imports the artifact contract and the loaders, never the exporter, the eager model
+or transformers' modelling code (preprocessed mode loads the saved HF feature extractor).
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from .audio import prepare_waveform, read_audio
-from .export import EXTRACTOR_DIR, FORMAT_TAG, MODES
-from .suite import Case, hf_features, waveform_batch
+from .audio import pad_waveforms, prepare_waveform, read_audio
+from .contract import (EXTRACTOR_DIR, METADATA_FILE, ArtifactError, check_mode, file_entry, read_embedded_metadata,
+                       read_metadata)
+from .features import FeatureConfig, extractor_inputs
+from .loaders import open_format
+from .parity import cosine_rows
 
 ArrayLike = np.ndarray | torch.Tensor
-
-
-class ArtifactError(ValueError):
-    """The directory is not a usable w2vlab artifact (missing, foreign, tampered or mixed up)."""
-
-
-def read_metadata(directory: str | Path) -> dict[str, Any]:
-    directory = Path(directory)
-    path = directory / "metadata.json"
-    if not directory.is_dir():
-        raise FileNotFoundError(f"artifact directory not found: {directory}")
-    if not path.is_file():
-        raise ArtifactError(f"{directory} has no metadata.json; is it a w2vlab export directory?")
-    try:
-        metadata = json.loads(path.read_text())
-    except ValueError as e:
-        raise ArtifactError(f"{path} is not valid JSON: {e}") from e
-    if metadata.get("format") != FORMAT_TAG:
-        raise ArtifactError(f"{path} has format {metadata.get('format')!r}; this w2vlab reads {FORMAT_TAG!r}")
-    return metadata
-
-
-def format_entries(metadata: Mapping[str, Any], mode: str) -> dict[str, dict[str, Any]]:
-    """Format -> file entry (file, parity, content_sha256) of ``mode`` in an artifact's metadata;
-    artifacts written before formats existed have only the TorchScript archive."""
-    art = metadata["artifacts"][mode]
-    legacy = {"file": art["file"], "parity": art["parity"], "content_sha256": metadata["model"]["weights_sha256"]}
-    return dict(art.get("formats", {"torchscript": legacy}))
+__all__ = ["Artifact", "ArtifactError", "load_artifact"]
 
 
 class Artifact:
     """A loaded artifact: ``embed``, ``embed_file``, ``embed_batch`` and ``score``."""
 
-    def __init__(self, directory: str | Path, mode: str | None = None, format: str = "torchscript"):
-        from transformers import SeamlessM4TFeatureExtractor
-
-        from .features import FeatureConfig
-        from .formats import FORMATS, open_format, read_metadata as embedded_metadata
-
+    def __init__(self, directory: str | Path, mode: str | None = None, format: str = "torchscript",
+                 device: str | torch.device = "cpu"):
         self.directory = Path(directory)
         self.metadata = read_metadata(self.directory)
         available = list(self.metadata["artifacts"])
         self.mode = mode or ("preprocessed" if "preprocessed" in available else available[0])
-        if self.mode not in available:
-            raise ArtifactError(f"{self.directory} has no {self.mode!r} artifact; it has {available}")
-        if format not in FORMATS:
-            raise ValueError(f"unknown format {format!r}; expected one of {FORMATS}")
-        entries = format_entries(self.metadata, self.mode)
-        if format not in entries:
-            raise ArtifactError(f"{self.directory} has no {format!r} file for {self.mode} mode; it has {list(entries)} "
-                                f"(export with --format {format} or --format all)")
         self.format = format
-        path = self.directory / entries[format]["file"]
+        self.device = torch.device(device)
+        entry = file_entry(self.metadata, self.mode, format, where=str(self.directory))
+        path = self.directory / entry["file"]
         if not path.is_file():
-            raise ArtifactError(f"{path} is missing; metadata.json lists it")
-        self.feature_extractor = SeamlessM4TFeatureExtractor.from_pretrained(str(self.directory / EXTRACTOR_DIR))
-        try:
-            self.module, digest = open_format(path, format, self.mode, FeatureConfig.from_extractor(self.feature_extractor),
-                                              threads=torch.get_num_threads())
-            embedded = embedded_metadata(path, format)
-        except (RuntimeError, OSError, ValueError, zipfile.BadZipFile) as e:
-            reader = {"torchscript": "a TorchScript archive torch.jit.load", "exported": "a .pt2 program torch.export.load"}
-            raise ArtifactError(f"{path} is not {reader.get(format, 'an ONNX model ONNX Runtime')} can read: "
-                                f"{str(e).splitlines()[0]}") from e
-        if embedded != self.metadata:
-            raise ArtifactError(
-                f"{path.name} embeds metadata that differs from {self.directory / 'metadata.json'}: the files "
-                f"come from different exports or were edited; re-export instead of mixing files"
-            )
-        want = entries[format]["content_sha256"]
-        if digest != want:
-            raise ArtifactError(f"{path.name} weights do not match the sha256 recorded in metadata.json ({want[:12]}...)")
+            raise ArtifactError(f"{path} is missing; {self.directory / METADATA_FILE} lists it")
+        self.feature_config = FeatureConfig.from_dict(self.metadata["feature_extractor"]["config"])
+        self.module = self._open(path, entry)
         exported = self.metadata["versions"]["torch"]
         if exported.split("+")[0] != torch.__version__.split("+")[0]:
             warnings.warn(f"artifact exported with torch {exported}, running torch {torch.__version__}", stacklevel=2)
         self.sample_rate: int = self.metadata["sample_rate"]
         self.embedding_dim: int = self.metadata["embedding_dim"]
+        self._extractor = None
+
+    def _open(self, path: Path, entry: dict) -> torch.nn.Module:
+        """Load ``path`` and check it against ``metadata.json``: embedded metadata, then content hash."""
+        try:
+            module, digest = open_format(path, self.format, self.mode, self.feature_config,
+                                         threads=torch.get_num_threads(), device=self.device)
+            embedded = read_embedded_metadata(path, self.format)
+        except (RuntimeError, OSError, ValueError, zipfile.BadZipFile) as e:
+            reader = {"torchscript": "a TorchScript archive torch.jit.load", "exported": "a .pt2 program torch.export.load"}
+            raise ArtifactError(f"{path} is not {reader.get(self.format, 'an ONNX model ONNX Runtime')} can read: "
+                                f"{str(e).splitlines()[0]}") from e
+        if embedded != self.metadata:
+            raise ArtifactError(
+                f"{path.name} embeds metadata that differs from {self.directory / METADATA_FILE}: the files "
+                f"come from different exports or were edited; re-export instead of mixing files"
+            )
+        if digest != entry["content_sha256"]:
+            raise ArtifactError(f"{path.name} content does not match the sha256 recorded in metadata.json "
+                                f"({entry['content_sha256'][:12]}...): the file was modified after export")
+        return module
+
+    @property
+    def feature_extractor(self):
+        """The HF ``SeamlessM4TFeatureExtractor`` saved beside the files (preprocessed mode's input)."""
+        if self._extractor is None:
+            from transformers import SeamlessM4TFeatureExtractor
+
+            self._extractor = SeamlessM4TFeatureExtractor.from_pretrained(str(self.directory / EXTRACTOR_DIR))
+        return self._extractor
 
     def __repr__(self) -> str:
         return (f"Artifact({str(self.directory)!r}, mode={self.mode!r}, format={self.format!r}, "
@@ -130,11 +112,12 @@ class Artifact:
         """Embed clips of any lengths as one padded, masked batch: [B, embedding_dim]."""
         if len(waves) == 0:
             raise ValueError("embed_batch got no clips")
-        case = Case("batch", tuple(self._prepare(w, sr) for w in waves))
+        waves = [self._prepare(w, sr) for w in waves]
         if self.mode == "waveform":
-            return self._run(*waveform_batch(case))
-        # one clip: its valid feature rows, no mask (the seed's call); several: padded + mask
-        return self._run(*[x for x in hf_features(self.feature_extractor, case) if x is not None])
+            inputs = pad_waveforms(waves)
+        else:  # one clip: its valid feature rows, no mask (the seed's call); several: padded + mask
+            inputs = tuple(x for x in extractor_inputs(self.feature_extractor, waves) if x is not None)
+        return self._run(*(x.to(self.device) for x in inputs)).cpu()
 
     def embed(self, wave: ArrayLike, sr: int) -> torch.Tensor:
         """Embed one clip (mono or multi-channel, float or integer PCM, any rate): [embedding_dim]."""
@@ -149,10 +132,11 @@ class Artifact:
         """Cosine similarity of two embeddings [D]."""
         if a.shape != b.shape or a.dim() != 1:
             raise ValueError(f"score expects two embeddings of shape [D]; got {list(a.shape)} and {list(b.shape)}")
-        return max(-1.0, min(1.0, float(torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=0))))
+        return float(cosine_rows(a.detach().cpu().double().numpy()[None], b.detach().cpu().double().numpy()[None])[0])
 
 
-def load_artifact(directory: str | Path, mode: str | None = None, format: str = "torchscript") -> Artifact:
+def load_artifact(directory: str | Path, mode: str | None = None, format: str = "torchscript",
+                  device: str | torch.device = "cpu") -> Artifact:
     """Open an artifact directory written by :func:`w2vlab.export.export`.
 
     Args:
@@ -160,7 +144,9 @@ def load_artifact(directory: str | Path, mode: str | None = None, format: str = 
         format: "torchscript" (``.pt``), "exported" (``torch.export`` ``.pt2``), "onnx" or
             "onnx-int8" (run by ONNX Runtime with ``torch.get_num_threads()`` threads; the int8
             copy matches eager to cosine >= 0.999, not exactly); each is checked the same way.
+        device: where TorchScript and ``.pt2`` weights are mapped ("cuda" on a GPU machine);
+            inputs are moved there and embeddings come back on the CPU.
     """
-    if mode is not None and mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
-    return Artifact(directory, mode, format)
+    if mode is not None:
+        check_mode(mode)
+    return Artifact(directory, mode, format, device)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import soundfile as sf
@@ -150,3 +151,12 @@ def prepare_waveform(wave: np.ndarray | torch.Tensor, sr: int, target_sr: int = 
         if wave.shape[0] == 0:
             raise ValueError(f"audio of {n} samples at {sr} Hz resamples to no samples at {target_sr} Hz")
     return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def pad_waveforms(waves: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad 1-D float clips into one batch: (waveforms [B, N_max] float32, lengths [B] int64)."""
+    lengths = torch.tensor([len(w) for w in waves], dtype=torch.long)
+    batch = torch.zeros(len(waves), int(lengths.max()))
+    for i, w in enumerate(waves):
+        batch[i, : len(w)] = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))
+    return batch, lengths

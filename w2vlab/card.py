@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .artifact import format_entries
-from .formats import FORMATS
+from .contract import EXTRACTOR_DIR, FILES, FORMATS, format_entries
 
 _PREPROCESSED_SNIPPET = """\
 ```python
@@ -28,10 +27,38 @@ _WAVEFORM_SNIPPET = """\
 ```python
 import torch
 model = torch.jit.load("{dirname}/{file}").eval()
-wave = torch.randn(1, 2 * {sr}) * 0.1  # [batch, samples] float32, {sr} Hz mono
+wave = torch.randn(1, 2 * {sr}, generator=torch.Generator().manual_seed(0)) * 0.1  # [batch, samples], {sr} Hz mono
 with torch.inference_mode():
     embedding = model(wave)[0]  # [{dim}]; padded batch: model(waves, lengths)
 ```"""
+
+# The .pt2 and ONNX programs take every input, with the dtypes of the metadata: the HF
+# extractor's mask is int32, so it is cast (the program was captured with an int64 mask).
+_PROGRAM_INPUTS = {
+    "preprocessed": """\
+import numpy as np, torch
+from transformers import AutoFeatureExtractor
+
+fe = AutoFeatureExtractor.from_pretrained("{dirname}/{extractor}")
+wave = np.random.default_rng(0).standard_normal(2 * {sr}).astype(np.float32) * 0.1  # your {sr} Hz mono audio
+out = fe(wave, sampling_rate={sr}, return_tensors="pt", return_attention_mask=True)
+inputs = out["input_features"], out["attention_mask"].long()  # [1, T, {fd}] float32, [1, T] int64""",
+    "waveform": """\
+import torch
+wave = torch.randn(1, 2 * {sr}, generator=torch.Generator().manual_seed(0)) * 0.1  # [batch, samples], {sr} Hz mono
+inputs = wave, torch.tensor([wave.shape[1]])  # [1, N] float32 (N >= 720), lengths [1] int64""",
+}
+_PROGRAM_CALLS = {
+    "exported": """\
+program = torch.export.load("{dirname}/{file}").module()
+with torch.inference_mode():
+    embedding = program(*inputs)[0]  # [{dim}]""",
+    "onnx": """\
+import onnxruntime as ort
+session = ort.InferenceSession("{dirname}/{file}")
+feeds = {{i.name: x.numpy() for i, x in zip(session.get_inputs(), inputs)}}
+embedding = torch.from_numpy(session.run(["embedding"], feeds)[0][0])  # [{dim}]""",
+}
 
 
 def render_model_card(metadata: Mapping[str, Any], dirname: str = "w2vbert_speaker") -> str:
@@ -60,17 +87,7 @@ def render_model_card(metadata: Mapping[str, Any], dirname: str = "w2vbert_speak
         "",
         "## Files and parity",
         "",
-        "| mode | format | file | inputs | worst cosine | worst max abs diff | clips |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for mode, art in md["artifacts"].items():
-        inputs = ", ".join(f"`{i['name']}` {i['shape']}" + (" (optional)" if i.get("optional") else "") for i in art["inputs"])
-        entries = format_entries(md, mode)
-        for fmt in sorted(entries, key=FORMATS.index):
-            p = entries[fmt]["parity"]
-            lines.append(f"| {mode} | {fmt} | `{entries[fmt]['file']}` | {inputs} | {p['worst_cosine']:.9f} | "
-                         f"{p['worst_max_abs_diff']:.3g} | {p['n_clips']} |")
-    lines += [
+        *_parity_table(md),
         "",
         "Parity was measured after saving and reloading each file, against HF's feature "
         "extractor and the eager PyTorch model; per-clip numbers are in `parity.json`.",
@@ -80,37 +97,71 @@ def render_model_card(metadata: Mapping[str, Any], dirname: str = "w2vbert_speak
     ]
     sr, dim, fd = md["sample_rate"], md["embedding_dim"], md["feature_dim"]
     if "preprocessed" in md["artifacts"]:
-        lines += [_PREPROCESSED_SNIPPET.format(dirname=dirname, file=md["artifacts"]["preprocessed"]["file"], sr=sr, dim=dim, fd=fd), ""]
+        lines += [_PREPROCESSED_SNIPPET.format(dirname=dirname, file=FILES["torchscript", "preprocessed"], sr=sr, dim=dim, fd=fd), ""]
         lines += ["For an odd number of 10 ms frames the extractor pads its last stacked row; run a "
                   "single clip on the valid rows only (as above) or pass the mask.", ""]
     if "waveform" in md["artifacts"]:
-        lines += [_WAVEFORM_SNIPPET.format(dirname=dirname, file=md["artifacts"]["waveform"]["file"], sr=sr, dim=dim), ""]
-    by_mode = {mode: format_entries(md, mode) for mode in md["artifacts"]}
-    others = {fmt: {mode: entries[fmt]["file"] for mode, entries in by_mode.items() if fmt in entries}
-              for fmt in FORMATS if fmt != "torchscript"}
-    if any(others.values()):
-        lines += ["## The `.pt2` and ONNX files", "",
-                  "`w2vlab.load_artifact(dir, mode, format=\"exported\" | \"onnx\")` opens them with the checks and "
-                  "call signature above. Without w2vlab, pass every input (the optional ones too) as float32 / int64; "
-                  "a waveform program needs at least two feature rows (720 samples at 16 kHz).", ""]
-        names = {mode: [i["name"] for i in art["inputs"]] for mode, art in md["artifacts"].items()}
-        for mode, file in others["exported"].items():
-            lines += [f"```python\nprogram = torch.export.load(\"{dirname}/{file}\").module()\n"
-                      f"embedding = program({', '.join(names[mode])})  # [batch, {dim}]\n```", ""]
-        if others["onnx-int8"]:
-            lines += ["The `_int8.onnx` files are dynamic-int8 copies (MatMul weights int8 per channel): smaller "
-                      "and faster on CPU, verified to cosine >= 0.999 against eager, not bit-exact.", ""]
-        for mode, file in [*others["onnx"].items(), *others["onnx-int8"].items()]:
-            feeds = ", ".join(f'"{n}": {n}.numpy()' for n in names[mode])
-            lines += [f"```python\nimport onnxruntime as ort\nsession = ort.InferenceSession(\"{dirname}/{file}\")\n"
-                      f"embedding = session.run([\"embedding\"], {{{feeds}}})[0]  # [batch, {dim}]\n```", ""]
+        lines += [_WAVEFORM_SNIPPET.format(dirname=dirname, file=FILES["torchscript", "waveform"], sr=sr, dim=dim), ""]
+    lines += _program_snippets(md, dirname)
+    lines += _gpu_section(md, dirname)
     lines += [
         "## Security",
         "",
         "A TorchScript archive is a program: `torch.jit.load` runs its code (a `.pt2` is loaded with "
         "`torch.export.load`, an ONNX graph run by ONNX Runtime: trust their source the same way). Load archives only "
         "from sources you trust; `w2vlab info` checks the embedded metadata against `metadata.json` "
-        "and the weights hash before use.",
+        "and the content hash of the file it opens before use.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _program_snippets(md: Mapping[str, Any], dirname: str) -> list[str]:
+    """Markdown for the ``.pt2`` and ONNX files of each mode: one runnable block per file."""
+    files = {(fmt, mode): entry["file"] for mode in md["artifacts"]
+             for fmt, entry in format_entries(md, mode).items() if fmt != "torchscript"}
+    if not files:
+        return []
+    lines = ["## The `.pt2` and ONNX files", "",
+             "`w2vlab.load_artifact(dir, mode, format=\"exported\" | \"onnx\" | \"onnx-int8\")` opens them with the "
+             "checks and call signature above. Without w2vlab, pass every input (the optional ones too) with the "
+             "dtypes below; a waveform program needs at least two feature rows (720 samples at 16 kHz).", ""]
+    if any(fmt == "onnx-int8" for fmt, _ in files):
+        lines += ["The `_int8.onnx` files are dynamic-int8 copies (MatMul weights int8 per channel): smaller "
+                  "and faster on CPU, verified to cosine >= 0.999 against eager, not bit-exact.", ""]
+    values = dict(dirname=dirname, extractor=EXTRACTOR_DIR, sr=md["sample_rate"], dim=md["embedding_dim"],
+                  fd=md["feature_dim"])
+    for (fmt, mode), file in sorted(files.items(), key=lambda kv: (FORMATS.index(kv[0][0]), kv[0][1])):
+        code = _PROGRAM_INPUTS[mode].format(**values) + "\n" + _PROGRAM_CALLS[fmt.split("-")[0]].format(file=file, **values)
+        lines += [f"{fmt}, {mode} mode:", "", f"```python\n{code}\n```", ""]
+    return lines
+
+
+def _gpu_section(md: Mapping[str, Any], dirname: str) -> list[str]:
+    """How to run the files on a GPU: what moves the weights, and what moves a ``.pt2``'s graph."""
+    mode = next(iter(md["artifacts"]))
+    lines = ["## On a GPU", "",
+             "The TorchScript archives hold no device constant (the export replaces the ones tracing bakes "
+             "in), so mapping the weights is enough; pass the inputs on the same device. A `.pt2` program "
+             "names its capture device (the CPU) in its graph and must be moved whole.", "",
+             "```python",
+             f'art = w2vlab.load_artifact("{dirname}", "{mode}", device="cuda")  # embeddings come back on the CPU',
+             f'model = torch.jit.load("{dirname}/{FILES["torchscript", mode]}", map_location="cuda")']
+    if "exported" in format_entries(md, mode):
+        lines += ["from torch.export.passes import move_to_device_pass",
+                  f'program = move_to_device_pass(torch.export.load("{dirname}/{FILES["exported", mode]}"), "cuda").module()']
+    return lines + ["```", "", "ONNX files run on ONNX Runtime's CPU provider here.", ""]
+
+
+def _parity_table(md: Mapping[str, Any]) -> list[str]:
+    """One Markdown row per file: mode, format, file, inputs, worst cosine and max|diff|, clips."""
+    lines = ["| mode | format | file | inputs | worst cosine | worst max abs diff | clips |",
+             "|---|---|---|---|---|---|---|"]
+    for mode, art in md["artifacts"].items():
+        inputs = ", ".join(f"`{i['name']}` {i['shape']}" + (" (optional)" if i.get("optional") else "") for i in art["inputs"])
+        entries = format_entries(md, mode)
+        for fmt in sorted(entries, key=FORMATS.index):
+            p = entries[fmt]["parity"]
+            lines.append(f"| {mode} | {fmt} | `{entries[fmt]['file']}` | {inputs} | {p['worst_cosine']:.9f} | "
+                         f"{p['worst_max_abs_diff']:.3g} | {p['n_clips']} |")
+    return lines

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .config import HeadConfig, merge_config, normalise_pruning
+from .config import W2VBERT_PREPROCESSOR, HeadConfig, merge_config, normalise_pruning
 from .model import SpeakerEncoder, build_encoder, count_parameters
 
 logger = logging.getLogger(__name__)
@@ -75,6 +75,13 @@ class LoadedModel:
     source_sha256: dict[str, str]  # file name -> sha256 of the weights read
     preprocessor_config: dict[str, Any] | None  # the checkpoint's preprocessor_config.json, if any
     parameters: int = 0  # parameter count of the model
+
+
+def feature_extractor_for(loaded: LoadedModel) -> Any:
+    """The checkpoint's ``SeamlessM4TFeatureExtractor`` (its ``preprocessor_config.json``), else w2v-bert-2.0's."""
+    from transformers import SeamlessM4TFeatureExtractor
+
+    return SeamlessM4TFeatureExtractor(**(loaded.preprocessor_config or W2VBERT_PREPROCESSOR))
 
 
 def sha256_file(path: str | Path) -> str:

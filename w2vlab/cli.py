@@ -8,6 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
+from .contract import DEFAULT_OUTPUT, DEMO_SIZES, FORMATS, MODES, format_entries, read_metadata
+
 logger = logging.getLogger("w2vlab")
 
 
@@ -22,10 +24,8 @@ def _demo_checkpoint(args) -> int:
 def _export(args) -> int:
     from .export import ExportParityError, export
 
-    from .formats import FORMATS
-
-    modes = ("preprocessed", "waveform") if args.mode == "both" else (args.mode,)
-    formats = FORMATS if args.format == "all" else ("torchscript", args.format)
+    modes = MODES if args.mode == "both" else (args.mode,)
+    formats = FORMATS if args.format == "all" else (args.format,)
     try:
         result = export(args.model_path, args.output, checkpoint=args.checkpoint, config=args.config,
                         modes=modes, formats=formats, force=args.force)
@@ -70,28 +70,29 @@ def _score(args) -> int:
 def _info(args) -> int:
     from .artifact import load_artifact
 
-    art = load_artifact(args.artifact)  # validates tag, embedded metadata and weights hash
-    print(json.dumps(art.metadata, indent=2, sort_keys=True))
+    metadata = read_metadata(args.artifact)  # format tag and schema
+    for mode in metadata["artifacts"]:  # each file: embedded metadata and content hash
+        for fmt in format_entries(metadata, mode):
+            load_artifact(args.artifact, mode, fmt)
+    print(json.dumps(metadata, indent=2, sort_keys=True))
     return 0
 
 
 def _verify(args) -> int:
-    from .artifact import format_entries, load_artifact, read_metadata
-    from .checkpoint import load_speaker_encoder
-    from .export import feature_extractor_for, verify
-    from .suite import audio_files, build_suite
+    from .artifact import load_artifact
+    from .checkpoint import feature_extractor_for, load_speaker_encoder
+    from .parity import format_bounds
+    from .suite import audio_files, build_suite, verify
 
     loaded = load_speaker_encoder(args.model_path, args.checkpoint, args.config)
     fe = feature_extractor_for(loaded)
     cases = build_suite(audio=audio_files(args.audio) if args.audio else ())
-    from .formats import parity_bounds
-
     failed = False
     metadata = read_metadata(args.artifact)
     for mode in metadata["artifacts"]:
         for fmt in format_entries(metadata, mode):
             module = load_artifact(args.artifact, mode, fmt).module
-            report = verify(mode, module, loaded.model, fe, cases, bounds=parity_bounds(fmt, mode), label=f"{mode} {fmt}")
+            report = verify(mode, module, loaded.model, fe, cases, bounds=format_bounds(fmt, mode), label=f"{mode} {fmt}")
             print(report.to_markdown() if args.table else report.headline())
             failed |= not report.passed
     print("verify: FAIL" if failed else "verify: PASS")
@@ -111,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo-checkpoint", help="write a deterministic random-weight checkpoint")
     p.add_argument("out_dir", type=Path)
-    p.add_argument("--size", choices=("tiny", "small", "full"), default="tiny")
+    p.add_argument("--size", choices=DEMO_SIZES, default=DEMO_SIZES[0])
     p.add_argument("--pruned", action="store_true", help="a pruned student with uneven per-layer widths")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="replace an existing directory")
@@ -121,12 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-path", required=True, type=Path, help="HF folder or model.safetensors")
     p.add_argument("--checkpoint", type=Path, help="speaker checkpoint (.safetensors or reference .pth)")
     p.add_argument("--config", type=Path, help="override JSON merged over the model's config.json")
-    p.add_argument("--mode", choices=("preprocessed", "waveform", "both"), default="preprocessed")
-    p.add_argument("--format", choices=("torchscript", "exported", "onnx", "onnx-int8", "all"), default="torchscript",
+    p.add_argument("--mode", choices=(*MODES, "both"), default=MODES[0])
+    p.add_argument("--format", choices=(*FORMATS, "all"), default=FORMATS[0],
                    help="also write a torch.export .pt2 ('exported'), an ONNX file ('onnx') or a dynamic-int8 "
                         "ONNX copy ('onnx-int8', judged by cosine >= 0.999) beside the TorchScript archive, each "
                         "verified the same way; the ONNX ones need the [onnx] extra")
-    p.add_argument("--output", type=Path, default=Path("artifacts/w2vbert_speaker"))
+    p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     p.add_argument("--force", action="store_true", help="replace an existing artifact")
     p.set_defaults(func=_export)
 
@@ -139,8 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("a", type=Path)
             p.add_argument("b", type=Path)
-        p.add_argument("--mode", choices=("preprocessed", "waveform"))
-        p.add_argument("--format", choices=("torchscript", "exported", "onnx", "onnx-int8"), default="torchscript")
+        p.add_argument("--mode", choices=MODES)
+        p.add_argument("--format", choices=FORMATS, default=FORMATS[0])
         p.set_defaults(func=func)
 
     p = sub.add_parser("info", help="validate an artifact and print its metadata")

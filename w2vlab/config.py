@@ -30,6 +30,20 @@ PRUNING_FIELDS = (
 TRAINING_ONLY_FIELDS = ("prune", "limit_l", "limit_r", "temperature")
 
 
+# w2v-bert-2.0's preprocessor_config.json values (SeamlessM4TFeatureExtractor).
+W2VBERT_PREPROCESSOR = {
+    "feature_extractor_type": "SeamlessM4TFeatureExtractor",
+    "feature_size": 80,
+    "num_mel_bins": 80,
+    "padding_side": "right",
+    "padding_value": 1,
+    "processor_class": "Wav2Vec2BertProcessor",
+    "return_attention_mask": True,
+    "sampling_rate": 16000,
+    "stride": 2,
+}
+
+
 @dataclass(frozen=True)
 class HeadConfig:
     """Hyper-parameters of the speaker head: MFA adapters -> ASP -> bottleneck."""
@@ -133,8 +147,11 @@ def normalise_pruning(
 
     Per-layer lists are made ``num_hidden_layers`` long.  With weights at hand the sizes are
     read off the tensors and every config value is checked against them; a list of the wrong
-    length is replaced by the weights' values.  Without weights a wrong length is an error.
-    Absent blocks are made consistent (no attention <=> 0 heads, no FFN <=> width 0).
+    length keeps the entries it gives (checked like any other: one that contradicts the
+    weights is an error naming the field, the layer and both values), a short one is completed
+    from the weights and a long one loses its entries past the last layer.  Without weights a
+    wrong length is an error.  Absent blocks are made consistent (no attention <=> 0 heads,
+    no FFN <=> width 0).
 
     Returns:
         (normalised config, notes): one human-readable note per change, for the metadata.
@@ -164,32 +181,17 @@ def normalise_pruning(
                     f"{field} has {len(value)} entries but num_hidden_layers is {n_layers}, and no "
                     f"weights are at hand to resolve it; give one entry per layer"
                 )
-            notes.append(f"{field}: {len(value)} entries for {n_layers} layers, taken from the weights")
-            value = inferred[field]
+            if len(value) < n_layers:
+                notes.append(f"{field}: {len(value)} entries for {n_layers} layers, taken from the weights")
+            else:
+                notes.append(f"{field}: {len(value)} entries for {n_layers} layers, "
+                             f"the {len(value) - n_layers} past the last layer dropped")
+            # the given entries go on to the check against the weights below, like a full list's
+            value = value[:n_layers] + list(inferred[field][len(value):])
         cfg[field] = value
 
-    for i in range(n_layers):  # make absent blocks and zero widths agree
-        if cfg["use_attention"][i] and cfg["num_attention_heads_group"][i] == 0:
-            cfg["use_attention"][i] = False
-            notes.append(f"use_attention[{i}]: 0 heads -> false")
-        if not cfg["use_attention"][i] and cfg["num_attention_heads_group"][i] != 0:
-            notes.append(f"num_attention_heads_group[{i}]: {cfg['num_attention_heads_group'][i]} -> 0 (no attention)")
-            cfg["num_attention_heads_group"][i] = 0
-        widths, used = list(cfg["intermediate_size_group"][i]), list(cfg["use_feed_forward"][i])
-        for j in range(2):
-            if used[j] and widths[j] == 0:
-                used[j] = False
-                notes.append(f"use_feed_forward[{i}][{j}]: width 0 -> false")
-            if not used[j] and widths[j] != 0:
-                notes.append(f"intermediate_size_group[{i}][{j}]: {widths[j]} -> 0 (no feed-forward)")
-                widths[j] = 0
-        cfg["intermediate_size_group"][i], cfg["use_feed_forward"][i] = widths, used
-        conv_in = cfg["conv_group"][i][0]
-        if conv_in != cfg["hidden_size"]:
-            raise ValueError(
-                f"conv_group[{i}] has in_channels {conv_in} but hidden_size is {cfg['hidden_size']}; "
-                f"the conformer convolution's input and output must be hidden_size wide"
-            )
+    for i in range(n_layers):
+        notes += _agree_absent_blocks(cfg, i)
 
     if inferred is not None:
         for field in PRUNING_FIELDS:
@@ -200,6 +202,33 @@ def normalise_pruning(
                         f"fix the config (or the override JSON) for layer {i}"
                     )
     return cfg, notes
+
+
+def _agree_absent_blocks(cfg: dict[str, Any], i: int) -> list[str]:
+    """Make layer ``i``'s absent blocks and zero widths agree in ``cfg`` (in place); one note per change."""
+    notes: list[str] = []
+    if cfg["use_attention"][i] and cfg["num_attention_heads_group"][i] == 0:
+        cfg["use_attention"][i] = False
+        notes.append(f"use_attention[{i}]: 0 heads -> false")
+    if not cfg["use_attention"][i] and cfg["num_attention_heads_group"][i] != 0:
+        notes.append(f"num_attention_heads_group[{i}]: {cfg['num_attention_heads_group'][i]} -> 0 (no attention)")
+        cfg["num_attention_heads_group"][i] = 0
+    widths, used = list(cfg["intermediate_size_group"][i]), list(cfg["use_feed_forward"][i])
+    for j in range(2):
+        if used[j] and widths[j] == 0:
+            used[j] = False
+            notes.append(f"use_feed_forward[{i}][{j}]: width 0 -> false")
+        if not used[j] and widths[j] != 0:
+            notes.append(f"intermediate_size_group[{i}][{j}]: {widths[j]} -> 0 (no feed-forward)")
+            widths[j] = 0
+    cfg["intermediate_size_group"][i], cfg["use_feed_forward"][i] = widths, used
+    conv_in = cfg["conv_group"][i][0]
+    if conv_in != cfg["hidden_size"]:
+        raise ValueError(
+            f"conv_group[{i}] has in_channels {conv_in} but hidden_size is {cfg['hidden_size']}; "
+            f"the conformer convolution's input and output must be hidden_size wide"
+        )
+    return notes
 
 
 def _as_list(x: Any) -> Any:

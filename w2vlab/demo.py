@@ -18,23 +18,10 @@ from safetensors.torch import save_file
 
 from .atomic import atomic_directory
 from .checkpoint import HEAD_CONFIG, HEAD_WEIGHTS
-from .config import HeadConfig, normalise_pruning
+from .config import W2VBERT_PREPROCESSOR, HeadConfig, normalise_pruning
 from .model import SpeakerEncoder, build_encoder, count_parameters
 
 logger = logging.getLogger(__name__)
-
-# w2v-bert-2.0's preprocessor_config.json values (SeamlessM4TFeatureExtractor).
-W2VBERT_PREPROCESSOR = {
-    "feature_extractor_type": "SeamlessM4TFeatureExtractor",
-    "feature_size": 80,
-    "num_mel_bins": 80,
-    "padding_side": "right",
-    "padding_value": 1,
-    "processor_class": "Wav2Vec2BertProcessor",
-    "return_attention_mask": True,
-    "sampling_rate": 16000,
-    "stride": 2,
-}
 
 # The encoder fields every size shares with w2v-bert-2.0 (conformer, relative_key positions).
 _COMMON = {

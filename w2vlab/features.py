@@ -38,7 +38,7 @@ clip in its ``ValueError``; under ``torch.export`` it becomes ``torch._check`` a
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -57,6 +57,7 @@ __all__ = [
     "normalize_per_mel_bin",
     "frame_mask",
     "stack_frames",
+    "extractor_inputs",
     "compute_input_features_from_wave",
 ]
 
@@ -510,7 +511,7 @@ class TorchFeatureExtractor(torch.nn.Module):
         batch, num_samples = waveform.shape
         waveform = waveform.to(torch.float32)  # HF casts to float32 first
         if lengths is None:
-            frames = 1 + (num_samples - self.frame_length) // self.hop_length
+            frames = num_frames(num_samples, self.frame_length, self.hop_length)
             frame_counts = torch.full([batch], frames, dtype=torch.int64, device=waveform.device)
         else:
             lengths = check_lengths(lengths, batch, num_samples, self.min_num_samples).to(waveform.device)
@@ -534,7 +535,22 @@ class TorchFeatureExtractor(torch.nn.Module):
         return stack_frames(normed, valid)  # (B, T, s * M), (B, T)
 
 
-# --------------------------------------------------------------------------- HF consumer helper
+# --------------------------------------------------------------------------- HF consumer helpers
+
+
+def extractor_inputs(fe: Any, waves: Sequence[np.ndarray]) -> Tuple[Tensor, Optional[Tensor]]:
+    """What a preprocessed-mode model takes for 16 kHz mono ``waves``, from the HF extractor ``fe``.
+
+    One clip: its valid rows ``[1, T, 160]`` and no mask (the seed's one-argument call; for an
+    odd number of 10 ms frames the extractor's last row is half padding).  Several clips: the
+    padded batch ``[B, T, 160]`` and the extractor's mask ``[B, T]``.
+    """
+    out = fe(list(waves), sampling_rate=fe.sampling_rate, padding=True, return_attention_mask=True, return_tensors="pt")
+    feats, mask = out["input_features"], out["attention_mask"]
+    if len(waves) > 1:
+        return feats, mask
+    return feats[:, mask[0].bool()], None
+
 
 
 def compute_input_features_from_wave(fe: Any, wave: Any, sr: int) -> Tensor:

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from w2vlab.parity import ParityReport, as_matrix, compare
+from w2vlab.parity import ParityReport, as_matrix, compare, cosine_rows
 
 PASS_COLOR = "tab:blue"
 FAIL_COLOR = "tab:red"
@@ -159,13 +159,12 @@ def plot_similarity_matrix(embeddings: Any, names: Sequence[str], title: str = "
     emb = as_matrix(embeddings, "embeddings")
     if len(names) != emb.shape[0]:
         raise ValueError(f"received {len(names)} names for {emb.shape[0]} embeddings; expected one name per row")
-    norms = np.linalg.norm(emb, axis=1, keepdims=True)  # (N, 1)
+    norms = np.linalg.norm(emb, axis=1)  # (N,)
     if (norms == 0).any():
-        zero_rows = np.flatnonzero(norms[:, 0] == 0).tolist()
+        zero_rows = np.flatnonzero(norms == 0).tolist()
         raise ValueError(f"embeddings rows {zero_rows} are all zero; their cosine similarity is undefined")
-    unit = emb / norms
-    sim = np.clip(unit @ unit.T, -1.0, 1.0)  # (N, N)
     n = len(names)
+    sim = cosine_rows(np.repeat(emb, n, axis=0), np.tile(emb, (n, 1))).reshape(n, n)  # (N, N)
     fig = Figure(figsize=(1.0 + 0.6 * n + 1.5, 1.0 + 0.6 * n), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(sim, vmin=-1.0, vmax=1.0, cmap="RdBu_r")

@@ -17,6 +17,11 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
+from .audio import pad_waveforms, prepare_waveform, read_audio
+from .contract import check_mode
+from .features import extractor_inputs, num_frames
+from .parity import ParityBounds, ParityReport, compare
+
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
@@ -59,10 +64,6 @@ def synthetic_speech(num_samples: int, seed: int = 0, sample_rate: int = SAMPLE_
     return (wave / max(1.0, np.abs(wave).max())).astype(np.float32)
 
 
-def _frames(n: int) -> int:
-    return 1 + (n - 400) // 160
-
-
 def build_suite(
     lengths: Iterable[int] = DEFAULT_LENGTHS,
     batches: Iterable[Sequence[int]] = DEFAULT_BATCHES,
@@ -75,7 +76,7 @@ def build_suite(
     each is a single case, and all of them together form one more padded batch.
     """
     cases = [
-        Case(f"synth_{n}" + ("_odd" if _frames(n) % 2 else ""), (synthetic_speech(n, seed + i),))
+        Case(f"synth_{n}" + ("_odd" if num_frames(n) % 2 else ""), (synthetic_speech(n, seed + i),))
         for i, n in enumerate(lengths)
     ]
     for j, batch in enumerate(batches):
@@ -83,8 +84,6 @@ def build_suite(
         cases.append(Case("batch_" + "+".join(map(str, batch)), waves))
     files = sorted(Path(p) for p in audio)
     if files:
-        from .audio import prepare_waveform, read_audio
-
         file_waves = []
         for path in files:
             wave, sr = read_audio(path)
@@ -104,25 +103,21 @@ def audio_files(directory: str | Path) -> list[Path]:
 
 
 def hf_features(fe, case: Case) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The HF extractor's input to the model for ``case``.
-
-    One clip: its valid rows [1, T, 160] and no mask (the seed's one-argument call).
-    A batch: padded features [B, T, 160] and the extractor's mask [B, T].
-    """
-    out = fe(list(case.waves), sampling_rate=fe.sampling_rate, padding=True, return_attention_mask=True, return_tensors="pt")
-    feats, mask = out["input_features"], out["attention_mask"]
-    if case.batched:
-        return feats, mask
-    return feats[:, mask[0].bool()], None
+    """The HF extractor's input to the model for ``case`` (see :func:`w2vlab.features.extractor_inputs`)."""
+    return extractor_inputs(fe, case.waves)
 
 
-def waveform_batch(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded waveforms [B, N] float32 and their lengths [B] int64."""
-    lengths = torch.tensor([len(w) for w in case.waves], dtype=torch.long)
-    batch = torch.zeros(len(case.waves), int(lengths.max()))
-    for i, w in enumerate(case.waves):
-        batch[i, : len(w)] = torch.from_numpy(np.ascontiguousarray(w))
-    return batch, lengths
+def reference_fn(model: torch.nn.Module, fe) -> Callable[[Case], torch.Tensor]:
+    """Embed a :class:`Case` with the eager ``model`` on the HF extractor's features."""
+    return lambda case: model(*hf_features(fe, case))
+
+
+def candidate_fn(mode: str, artifact: Callable[..., torch.Tensor], fe) -> Callable[[Case], torch.Tensor]:
+    """Embed a :class:`Case` with an artifact (any callable with the artifact's signature for
+    ``mode``), feeding it what its mode takes: HF features, or the padded waveforms + lengths."""
+    if check_mode(mode) == "preprocessed":
+        return lambda case: artifact(*[x for x in hf_features(fe, case) if x is not None])
+    return lambda case: artifact(*pad_waveforms(case.waves))
 
 
 def embed_cases(
@@ -152,16 +147,21 @@ def embed_suite(
     return names, ref, cand
 
 
+def verify(mode: str, artifact: Callable[..., torch.Tensor], model: torch.nn.Module, fe, cases: Sequence[Case],
+           bounds: ParityBounds = ParityBounds(), progress: bool = True, label: str = "") -> ParityReport:
+    """Parity of ``artifact`` (in ``mode``) against HF extractor + eager ``model`` on ``cases``."""
+    return run_suite(cases, reference_fn(model, fe), candidate_fn(mode, artifact, fe),
+                     progress=progress, label=f"{label or mode} vs eager", bounds=bounds)
+
+
 def run_suite(
     cases: Sequence[Case],
     reference: Callable[[Case], torch.Tensor],
     candidate: Callable[[Case], torch.Tensor],
     progress: bool = True,
     label: str = "",
-    bounds=None,
-):
-    """Embed every case both ways and compare them; returns a :class:`w2vlab.parity.ParityReport`."""
-    from .parity import ParityBounds, compare
-
+    bounds: ParityBounds | None = None,
+) -> ParityReport:
+    """Embed every case both ways and compare them."""
     names, ref, cand = embed_suite(cases, reference, candidate, progress, label or "parity")
     return compare(ref, cand, names=names, bounds=bounds or ParityBounds(), label=label)

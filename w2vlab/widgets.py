@@ -16,14 +16,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .artifact import format_entries, load_artifact, read_metadata
-from .checkpoint import load_speaker_encoder
-from .export import candidate_fn, feature_extractor_for, reference_fn
-from .formats import FORMATS, parity_bounds
-from .parity import ParityBounds, ParityReport, compare
-from .suite import Case, audio_files, build_suite, embed_suite
+from .artifact import load_artifact
+from .checkpoint import feature_extractor_for, load_speaker_encoder
+from .contract import FORMATS, MODES, format_entries, read_metadata
+from .parity import ParityBounds, ParityReport, compare, format_bounds
+from .suite import Case, audio_files, build_suite, candidate_fn, embed_suite, reference_fn
 
-MODES = ("preprocessed", "waveform", "naive")
+EXPLORER_MODES = (*MODES, "naive")  # the artifact's modes, and the naive trace to show why not
 MODE_LABELS = {"preprocessed": "preprocessed", "waveform": "waveform", "naive": "naive trace (why not)"}
 
 
@@ -70,8 +69,8 @@ def explore(
     ``batched`` runs the clips as one padded batch (not available for the naive trace, which
     only ever sees one fixed-length example and has no format).
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+    if mode not in EXPLORER_MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {EXPLORER_MODES}")
     if not clips:
         raise ValueError("pick at least one clip")
     missing = [c for c in clips if c not in bench.clips]
@@ -98,7 +97,7 @@ def explore(
     _, ref, cand = embed_suite(cases, reference_fn(bench.model, bench.fe), candidate, progress=False)
     names = list(clips)  # one row per clip, batched or not
     label = MODE_LABELS[mode] + (f" {format}" if mode != "naive" and format != "torchscript" else "")
-    bounds = ParityBounds() if mode == "naive" else parity_bounds(format, mode)  # int8: cosine >= 0.999
+    bounds = ParityBounds() if mode == "naive" else format_bounds(format, mode)  # int8: cosine >= 0.999
     report = compare(ref, cand, names=names, label=label + (" (padded batch)" if cases[0].batched else ""), bounds=bounds)
     return Exploration(report, ref, cand)
 
@@ -113,7 +112,7 @@ def explorer_panel(bench: Workbench):
     import ipywidgets as w
 
     names = sorted(bench.clips)
-    modes = [m for m in MODES if m == "naive" or m in bench.artifacts]
+    modes = [m for m in EXPLORER_MODES if m == "naive" or m in bench.artifacts]
     mode = w.ToggleButtons(options=[(MODE_LABELS[m], m) for m in modes], value=modes[0], description="mode")
     formats = [f for f in FORMATS if any(f in by_format for by_format in bench.artifacts.values())]
     fmt = w.ToggleButtons(options=formats, value=formats[0], description="format")

@@ -1,0 +1,210 @@
+"""The artifact contract: what an exporter writes and a consumer reads.
+
+An artifact directory holds, per mode and format, one file (names in :data:`FILES`), the
+feature extractor's config in ``feature_extractor/``, ``metadata.json`` (schema checked by
+:func:`validate_metadata`), ``parity.json`` and a model card.  Every file carries the same
+metadata inside (TorchScript and ``.pt2`` as an extra file of their zip, ONNX in
+``metadata_props``) and is identified by a content hash of what runs: graph code and every
+tensor, never the metadata (:func:`script_sha256`, :func:`program_sha256`, :func:`onnx_sha256`).
+
+Exporter and consumer both import this module and never each other.  It imports nothing of
+w2vlab's and no heavy library at import time: torch and onnx are imported by the hash
+functions that need them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import zipfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional
+
+FORMAT_TAG = "w2vlab-artifact/2"  # /2: the TorchScript hash covers the whole module (frontend included)
+MODES = ("preprocessed", "waveform")
+FORMATS = ("torchscript", "exported", "onnx", "onnx-int8")
+ONNX_FORMATS = ("onnx", "onnx-int8")
+FILES = {
+    **{("torchscript", mode): f"w2vbert_speaker_script_{mode}.pt" for mode in MODES},
+    **{("exported", mode): f"w2vbert_speaker_exported_{mode}.pt2" for mode in MODES},
+    **{("onnx", mode): f"w2vbert_speaker_{mode}.onnx" for mode in MODES},
+    **{("onnx-int8", mode): f"w2vbert_speaker_{mode}_int8.onnx" for mode in MODES},
+}
+DEFAULT_OUTPUT = Path("artifacts/w2vbert_speaker")  # where `w2vlab export` writes by default
+DEMO_SIZES = ("tiny", "small", "full")  # the built-in demo checkpoints (w2vlab.demo.SIZES), smallest first
+METADATA_FILE = "metadata.json"  # beside the files, and inside TorchScript / .pt2 zips as extra/metadata.json
+PARITY_FILE = "parity.json"
+CARD_FILE = "README.md"
+EXTRACTOR_DIR = "feature_extractor"
+EXTRACTOR_CONFIG = "preprocessor_config.json"
+ONNX_METADATA_KEY = "w2vlab_metadata"  # key in an ONNX model's metadata_props
+ONNX_PACKAGES = ("onnx", "onnxruntime", "onnxscript")
+ONNX_HINT = "pip install -e '.[onnx]'  (installs onnx, onnxruntime, onnxscript)"
+# Top-level keys every metadata.json has, and the keys of each mode's entry.
+METADATA_KEYS = ("format", "artifacts", "sample_rate", "feature_dim", "embedding_dim", "min_num_samples",
+                 "export", "versions", "feature_extractor", "model")
+MODE_KEYS = ("inputs", "output", "formats")
+FORMAT_ENTRY_KEYS = ("file", "parity", "content_sha256")
+
+
+class ArtifactError(ValueError):
+    """The directory or file is not a usable w2vlab artifact (missing, foreign, tampered or mixed up)."""
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+    return mode
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
+    return fmt
+
+
+def onnx_available() -> bool:
+    """Whether the optional ONNX extra (onnx, onnxruntime, onnxscript) is installed."""
+    return all(importlib.util.find_spec(name) is not None for name in ONNX_PACKAGES)
+
+
+def require(*names: str) -> None:
+    """Raise ``ImportError`` with the install command when an optional package is missing."""
+    missing = [name for name in names if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ImportError(f"ONNX support needs {', '.join(missing)}, which is not installed; run: {ONNX_HINT}")
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def validate_metadata(metadata: Any, source: str = "metadata") -> dict[str, Any]:
+    """Check the format tag and the schema; returns ``metadata``.  Raises :class:`ArtifactError`."""
+    if not isinstance(metadata, dict):
+        raise ArtifactError(f"{source} is a JSON {type(metadata).__name__}; expected an object")
+    if metadata.get("format") != FORMAT_TAG:
+        raise ArtifactError(f"{source} has format {metadata.get('format')!r}; this w2vlab reads {FORMAT_TAG!r} "
+                            f"(re-export the model with this version)")
+    missing = [key for key in METADATA_KEYS if key not in metadata]
+    modes = metadata.get("artifacts") or {}
+    for mode, entry in modes.items():
+        if mode not in MODES:
+            raise ArtifactError(f"{source} lists mode {mode!r}; expected some of {MODES}")
+        missing += [f"artifacts.{mode}.{key}" for key in MODE_KEYS if key not in entry]
+        for fmt, file_entry in entry.get("formats", {}).items():
+            if fmt not in FORMATS:
+                raise ArtifactError(f"{source} lists format {fmt!r} for {mode}; expected some of {FORMATS}")
+            missing += [f"artifacts.{mode}.formats.{fmt}.{k}" for k in FORMAT_ENTRY_KEYS if k not in file_entry]
+    if missing or not modes:
+        raise ArtifactError(f"{source} lacks {missing or ['any artifact']}; it is not a complete w2vlab metadata file")
+    return metadata
+
+
+def read_metadata(directory: str | Path) -> dict[str, Any]:
+    """``metadata.json`` of an artifact directory, validated."""
+    directory = Path(directory)
+    path = directory / METADATA_FILE
+    if not directory.is_dir():
+        raise FileNotFoundError(f"artifact directory not found: {directory}")
+    if not path.is_file():
+        raise ArtifactError(f"{directory} has no {METADATA_FILE}; is it a w2vlab export directory?")
+    try:
+        metadata = json.loads(path.read_text())
+    except ValueError as e:
+        raise ArtifactError(f"{path} is not valid JSON: {e}") from e
+    return validate_metadata(metadata, str(path))
+
+
+def read_embedded_metadata(path: str | Path, fmt: str) -> Optional[dict[str, Any]]:
+    """The metadata stored inside a file of format ``fmt``, or ``None`` when it has none.
+
+    TorchScript and ``.pt2`` files are zips with extra files in ``<archive>/extra/``: read as
+    text, nothing is unpickled."""
+    check_format(fmt)
+    if fmt in ONNX_FORMATS:
+        require("onnx")
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        text = props.get(ONNX_METADATA_KEY, "")
+    else:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.endswith(f"/extra/{METADATA_FILE}")]
+            text = archive.read(names[0]).decode() if names else ""
+    return json.loads(text) if text else None
+
+
+def format_entries(metadata: Mapping[str, Any], mode: str) -> dict[str, dict[str, Any]]:
+    """Format -> file entry (``file``, ``parity``, ``content_sha256``) of ``mode``."""
+    return dict(metadata["artifacts"][mode]["formats"])
+
+
+def file_entry(metadata: Mapping[str, Any], mode: str, fmt: str, where: str = "the artifact") -> dict[str, Any]:
+    """``mode``'s entry for ``fmt``, or an :class:`ArtifactError` saying what was exported and how to add it."""
+    available = list(metadata["artifacts"])
+    if check_mode(mode) not in available:
+        raise ArtifactError(f"{where} has no {mode!r} artifact; it has {available} (export with --mode {mode})")
+    entries = format_entries(metadata, mode)
+    if check_format(fmt) not in entries:
+        raise ArtifactError(f"{where} has no {fmt!r} file for {mode} mode; it has {list(entries)} "
+                            f"(export with --format {fmt} or --format all)")
+    return entries[fmt]
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+def canonical_sha256(obj: Any) -> str:
+    """sha256 of ``obj`` as canonical JSON (sorted keys, no spaces)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def update_tensors(digest: Any, tensors: Iterable[tuple[str, Any]]) -> Any:
+    """Feed named tensors to ``digest``: name, dtype, shape and bytes of each, in the order given."""
+    import torch
+
+    for name, tensor in tensors:
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest
+
+
+def state_sha256(module: Any) -> str:
+    """Hash of a module's tensors (names, dtypes, shapes, bytes): identifies its weights."""
+    return update_tensors(hashlib.sha256(), sorted(module.state_dict().items())).hexdigest()
+
+
+def script_sha256(module: Any) -> str:
+    """What a TorchScript module runs: the code of it and every submodule, and every tensor it holds
+    (weights and buffers, the waveform frontend's window and filterbank included)."""
+    digest = hashlib.sha256()
+    for name, sub in sorted(module.named_modules()):
+        digest.update(f"{name}|{getattr(sub, 'code', '')}|".encode())
+    return update_tensors(digest, sorted(module.state_dict().items())).hexdigest()
+
+
+def program_sha256(program: Any) -> str:
+    """Graph code + every weight, buffer and constant of a ``torch.export`` program; not its extra files."""
+    import torch
+
+    digest = hashlib.sha256(program.graph_module.code.encode())
+    tensors = {**program.state_dict, **{k: v for k, v in program.constants.items() if isinstance(v, torch.Tensor)}}
+    return update_tensors(digest, sorted(tensors.items())).hexdigest()
+
+
+def onnx_sha256(path: str | Path) -> str:
+    """Nodes, inputs, outputs and initializers of an ONNX graph (external data read); not its
+    ``metadata_props``.  Hashed piece by piece: protobuf cannot serialise a graph over 2 GB."""
+    require("onnx")
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    digest = hashlib.sha256()
+    for proto in (*graph.input, *graph.output, *graph.node):
+        digest.update(proto.SerializeToString(deterministic=True))
+    inits = sorted(graph.initializer, key=lambda i: i.name)
+    return update_tensors(digest, ((i.name, torch.from_numpy(numpy_helper.to_array(i).copy())) for i in inits)).hexdigest()

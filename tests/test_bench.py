@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from w2vlab import bench
+from w2vlab import bench, bench_child
+from w2vlab.contract import FORMATS, onnx_available
 from w2vlab.demo import build_demo_model
 
 
-def test_quick_tiny_run_produces_every_field(tmp_path, capsys):
-    assert bench.main(["--size", "tiny", "--quick", "--json", str(tmp_path / "b.json")]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert result == json.loads((tmp_path / "b.json").read_text())
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """One ``--size tiny --quick`` run through the CLI: (what it printed, the --json file)."""
+    path = tmp_path_factory.mktemp("bench") / "b.json"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert bench.main(["--size", "tiny", "--quick", "--json", str(path)]) == 0
+    return json.loads(out.getvalue()), json.loads(path.read_text())
+
+
+def test_quick_tiny_run_produces_every_field(tiny):
+    result, written = tiny
+    assert result == written
     assert result["threads"] == 2 and result["size"] == "tiny"
     expected = {"export_peak_rss", "frontend_vs_hf_10s", "frontend_vs_hf_60s", "torchscript_vs_eager_10s",
                 "waveform_artifact_vs_hf_plus_eager_10s", "encoder_flops_fraction", "time_to_first_embedding",
@@ -27,10 +39,37 @@ def test_quick_tiny_run_produces_every_field(tmp_path, capsys):
             assert row["ratio"] > 0, name
     assert result["metrics"]["torchscript_vs_eager_10s"]["max_abs_diff"] == 0.0  # parity of what was timed
     formats = result["metrics"]["formats_vs_eager_10s"]["formats"]
-    assert {"torchscript", "exported"} <= set(formats) and result["metrics"]["formats_vs_eager_10s"]["met"]
+    assert list(formats) == list(FORMATS if onnx_available() else ("torchscript", "exported"))
+    assert result["metrics"]["formats_vs_eager_10s"]["met"]
     assert formats["exported"]["max_abs_diff"] == 0.0
+    for row in formats.values():
+        assert {"s", "eager_s", "ratio_vs_eager", "cosine", "max_abs_diff", "bytes"} <= set(row)
+    assert result["metrics"]["export_peak_rss"]["formats"] == list(formats)  # the artifact the formats came from
     assert set(result["metrics"]["encoder_flops_fraction"]["fraction_of_best"]) == {"eager", *formats}
     assert set(result["artifact_sizes"]) == {"w2vbert_speaker_script_preprocessed.pt", "w2vbert_speaker_script_waveform.pt"}
+
+
+def test_time_to_first_embedding_goes_through_the_consumer_alone(tiny):
+    """Every format's first embedding is timed through load_artifact, and that process imports no
+    exporter, eager model or HF modelling code."""
+    result, _ = tiny
+    first = result["metrics"]["time_to_first_embedding"]
+    formats = list(result["metrics"]["formats_vs_eager_10s"]["formats"])
+    assert {"torchscript_s", "eager_s", "ratio", "eager_modules_loaded", "consumer"} <= set(first)
+    assert {f"{fmt}_s" for fmt in formats if fmt != "torchscript"} <= set(first)
+    assert set(first["consumer_modules_loaded"]) == set(first["consumer_heavy_modules"]) == set(formats)
+    assert all(isinstance(n, int) and n > 0 for n in first["consumer_modules_loaded"].values())
+    assert first["consumer_heavy_modules"] == {fmt: [] for fmt in formats}
+
+
+def test_child_dispatcher_and_failure_message(tmp_path, capsys):
+    assert bench_child.main(["no_such_child"]) == 2
+    assert "usage" in capsys.readouterr().err
+    failed = r"(?s)benchmark child failed \(1\): first_embedding_artifact .*FileNotFoundError"  # + stderr tail
+    with pytest.raises(RuntimeError, match=failed):
+        bench.run_child("first_embedding_artifact", tmp_path / "missing", "torchscript", tmp_path / "w.npy", 1,
+                        env=bench.child_env(1))
+    assert bench.child_env(3)["OMP_NUM_THREADS"] == "3"
 
 
 @pytest.mark.parametrize("pruned", [False, True])

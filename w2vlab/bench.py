@@ -4,16 +4,24 @@
 
 Prints one JSON object.  Each metric has both sides' measurements (median of several runs
 after a warm-up), their ratio, the target and whether it is met, plus the parity of what was
-timed: a speed-up that loses parity does not count.  Every format is timed on the same 10 s clip:
-TorchScript, the ``torch.export`` ``.pt2`` and, with the ``[onnx]`` extra, ONNX Runtime fp32 and
-the dynamic-int8 copy (labelled as such, judged by cosine), with eager timed again at the end
-as a drift check.  The machine this runs on is shared and
-noisy, so only ratios taken in the same run are meaningful; none of this is a test.
+timed: a speed-up that loses parity does not count.  One export (a child process, its peak
+RSS measured) writes a real artifact directory with every format (TorchScript, the
+``torch.export`` ``.pt2`` and, with the ``[onnx]`` extra, ONNX Runtime fp32 and the dynamic-int8
+copy, labelled as such and judged by cosine); every format of it is timed on the same 10 s clip
+alternated with eager, and each one's time to a first embedding is measured in a fresh process
+going through the consumer, ``load_artifact(dir, "preprocessed", fmt).embed(wave, 16000)``.
+The machine this runs on is shared and noisy, so only ratios taken in the same run are
+meaningful; none of this is a test.
+
+Layout: one ``metric_*`` function per measurement, each taking the shared
+:class:`BenchContext` and returning its JSON rows; :func:`run` calls them in order.  The child
+processes are the functions of :mod:`w2vlab.bench_child`, run by :func:`run_child`.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -22,17 +30,21 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import torch
 
+from .bench_child import HWM_MARKER, REPORT_MARKER
+
 logger = logging.getLogger(__name__)
 
 SR = 16000
+Rows = dict[str, Any]
 
 
 def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> float:
@@ -105,240 +117,359 @@ def best_gemm_flops(threads: int, size: int = 1024, repeats: int = 5) -> dict[st
     return out
 
 
-_REPORT_HWM = """
-import pathlib as _p, sys as _s
-_hwm = [l for l in _p.Path('/proc/self/status').read_text().splitlines() if l.startswith('VmHWM:')]
-_s.stdout.write('\\nw2vlab-vmhwm-kib ' + (_hwm[0].split()[1] if _hwm else '-1') + '\\n')
-"""
+# --------------------------------------------------------------------------- child processes
 
 
-def run_child(code: str, env: dict[str, str]) -> tuple[float, float]:
-    """Run ``code`` in a fresh interpreter: (wall seconds, that process's peak RSS in bytes).
+class ChildRun(NamedTuple):
+    wall_s: float  # from spawning the interpreter to its exit
+    peak_rss_bytes: float  # the child's own VmHWM
+    report: dict[str, Any]  # what the child function returned
+
+
+def child_env(threads: int) -> dict[str, str]:
+    """This environment with ``threads`` OpenMP/MKL threads, and this copy of w2vlab first on the path."""
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONPATH": path}
+
+
+def run_child_report(name: str, *args: Any, env: dict[str, str]) -> ChildRun:
+    """Run :mod:`w2vlab.bench_child` function ``name`` with ``args`` in a fresh interpreter.
 
     The peak is the child's own ``VmHWM`` (per address space, so it starts at zero at exec);
     ``ru_maxrss`` would also count the forked copy of this process before exec.
     """
+    command = [sys.executable, "-m", "w2vlab.bench_child", name, *map(str, args)]
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", code + _REPORT_HWM], env=env, capture_output=True, text=True,
-                            timeout=3600)
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
     wall = time.perf_counter() - start
     if result.returncode:
-        raise RuntimeError(f"benchmark child failed ({result.returncode}):\n{result.stderr[-2000:]}")
-    kib = int(result.stdout.rsplit("w2vlab-vmhwm-kib ", 1)[1].split()[0])
-    return wall, kib * 1024.0
+        raise RuntimeError(f"benchmark child failed ({result.returncode}): {' '.join(command[3:])}\n"
+                           f"{result.stderr[-2000:]}")
+    report = json.loads(result.stdout.rsplit(f"{REPORT_MARKER} ", 1)[1].splitlines()[0])
+    kib = int(result.stdout.rsplit(f"{HWM_MARKER} ", 1)[1].split()[0])
+    return ChildRun(wall, kib * 1024.0, report)
 
 
-def _bench_file(work: Path, fmt: str) -> Path:
-    """Where :func:`_time_formats` writes ``fmt``'s preprocessed-mode file."""
-    from .formats import FORMAT_FILES
+def run_child(name: str, *args: Any, env: dict[str, str]) -> tuple[float, float]:
+    """:func:`run_child_report` without the report: (wall seconds, the child's peak RSS in bytes)."""
+    child = run_child_report(name, *args, env=env)
+    return child.wall_s, child.peak_rss_bytes
 
-    return work / f"bench_{FORMAT_FILES[fmt, 'preprocessed']}"
+
+# --------------------------------------------------------------------------- shared context
 
 
-def _time_formats(model, fe, feats, work: Path, threads: int, repeats: int) -> dict[str, dict[str, Any]]:
-    """Export ``model`` (preprocessed mode) as .pt2, ONNX and int8 ONNX into ``work``; for each,
-    its export seconds, size, latency on ``feats`` [1, T, 160] alternated with eager's, and
-    parity with the eager model.  One file is loaded at a time."""
-    import gc
+@dataclass
+class BenchContext:
+    """What every metric shares: settings, paths, and (loaded on first use, after the export)
+    the eager model, the HF extractor, the TorchScript artifact and the 10 s clip."""
 
-    from .formats import export_onnx, export_program, load_format, onnx_available, quantize_onnx
+    size: str
+    quick: bool
+    threads: int
+    work: Path
+
+    @property
+    def repeats(self) -> int:
+        return 3 if self.quick else 7
+
+    @property
+    def ckpt(self) -> Path:
+        return self.work / f"demo_{self.size}"
+
+    @property
+    def art(self) -> Path:
+        return self.work / f"artifact_{self.size}"
+
+    @cached_property
+    def env(self) -> dict[str, str]:
+        return child_env(self.threads)
+
+    @cached_property
+    def loaded(self) -> Any:
+        from .checkpoint import load_speaker_encoder
+
+        return load_speaker_encoder(self.ckpt)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.loaded.model
+
+    @cached_property
+    def fe(self) -> Any:
+        from .checkpoint import feature_extractor_for
+
+        return feature_extractor_for(self.loaded)
+
+    @cached_property
+    def config(self) -> Any:
+        from .features import FeatureConfig
+
+        return FeatureConfig.from_extractor(self.fe)
+
+    @cached_property
+    def artifact_formats(self) -> list[str]:
+        """The formats the artifact has for preprocessed mode, in contract order."""
+        from .contract import FORMATS, format_entries, read_metadata
+
+        present = format_entries(read_metadata(self.art), "preprocessed")
+        return [fmt for fmt in FORMATS if fmt in present]
+
+    def file(self, fmt: str, mode: str = "preprocessed") -> Path:
+        from .contract import FILES
+
+        return self.art / FILES[fmt, mode]
+
+    def load(self, fmt: str, mode: str = "preprocessed") -> Callable[..., torch.Tensor]:
+        from .loaders import load_format
+
+        return load_format(self.file(fmt, mode), fmt, mode, self.config, threads=self.threads)
+
+    @cached_property
+    def pre(self) -> Callable[..., torch.Tensor]:
+        """The preprocessed-mode TorchScript artifact."""
+        return self.load("torchscript")
+
+    @cached_property
+    def clip10(self) -> np.ndarray:
+        from .suite import synthetic_speech
+
+        return synthetic_speech(10 * SR, seed=3)
+
+    @cached_property
+    def feats(self) -> torch.Tensor:
+        """The 10 s clip's HF features, valid rows: [1, T, 160]."""
+        out = self.fe(self.clip10, sampling_rate=SR, return_tensors="pt", return_attention_mask=True)
+        return out["input_features"][:, out["attention_mask"][0].bool()]
+
+    @cached_property
+    def formats(self) -> dict[str, dict[str, Any]]:
+        """Every format's row on the 10 s clip (:func:`time_formats`), measured once on first use."""
+        return time_formats(self)
+
+
+def make_context(size: str, quick: bool, threads: int, work: Path) -> BenchContext:
+    """The context, with the demo checkpoint of ``size`` written into ``work``."""
+    from .demo import write_demo_checkpoint
+
+    ctx = BenchContext(size, quick, threads, Path(work))
+    write_demo_checkpoint(ctx.ckpt, size=size, overwrite=True)
+    return ctx
+
+
+def file_bytes(path: Path) -> int:
+    """Size of ``path`` plus its ONNX external data file, if any."""
+    data = path.with_name(path.name + ".data")
+    return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
+
+
+def time_format(ctx: BenchContext, fmt: str, runner: Callable[..., torch.Tensor]) -> dict[str, Any]:
+    """``runner``'s latency on the 10 s clip alternated with eager's, its parity with eager, its size."""
     from .parity import compare
 
     with torch.inference_mode():
-        want = model(feats)
-    rows: dict[str, dict[str, Any]] = {}
-    paths = {fmt: _bench_file(work, fmt) for fmt in ("exported", "onnx", "onnx-int8")}
-    start = time.perf_counter()
-    program = export_program(model, "preprocessed", fe, paths["exported"])
-    seconds = {"exported": time.perf_counter() - start}
-    if onnx_available():
-        start = time.perf_counter()
-        export_onnx(program, "preprocessed", fe, paths["onnx"])
-        seconds["onnx"] = time.perf_counter() - start
-        start = time.perf_counter()
-        quantize_onnx(paths["onnx"], paths["onnx-int8"])
-        seconds["onnx-int8"] = time.perf_counter() - start
-    else:
-        logger.warning("the [onnx] extra is not installed: no ONNX rows")
-    del program
-    for fmt in seconds:
+        t_eager, t = paired_seconds(lambda: ctx.model(ctx.feats), lambda: runner(ctx.feats), ctx.repeats)
+        parity = compare(ctx.model(ctx.feats), runner(ctx.feats))
+    return {"s": t, "eager_s": t_eager, "ratio_vs_eager": t / t_eager, "cosine": parity.worst_cosine,
+            "max_abs_diff": parity.worst_max_abs_diff, "bytes": file_bytes(ctx.file(fmt))}
+
+
+def time_formats(ctx: BenchContext) -> dict[str, dict[str, Any]]:
+    """:func:`time_format` for every preprocessed-mode file of the artifact, one loaded at a time."""
+    rows = {}
+    for fmt in ctx.artifact_formats:
         gc.collect()
-        runner = load_format(paths[fmt], fmt, "preprocessed", threads=threads)
-        with torch.inference_mode():
-            t_eager, t = paired_seconds(lambda: model(feats), lambda: runner(feats), repeats)
-            parity = compare(want, runner(feats))
-        data = paths[fmt].with_name(paths[fmt].name + ".data")
-        size = paths[fmt].stat().st_size + (data.stat().st_size if data.exists() else 0)
-        rows[fmt] = {"s": t, "eager_s": t_eager, "ratio_vs_eager": t / t_eager,
-                     "cosine": parity.worst_cosine, "max_abs_diff": parity.worst_max_abs_diff,
-                     "bytes": size, "export_s": seconds[fmt]}
+        runner = ctx.pre if fmt == "torchscript" else ctx.load(fmt)
+        rows[fmt] = time_format(ctx, fmt, runner)
         del runner
+    if "onnx" not in rows:
+        logger.warning("the [onnx] extra is not installed: no ONNX rows")
     return rows
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def metric_export_peak_rss(ctx: BenchContext) -> Rows:
+    """Peak RSS of exporting the checkpoint (both modes, every format) against its weights on disk."""
+    weight_bytes = sum(p.stat().st_size for p in ctx.ckpt.glob("*.safetensors"))
+    child = run_child_report("export_artifact", ctx.ckpt, ctx.art, ctx.threads, env=ctx.env)
+    return {"export_peak_rss": metric(
+        "peak_rss_bytes", child.peak_rss_bytes, "weight_bytes", weight_bytes, "<= 1.2 (meaningful at --size full)",
+        child.peak_rss_bytes <= 1.2 * weight_bytes, export_wall_s=child.wall_s, formats=child.report["formats"])}
+
+
+def artifact_sizes(ctx: BenchContext) -> dict[str, int]:
+    """Bytes of each TorchScript archive of the artifact."""
+    return {p.name: p.stat().st_size for p in ctx.art.glob("*.pt")}
+
+
+def metric_frontend_vs_hf(ctx: BenchContext) -> Rows:
+    """The scripted torch frontend against the HF extractor on 10 s and 60 s clips."""
+    from .features import TorchFeatureExtractor
+    from .suite import synthetic_speech
+    from .torchscript import script_module
+
+    frontend = script_module(TorchFeatureExtractor(ctx.config).eval())
+    rows = {}
+    for seconds in (10, 60):
+        wave = synthetic_speech(seconds * SR, seed=seconds)
+        hf = lambda: ctx.fe(wave, sampling_rate=SR, return_tensors="pt", return_attention_mask=True)  # noqa: E731
+        ours = lambda: frontend(torch.from_numpy(wave)[None])  # noqa: E731
+        with torch.inference_mode():
+            t_hf, t_ours = paired_seconds(hf, ours, ctx.repeats)
+            ref, got = hf(), ours()
+        diff = float((ref["input_features"] - got[0]).abs().max())
+        rows[f"frontend_vs_hf_{seconds}s"] = metric(
+            "hf_s", t_hf, "torch_frontend_s", t_ours, ">= 5x faster", t_hf / t_ours >= 5 and diff <= 1e-4,
+            feature_max_abs_diff=diff)
+    return rows
+
+
+def metric_waveform_vs_hf_plus_eager(ctx: BenchContext) -> Rows:
+    """The waveform-mode TorchScript artifact against HF extractor + eager model on the 10 s clip."""
+    from .parity import compare
+
+    wav = ctx.load("torchscript", "waveform")
+    wave = torch.from_numpy(ctx.clip10)[None]
+
+    def hf_then_eager():
+        o = ctx.fe(ctx.clip10, sampling_rate=SR, return_tensors="pt", return_attention_mask=True)
+        return ctx.model(o["input_features"], o["attention_mask"])
+
+    with torch.inference_mode():
+        t_hf_eager, t_wav = paired_seconds(hf_then_eager, lambda: wav(wave), ctx.repeats)
+        parity = compare(hf_then_eager(), wav(wave))
+    return {"waveform_artifact_vs_hf_plus_eager_10s": metric(
+        "waveform_artifact_s", t_wav, "hf_plus_eager_s", t_hf_eager, "<= 1.0 with cosine >= 0.99999",
+        t_wav <= t_hf_eager and parity.worst_cosine >= 0.99999, max_abs_diff=parity.worst_max_abs_diff)}
+
+
+def metric_torchscript_vs_eager(ctx: BenchContext) -> Rows:
+    """The preprocessed TorchScript artifact against the eager model on the 10 s clip's features."""
+    row = ctx.formats["torchscript"]
+    return {"torchscript_vs_eager_10s": metric(
+        "torchscript_s", row["s"], "eager_s", row["eager_s"], "<= 1.0 with max|diff| 0",
+        row["s"] <= row["eager_s"] and row["max_abs_diff"] == 0.0, max_abs_diff=row["max_abs_diff"])}
+
+
+def metric_formats_vs_eager(ctx: BenchContext) -> Rows:
+    """Every format of the artifact against eager on the same clip, each held to its own parity bounds."""
+    from .parity import format_bounds
+
+    within = {fmt: row["cosine"] >= format_bounds(fmt, "preprocessed").min_cosine
+              and row["max_abs_diff"] <= format_bounds(fmt, "preprocessed").max_abs_diff
+              for fmt, row in ctx.formats.items()}
+    return {"formats_vs_eager_10s": {
+        "formats": ctx.formats, "timing": "each format alternated with eager (paired medians)",
+        "target": "each within its format's parity bounds", "met": all(within.values())}}
+
+
+def fastest_fp32(formats: dict[str, dict[str, Any]]) -> str:
+    """The fp32 format with the lowest latency relative to eager."""
+    return min((f for f in formats if f != "onnx-int8"), key=lambda f: formats[f]["ratio_vs_eager"])
+
+
+def metric_fastest_artifact_vs_eager(ctx: BenchContext) -> Rows:
+    """The fastest format (int8 included) against eager, and the fastest fp32 one's ratio."""
+    formats = ctx.formats
+    fastest = min(formats, key=lambda f: formats[f]["ratio_vs_eager"])
+    fp32 = fastest_fp32(formats)
+    row = formats[fastest]
+    return {"fastest_artifact_vs_eager_10s": metric(
+        "fastest_s", row["s"], "eager_s", row["eager_s"], "<= 0.5 (int8: cosine >= 0.999)",
+        row["ratio_vs_eager"] <= 0.5 and row["cosine"] >= 0.999, format=fastest,
+        fastest_fp32=fp32, fastest_fp32_ratio=formats[fp32]["ratio_vs_eager"])}
+
+
+def metric_encoder_flops_fraction(ctx: BenchContext) -> Rows:
+    """FLOP/s each format (and eager) reaches on the 10 s clip, over the best GEMM measured now."""
+    formats = ctx.formats
+    gemm = best_gemm_flops(ctx.threads, repeats=ctx.repeats)
+    flops = encoder_flops(flop_facts(ctx.model), ctx.feats.shape[1])
+    best = max(gemm.values())
+    achieved = {"eager": flops / statistics.median(row["eager_s"] for row in formats.values()),
+                **{f: flops / row["s"] for f, row in formats.items()}}
+    fp32 = fastest_fp32(formats)
+    return {"encoder_flops_fraction": {
+        "gflop_per_clip": flops / 1e9, "best_gemm_gflops": {k: v / 1e9 for k, v in gemm.items()},
+        "achieved_gflops": {k: v / 1e9 for k, v in achieved.items()},
+        "fraction_of_best": {k: v / best for k, v in achieved.items()},
+        "note": "fp32 FLOPs over the best fp32 GEMM; the int8 copy's fraction is not comparable (int8 GEMMs)",
+        "target": ">= 0.8 for the fastest fp32 artifact", "fastest_fp32": fp32, "met": achieved[fp32] / best >= 0.8}}
+
+
+def metric_time_to_first_embedding(ctx: BenchContext) -> Rows:
+    """From a fresh ``python`` to one embedding of the 10 s clip: eager (checkpoint + HF extractor)
+    against each format through the consumer, ``load_artifact(...).embed(wave, 16000)``, with
+    what the consumer process imported."""
+    wav_path = ctx.work / "clip10s.npy"
+    np.save(wav_path, ctx.clip10)
+    runs = 1 if ctx.quick else 3
+    eager = [run_child_report("first_embedding_eager", ctx.ckpt, wav_path, ctx.threads, env=ctx.env)
+             for _ in range(runs)]
+    consumer = {fmt: [run_child_report("first_embedding_artifact", ctx.art, fmt, wav_path, ctx.threads, env=ctx.env)
+                      for _ in range(runs)] for fmt in ctx.artifact_formats}
+    t_eager = statistics.median(c.wall_s for c in eager)
+    t_first = {fmt: statistics.median(c.wall_s for c in children) for fmt, children in consumer.items()}
+    return {"time_to_first_embedding": metric(
+        "torchscript_s", t_first["torchscript"], "eager_s", t_eager, "<= 1.0", t_first["torchscript"] <= t_eager,
+        **{f"{fmt}_s": t for fmt, t in t_first.items() if fmt != "torchscript"},
+        consumer="load_artifact(dir, 'preprocessed', fmt).embed(wave, 16000) in a fresh process",
+        eager_modules_loaded=eager[-1].report["modules_loaded"],
+        consumer_modules_loaded={fmt: children[-1].report["modules_loaded"] for fmt, children in consumer.items()},
+        consumer_heavy_modules={fmt: sorted({m for c in children for m in c.report["heavy_modules"]})
+                                for fmt, children in consumer.items()})}
+
+
+def metric_padded_batch(ctx: BenchContext) -> Rows:
+    """A padded batch of 8 clips (2-10 s) through the TorchScript artifact against the same clips one by one."""
+    from .parity import compare
+    from .suite import synthetic_speech
+
+    waves = [synthetic_speech(int(s * SR), seed=i) for i, s in enumerate(np.linspace(2, 10, 8))]
+    batch = ctx.fe(waves, sampling_rate=SR, padding=True, return_tensors="pt", return_attention_mask=True)
+    singles = [ctx.fe(w, sampling_rate=SR, return_tensors="pt", return_attention_mask=True) for w in waves]
+    singles = [s["input_features"][:, s["attention_mask"][0].bool()] for s in singles]
+    pre = ctx.pre
+    with torch.inference_mode():
+        t_batch, t_single = paired_seconds(lambda: pre(batch["input_features"], batch["attention_mask"]),
+                                           lambda: [pre(s) for s in singles], ctx.repeats)
+        parity = compare(torch.cat([pre(s) for s in singles]), pre(batch["input_features"], batch["attention_mask"]))
+    return {"padded_batch_8_vs_one_by_one": metric(
+        "one_by_one_s", t_single, "batch_s", t_batch, ">= 1.5x throughput with max|diff| <= 1e-5",
+        t_single / t_batch >= 1.5 and parity.worst_max_abs_diff <= 1e-5, max_abs_diff=parity.worst_max_abs_diff)}
+
+
+# after the export, in this order (also the order of the JSON's metrics)
+METRICS: tuple[Callable[[BenchContext], Rows], ...] = (
+    metric_frontend_vs_hf, metric_waveform_vs_hf_plus_eager, metric_torchscript_vs_eager, metric_formats_vs_eager,
+    metric_fastest_artifact_vs_eager, metric_encoder_flops_fraction, metric_time_to_first_embedding,
+    metric_padded_batch,
+)
 
 
 def run(size: str = "tiny", quick: bool = False, threads: int = 2, workdir: str | Path | None = None) -> dict[str, Any]:
     """Measure everything for the demo model of ``size``; returns the JSON-able result.
 
     Checkpoints and artifacts go to ``workdir`` (kept), else to a temporary directory that is
-    removed afterwards (the full size writes ~4.6 GB).
+    removed afterwards (at full size, every format of both modes: several times the weights' 2.3 GB).
     """
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="w2vlab-bench-") as tmp:
             return run(size, quick, threads, tmp)
-    from transformers import SeamlessM4TFeatureExtractor
-
-    from .checkpoint import load_speaker_encoder
-    from .demo import write_demo_checkpoint
-    from .export import ARTIFACT_FILES, load_module
-    from .formats import parity_bounds
-    from .features import FeatureConfig, TorchFeatureExtractor
-    from .parity import compare
-    from .suite import synthetic_speech
-
     torch.set_num_threads(threads)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    repeats = 3 if quick else 7
-    work = Path(workdir)
-    ckpt, art = work / f"demo_{size}", work / f"artifact_{size}"
+    ctx = make_context(size, quick, threads, Path(workdir))
     result: dict[str, Any] = {
-        "size": size, "quick": quick, "threads": threads, "repeats": repeats,
+        "size": size, "quick": quick, "threads": threads, "repeats": ctx.repeats,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
-        "metrics": {},
+        "metrics": metric_export_peak_rss(ctx),
     }
-    metrics = result["metrics"]
-
-    write_demo_checkpoint(ckpt, size=size, overwrite=True)
-    weight_bytes = sum(p.stat().st_size for p in ckpt.glob("*.safetensors"))
-    suite = "build_suite(QUICK_LENGTHS[:3], batches=((16160, 8000),))"
-    export_code = textwrap.dedent(f"""
-        import torch; torch.set_num_threads({threads})
-        from w2vlab.export import export
-        from w2vlab.suite import QUICK_LENGTHS, build_suite
-        export({str(ckpt)!r}, {str(art)!r}, modes=("preprocessed", "waveform"), force=True,
-               cases={suite}, progress=False)
-    """)
-    export_wall, export_rss = run_child(export_code, env)
-    metrics["export_peak_rss"] = metric(
-        "peak_rss_bytes", export_rss, "weight_bytes", weight_bytes, "<= 1.2 (meaningful at --size full)",
-        export_rss <= 1.2 * weight_bytes, export_wall_s=export_wall)
-    result["artifact_sizes"] = {p.name: p.stat().st_size for p in art.glob("*.pt")}
-
-    loaded = load_speaker_encoder(ckpt)
-    model, fe = loaded.model, SeamlessM4TFeatureExtractor(**loaded.preprocessor_config)
-    pre, _ = load_module(art / ARTIFACT_FILES["preprocessed"])
-    wav, _ = load_module(art / ARTIFACT_FILES["waveform"])
-
-    # 1. frontend vs HF extractor
-    frontend = torch.jit.script(TorchFeatureExtractor(FeatureConfig.from_extractor(fe)).eval())
-    for seconds in (10, 60):
-        wave = synthetic_speech(seconds * SR, seed=seconds)
-        hf = lambda: fe(wave, sampling_rate=SR, return_tensors="pt", return_attention_mask=True)  # noqa: E731
-        ours = lambda: frontend(torch.from_numpy(wave)[None])  # noqa: E731
-        with torch.inference_mode():
-            t_hf, t_ours = paired_seconds(hf, ours, repeats)
-            ref, got = hf(), ours()
-        diff = float((ref["input_features"] - got[0]).abs().max())
-        metrics[f"frontend_vs_hf_{seconds}s"] = metric(
-            "hf_s", t_hf, "torch_frontend_s", t_ours, ">= 5x faster", t_hf / t_ours >= 5 and diff <= 1e-4,
-            feature_max_abs_diff=diff)
-
-    # 2. artifact vs eager latency on one 10 s clip, and FLOP/s against the best GEMM
-    out = fe(synthetic_speech(10 * SR, seed=3), sampling_rate=SR, return_tensors="pt", return_attention_mask=True)
-    feats = out["input_features"][:, out["attention_mask"][0].bool()]
-    with torch.inference_mode():
-        t_eager, t_script = paired_seconds(lambda: model(feats), lambda: pre(feats), repeats)
-        parity = compare(model(feats), pre(feats))
-    wave10 = synthetic_speech(10 * SR, seed=3)
-
-    def hf_then_eager():
-        o = fe(wave10, sampling_rate=SR, return_tensors="pt", return_attention_mask=True)
-        return model(o["input_features"], o["attention_mask"])
-
-    with torch.inference_mode():
-        t_hf_eager, t_wav = paired_seconds(hf_then_eager, lambda: wav(torch.from_numpy(wave10)[None]), repeats)
-        wav_parity = compare(hf_then_eager(), wav(torch.from_numpy(wave10)[None]))
-    metrics["waveform_artifact_vs_hf_plus_eager_10s"] = metric(
-        "waveform_artifact_s", t_wav, "hf_plus_eager_s", t_hf_eager, "<= 1.0 with cosine >= 0.99999",
-        t_wav <= t_hf_eager and wav_parity.worst_cosine >= 0.99999, max_abs_diff=wav_parity.worst_max_abs_diff)
-    del wav
-    metrics["torchscript_vs_eager_10s"] = metric(
-        "torchscript_s", t_script, "eager_s", t_eager, "<= 1.0 with max|diff| 0",
-        t_script <= t_eager and parity.worst_max_abs_diff == 0.0, max_abs_diff=parity.worst_max_abs_diff)
-
-    # 3. every format on the same clip: .pt2, ONNX Runtime fp32 and its int8 copy, one loaded at a time
-    formats = {"torchscript": {"s": t_script, "eager_s": t_eager, "ratio_vs_eager": t_script / t_eager,
-                               "cosine": parity.worst_cosine, "max_abs_diff": parity.worst_max_abs_diff,
-                               "bytes": (art / ARTIFACT_FILES["preprocessed"]).stat().st_size}}
-    formats.update(_time_formats(model, fe, feats, work, threads, repeats))
-    fastest = min(formats, key=lambda f: formats[f]["ratio_vs_eager"])
-    fastest_fp32 = min((f for f in formats if f != "onnx-int8"), key=lambda f: formats[f]["ratio_vs_eager"])
-    within = {f: row["cosine"] >= parity_bounds(f, "preprocessed").min_cosine
-              and row["max_abs_diff"] <= parity_bounds(f, "preprocessed").max_abs_diff for f, row in formats.items()}
-    metrics["formats_vs_eager_10s"] = {"formats": formats, "timing": "each format alternated with eager (paired medians)",
-                                       "target": "each within its format's parity bounds", "met": all(within.values())}
-    metrics["fastest_artifact_vs_eager_10s"] = metric(
-        "fastest_s", formats[fastest]["s"], "eager_s", formats[fastest]["eager_s"], "<= 0.5 (int8: cosine >= 0.999)",
-        formats[fastest]["ratio_vs_eager"] <= 0.5 and formats[fastest]["cosine"] >= 0.999, format=fastest,
-        fastest_fp32=fastest_fp32, fastest_fp32_ratio=formats[fastest_fp32]["ratio_vs_eager"])
-    gemm = best_gemm_flops(threads, repeats=repeats)
-    flops = encoder_flops(flop_facts(model), feats.shape[1])
-    best = max(gemm.values())
-    achieved = {"eager": flops / statistics.median(row["eager_s"] for row in formats.values()),
-                **{f: flops / row["s"] for f, row in formats.items()}}
-    metrics["encoder_flops_fraction"] = {
-        "gflop_per_clip": flops / 1e9, "best_gemm_gflops": {k: v / 1e9 for k, v in gemm.items()},
-        "achieved_gflops": {k: v / 1e9 for k, v in achieved.items()},
-        "fraction_of_best": {k: v / best for k, v in achieved.items()},
-        "note": "fp32 FLOPs over the best fp32 GEMM; the int8 copy's fraction is not comparable (int8 GEMMs)",
-        "target": ">= 0.8 for the fastest fp32 artifact",
-        "fastest_fp32": fastest_fp32,
-        "met": achieved[fastest_fp32] / best >= 0.8,
-    }
-
-    # 4. time to first embedding in a fresh process
-    wav_path = work / "clip10s.npy"
-    np.save(wav_path, synthetic_speech(10 * SR, seed=3))
-    first = "out = fe(w, sampling_rate=16000, return_tensors='pt', return_attention_mask=True); m(out['input_features'][:, out['attention_mask'][0].bool()])"
-    eager_code = (f"import numpy as np, torch; torch.set_num_threads({threads}); w = np.load({str(wav_path)!r})\n"
-                  f"from w2vlab.checkpoint import load_speaker_encoder; from w2vlab.export import feature_extractor_for\n"
-                  f"l = load_speaker_encoder({str(ckpt)!r}); m, fe = l.model, feature_extractor_for(l)\n"
-                  f"with torch.inference_mode(): {first}")
-    # each format's plain loader, then the artifact's extractor; ONNX Runtime wants numpy and every input
-    open_code = {
-        "torchscript": "run = torch.jit.load({path!r})",
-        "exported": "m = torch.export.load({path!r}).module(); run = lambda x: m(x, torch.ones(x.shape[:2], dtype=torch.long))",
-        "onnx": ("import onnxruntime as ort; o = ort.SessionOptions(); o.intra_op_num_threads = {threads}\n"
-                 "s = ort.InferenceSession({path!r}, o, providers=['CPUExecutionProvider'])\n"
-                 "run = lambda x: s.run(None, {{'input_features': x.numpy(), 'attention_mask': torch.ones(x.shape[:2], dtype=torch.long).numpy()}})"),
-    }
-    paths = {fmt: art / ARTIFACT_FILES["preprocessed"] if fmt == "torchscript" else _bench_file(work, fmt) for fmt in formats}
-    format_code = {
-        fmt: (f"import numpy as np, torch; torch.set_num_threads({threads}); w = np.load({str(wav_path)!r})\n"
-              f"from transformers import AutoFeatureExtractor\n"
-              + open_code[fmt.split("-")[0]].format(path=str(path), threads=threads)
-              + f"\nfe = AutoFeatureExtractor.from_pretrained({str(art / 'feature_extractor')!r})\n"
-              f"with torch.inference_mode(): {first.replace('m(', 'run(')}")
-        for fmt, path in paths.items()
-    }
-    runs = 1 if quick else 3
-    t_first_eager = statistics.median(run_child(eager_code, env)[0] for _ in range(runs))
-    t_first = {fmt: statistics.median(run_child(code, env)[0] for _ in range(runs)) for fmt, code in format_code.items()}
-    metrics["time_to_first_embedding"] = metric(
-        "torchscript_s", t_first["torchscript"], "eager_s", t_first_eager, "<= 1.0", t_first["torchscript"] <= t_first_eager,
-        **{f"{fmt}_s": t for fmt, t in t_first.items() if fmt != "torchscript"})
-
-    # 5. a padded batch of 8 clips (2-10 s) vs the same clips one by one
-    waves = [synthetic_speech(int(s * SR), seed=i) for i, s in enumerate(np.linspace(2, 10, 8))]
-    batch = fe(waves, sampling_rate=SR, padding=True, return_tensors="pt", return_attention_mask=True)
-    singles = [fe(w, sampling_rate=SR, return_tensors="pt", return_attention_mask=True) for w in waves]
-    singles = [s["input_features"][:, s["attention_mask"][0].bool()] for s in singles]
-    with torch.inference_mode():
-        t_batch, t_single = paired_seconds(lambda: pre(batch["input_features"], batch["attention_mask"]),
-                                           lambda: [pre(s) for s in singles], repeats)
-        parity = compare(torch.cat([pre(s) for s in singles]), pre(batch["input_features"], batch["attention_mask"]))
-    metrics["padded_batch_8_vs_one_by_one"] = metric(
-        "one_by_one_s", t_single, "batch_s", t_batch, ">= 1.5x throughput with max|diff| <= 1e-5",
-        t_single / t_batch >= 1.5 and parity.worst_max_abs_diff <= 1e-5, max_abs_diff=parity.worst_max_abs_diff)
+    result["artifact_sizes"] = artifact_sizes(ctx)
+    for measure in METRICS:
+        logger.info("bench: %s", measure.__name__)
+        result["metrics"].update(measure(ctx))
     return result
 
 

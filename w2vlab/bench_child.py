@@ -1,0 +1,114 @@
+"""The benchmark's child programs: each one a function run in a fresh interpreter.
+
+    python -m w2vlab.bench_child NAME ARG...
+
+:mod:`w2vlab.bench` runs these with :func:`w2vlab.bench.run_child`, so that what they time
+(an export's peak memory, the time from ``python`` to a first embedding) starts from nothing.
+Each function returns a small JSON-able report; :func:`main` writes it after
+:data:`REPORT_MARKER`, then the process's own peak RSS (``VmHWM``, KiB) after
+:data:`HWM_MARKER`, as the last lines of stdout.
+
+Nothing heavy is imported at module level: the consumer child must show what the consumer path
+alone loads (``sys.modules`` at exit, and whether any of :data:`HEAVY_MODULES` came with it).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+REPORT_MARKER = "w2vlab-bench-report"
+HWM_MARKER = "w2vlab-vmhwm-kib"
+SR = 16000
+# exporter, eager model and HF modelling code: none of these belongs in a consumer process
+HEAVY_MODULES = ("w2vlab.export", "w2vlab.checkpoint", "w2vlab.model", "w2vlab.demo", "w2vlab.suite",
+                 "transformers.models.wav2vec2_bert.modeling_wav2vec2_bert")
+
+
+def module_report() -> dict[str, Any]:
+    """How many modules this process has imported, and which of :data:`HEAVY_MODULES`."""
+    return {"modules_loaded": len(sys.modules), "heavy_modules": [m for m in HEAVY_MODULES if m in sys.modules]}
+
+
+def peak_rss_kib() -> int:
+    """This process's ``VmHWM`` in KiB (-1 where /proc is not available)."""
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return -1
+    hwm = [line for line in lines if line.startswith("VmHWM:")]
+    return int(hwm[0].split()[1]) if hwm else -1
+
+
+def export_formats() -> tuple[str, ...]:
+    """Every format when the ``[onnx]`` extra is installed, else TorchScript and ``.pt2``."""
+    from .contract import FORMATS, onnx_available
+
+    return FORMATS if onnx_available() else ("torchscript", "exported")
+
+
+def export_artifact(ckpt: str, out: str, threads: str) -> dict[str, Any]:
+    """Export ``ckpt`` to ``out``: both modes, :func:`export_formats`, verified on a small quick suite."""
+    import torch
+
+    from .contract import MODES
+    from .export import export
+    from .suite import QUICK_LENGTHS, build_suite
+
+    torch.set_num_threads(int(threads))
+    formats = export_formats()
+    export(ckpt, out, modes=MODES, formats=formats, force=True, progress=False,
+           cases=build_suite(QUICK_LENGTHS[:3], batches=((16160, 8000),)))
+    return {"formats": list(formats)}
+
+
+def first_embedding_eager(ckpt: str, wav_npy: str, threads: str) -> dict[str, Any]:
+    """Checkpoint -> eager model + HF extractor -> one embedding of the clip in ``wav_npy``."""
+    import numpy as np
+    import torch
+
+    from .checkpoint import feature_extractor_for, load_speaker_encoder
+
+    torch.set_num_threads(int(threads))
+    wave = np.load(wav_npy)
+    loaded = load_speaker_encoder(ckpt)
+    model, fe = loaded.model, feature_extractor_for(loaded)
+    with torch.inference_mode():
+        out = fe(wave, sampling_rate=SR, return_tensors="pt", return_attention_mask=True)
+        model(out["input_features"][:, out["attention_mask"][0].bool()])
+    return module_report()
+
+
+def first_embedding_artifact(artifact_dir: str, fmt: str, wav_npy: str, threads: str) -> dict[str, Any]:
+    """What a user runs: ``load_artifact(dir, "preprocessed", fmt).embed(wave, 16000)``."""
+    import numpy as np
+    import torch
+
+    from .artifact import load_artifact
+
+    torch.set_num_threads(int(threads))
+    wave = np.load(wav_npy)
+    load_artifact(artifact_dir, "preprocessed", fmt).embed(wave, SR)
+    return module_report()
+
+
+CHILDREN: dict[str, Callable[..., dict[str, Any]]] = {
+    f.__name__: f for f in (export_artifact, first_embedding_eager, first_embedding_artifact)
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run child ``argv[0]`` with the remaining arguments; report it and the peak RSS on stdout."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in CHILDREN:
+        sys.stderr.write(f"usage: python -m w2vlab.bench_child {{{','.join(CHILDREN)}}} ARG...\n")
+        return 2
+    report = CHILDREN[argv[0]](*argv[1:])
+    sys.stdout.write(f"\n{REPORT_MARKER} {json.dumps(report)}\n{HWM_MARKER} {peak_rss_kib()}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

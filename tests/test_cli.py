@@ -103,3 +103,17 @@ def test_seed_export_script(tmp_path, tiny_dir):
                     "--model-path", str(tiny_dir), "--output", str(out)], check=True, capture_output=True, timeout=300)
     assert (out / "w2vbert_speaker_script_preprocessed.pt").is_file()
     assert load_artifact(out).metadata["artifacts"]["preprocessed"]["formats"]["torchscript"]["parity"]["passed"]
+
+
+def test_choices_and_defaults_come_from_the_contract():
+    """The parser offers exactly the contract's modes, formats and demo sizes (and the demo builds each size)."""
+    from w2vlab import contract, demo
+    from w2vlab.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+    options = {name: {a.dest: a for a in parser._actions} for name, parser in sub.items()}
+    assert tuple(options["export"]["mode"].choices) == (*contract.MODES, "both")
+    assert tuple(options["export"]["format"].choices) == (*contract.FORMATS, "all")
+    assert options["export"]["output"].default == contract.DEFAULT_OUTPUT
+    assert tuple(options["embed"]["format"].choices) == contract.FORMATS
+    assert tuple(options["demo-checkpoint"]["size"].choices) == contract.DEMO_SIZES == tuple(demo.SIZES)

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .contract import METADATA_FILE
+
 KERNEL_NAME = "w2vlab"
 SETUP_SCRIPT = "./scripts/setup_notebook_env.sh"
 TORCH_FIX = "pip install torch==2.13.0"
@@ -143,7 +145,7 @@ def _running_version(module: str) -> str:
 
 def check_artifact(artifact_dir: str | Path) -> Check:
     """Compare the torch/transformers an artifact was exported with against the running ones."""
-    path = Path(artifact_dir) / "metadata.json"
+    path = Path(artifact_dir) / METADATA_FILE  # read leniently: an older artifact's versions are still worth comparing
     if not path.is_file():
         return Check("artifact", False, f"{path} not found; is {artifact_dir} a w2vlab export directory?",
                      "w2vlab export --help", "warning")

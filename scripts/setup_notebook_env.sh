@@ -7,12 +7,15 @@
 # PYTHON defaults to python3.11, then python3.12, then python3.
 # W2VLAB_TORCH_SPEC overrides the torch requirement (default torch==2.13.0: on this
 # machine that is a CPU wheel on disk; a looser spec downloads a multi-GB CUDA build).
+# With the [browser] extra (default) it also makes sure Debian's chromium is there for
+# tests/test_browser.py: apt-get installs it when missing and running as root; otherwise a
+# warning, and that test skips.  Playwright's own browser download is never used.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv_w2vbert_notebook"
 torch_spec="${W2VLAB_TORCH_SPEC:-torch==2.13.0}"
-extras="${W2VLAB_EXTRAS:-dev,onnx}"  # W2VLAB_EXTRAS=dev leaves out ONNX (its tests then skip)
+extras="${W2VLAB_EXTRAS:-dev,onnx,browser,report,scale}"  # W2VLAB_EXTRAS=dev leaves out ONNX, the browser, the report, Ray (their tests skip)
 stamp="$venv/.w2vlab-setup-stamp"
 
 pick_python() {
@@ -37,12 +40,29 @@ print(K().get_kernel_spec("w2vlab").argv[0])' 2>/dev/null || true)"
     fi
 }
 
+ensure_chromium() {
+    # Debian's chromium for the browser test (Playwright drives /usr/bin/chromium).  Checked on
+    # every run, stamp or not: it lives outside the venv.  Never fatal.
+    case ",$extras," in *,browser,*) ;; *) return 0 ;; esac
+    if command -v chromium >/dev/null 2>&1; then return 0; fi
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "WARNING: chromium is missing and apt-get cannot install it here (it needs root on Debian/Ubuntu);" \
+             "install it (sudo apt-get install chromium) or tests/test_browser.py skips." >&2
+        return 0
+    fi
+    echo "installing Debian's chromium (apt-get) for tests/test_browser.py"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
+        echo "WARNING: apt-get could not install chromium; tests/test_browser.py skips." >&2
+    fi
+}
+
 # The stamp records what was installed; if nothing it depends on changed, do nothing.
 want="$(cat "$root/pyproject.toml"; echo "$torch_spec $extras")"
 want_hash="$(printf '%s' "$want" | sha256sum | cut -d' ' -f1)"
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want_hash" ] \
     && "$venv/bin/python" -c 'import w2vlab, torch, transformers' >/dev/null 2>&1; then
     register_kernel
+    ensure_chromium
     echo "w2vlab env is up to date: $venv"
     exit 0
 fi
@@ -65,5 +85,6 @@ echo "installing $torch_spec"
 echo "installing w2vlab[$extras] (editable)"
 "$py" -m pip install --quiet -e "$root[$extras]"
 register_kernel
+ensure_chromium
 echo "$want_hash" > "$stamp"
 echo "w2vlab env ready: $venv (kernel 'w2vlab')"

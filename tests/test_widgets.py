@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from w2vlab.export import export
 from w2vlab.contract import onnx_available
 from w2vlab.suite import QUICK_LENGTHS, build_suite
-from w2vlab.widgets import build_workbench, explore, explorer_panel
+from w2vlab.widgets import LABEL_WIDTH, PICKER_MAX_ROWS, build_workbench, explore, explorer_panel
 
 DATA = Path(__file__).parent / "data"  # not cwd-relative: pytest may run from anywhere
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +73,89 @@ def test_panel_redraws_for_each_mode(bench):
     assert panel.result.report.label == "preprocessed exported (padded batch)" and panel.result.report.passed
     mode.value = "naive"
     assert panel.controls["format"].disabled and panel.result.report.label == "naive trace (why not)"
+    assert panel.controls["batched"].disabled  # the naive trace sees one clip at a time
     mode.value = "preprocessed"
-    assert not panel.controls["format"].disabled
+    assert not panel.controls["format"].disabled and not panel.controls["batched"].disabled
     panel.controls["clips"].value = ()
     assert out.outputs[0]["text"] == "error: pick at least one clip\n" and panel.result is None
+
+
+def test_panel_layout(bench):
+    import ipywidgets as w
+
+    panel = explorer_panel(bench)
+    c = panel.controls
+    labelled = [c["mode"], c["format"], c["batched"], c["clips"]]
+    assert list(panel.children) == [*labelled, c["output"]]  # one column, output last
+    assert {control.style.description_width for control in labelled} == {LABEL_WIDTH}  # labels line up
+    assert c["batched"].indent  # the checkbox keeps the label column empty, its box under the others
+    assert isinstance(c["format"], w.ToggleButtons) and len(c["format"].options) > 1
+    # Every clip in view without scrolling (15 fixtures and synthetic clips, under the cap).
+    assert len(c["clips"].options) <= PICKER_MAX_ROWS and c["clips"].rows == len(c["clips"].options)
+    for value in ("naive", "waveform", "naive", "preprocessed"):  # disabled flags follow every change
+        c["mode"].value = value
+        assert c["format"].disabled is c["batched"].disabled is (value == "naive")
+
+
+def test_panel_with_one_format_names_it(bench):
+    import ipywidgets as w
+
+    only_ts = replace(bench, artifacts={m: {"torchscript": f["torchscript"]} for m, f in bench.artifacts.items()})
+    panel = explorer_panel(only_ts)
+    fmt = panel.controls["format"]
+    assert isinstance(fmt, w.HTML) and fmt.value == "torchscript"  # a plain line, no one-button toggle
+    assert not any(isinstance(child, w.ToggleButtons) and child.description == "format" for child in panel.children)
+    assert fmt.style.description_width == LABEL_WIDTH
+    panel.controls["mode"].value = "waveform"
+    assert panel.result.report.label == "waveform" and panel.result.report.passed
+    panel.controls["mode"].value = "naive"
+    assert panel.controls["batched"].disabled and panel.result.report.label == "naive trace (why not)"
+
+
+def test_picker_rows_capped(bench):
+    many = {f"synth_{i:02d}": np.zeros(16000, np.float32) for i in range(PICKER_MAX_ROWS + 4)}
+    few = dict(list(bench.clips.items())[:2])
+    assert explorer_panel(replace(bench, clips=many)).controls["clips"].rows == PICKER_MAX_ROWS
+    assert explorer_panel(replace(bench, clips=few)).controls["clips"].rows == 2
+
+
+@pytest.mark.parametrize("name", ["03_parity_explorer.ipynb", "06_beyond_torchscript.ipynb"])
+def test_notebook_carries_widget_state(name):
+    """The committed notebook shows the panel before any cell runs: the panel cell's output is a
+    widget view, and the saved state holds that model and every model it refers to."""
+    nb = json.loads((NOTEBOOKS / name).read_text())
+    state = nb["metadata"]["widgets"][WIDGET_STATE]["state"]
+    views = [out["data"][WIDGET_VIEW]["model_id"] for cell in nb["cells"] if cell["cell_type"] == "code"
+             for out in cell["outputs"] if WIDGET_VIEW in out.get("data", {})]
+    assert views, f"{name}: no cell output displays a widget; run scripts/save_widget_state.py {name}"
+    missing = [v for v in views if v not in state]
+    assert not missing, f"{name}: views {missing} have no saved state; run scripts/save_widget_state.py"
+
+    def refs(value):  # "IPY_MODEL_<id>" references, anywhere in a model's state
+        if isinstance(value, str):
+            return [value[len("IPY_MODEL_"):]] if value.startswith("IPY_MODEL_") else []
+        if isinstance(value, dict):
+            return [r for v in value.values() for r in refs(v)]
+        if isinstance(value, list):
+            return [r for v in value for r in refs(v)]
+        return []
+
+    seen, todo = set(), list(views)
+    while todo:  # everything reachable from the views is saved
+        model_id = todo.pop()
+        if model_id in seen:
+            continue
+        assert model_id in state, f"{name}: model {model_id} is referenced but not saved"
+        seen.add(model_id)
+        todo.extend(refs(state[model_id]["state"]))
+    # The saved panel is today's layout (mode, format, batch, clips, output), not an older one.
+    panels = [v for v in views if state[v]["model_name"] == "VBoxModel"]
+    assert len(panels) == 1, f"{name}: expected one panel view, got {[state[v]['model_name'] for v in views]}"
+    children = [state[ref]["state"] for ref in refs(state[panels[0]]["state"]["children"])]
+    assert [c["_model_name"] for c in children] == [
+        "ToggleButtonsModel", "HTMLModel" if name.startswith("03") else "ToggleButtonsModel",  # 03: TorchScript only
+        "CheckboxModel", "SelectMultipleModel", "OutputModel"], f"{name}: stale panel; run scripts/save_widget_state.py"
+    assert {c.get("style") and state[c["style"][len("IPY_MODEL_"):]]["state"]["description_width"]
+            for c in children[:4]} == {LABEL_WIDTH}
+    report = children[-1]["outputs"][0]["data"]["text/markdown"]
+    assert "PASS" in report, f"{name}: the saved panel should show a passing report, not {report[:80]!r}"

@@ -105,6 +105,130 @@ def _doctor(args) -> int:
     return doctor_main((["--json"] if args.json else []) + (["--artifact", str(args.artifact)] if args.artifact else []))
 
 
+def _score_trials(args) -> int:
+    from .trials import load_embeddings, read_trials, score_trials
+
+    scores = score_trials(load_embeddings(args.embeddings), read_trials(args.trials), skip_missing=args.skip_missing)
+    if args.output:
+        scores.write(args.output)
+    print(json.dumps(scores.metrics(), indent=2) if args.json else scores.to_markdown())
+    return 0
+
+
+def _compare_trials(args) -> int:
+    from .trials import compare_embeddings, load_embeddings, read_trials
+
+    comparison = compare_embeddings(load_embeddings(args.reference), load_embeddings(args.candidate),
+                                    read_trials(args.trials), skip_missing=args.skip_missing,
+                                    label=f"{args.reference} vs {args.candidate}")
+    print(json.dumps(comparison.to_dict(), indent=2) if args.json else comparison.to_markdown())
+    return 0  # it reports; flipped decisions are not an error
+
+
+def _add_trial_parsers(sub) -> None:
+    """``score-trials`` and ``compare-trials`` (w2vlab.trials)."""
+    p = sub.add_parser("score-trials", help="cosine-score a trial list from Kaldi embeddings: EER and minDCF")
+    p.add_argument("embeddings", type=Path, help="embed-corpus output directory or embeddings .scp")
+    p.add_argument("trials", type=Path, help="VoxCeleb (1|0 enroll test) or WeSpeaker (enroll test target) trials")
+    p.add_argument("--output", type=Path, help="write `enroll test score target|nontarget` lines here")
+    p.add_argument("--json", action="store_true", help="print the metrics as a JSON object")
+    p.add_argument("--skip-missing", action="store_true", help="drop trials whose keys have no embedding")
+    p.set_defaults(func=_score_trials)
+
+    p = sub.add_parser("compare-trials", help="decision-level parity: flipped trials and |score diff| of two scorings")
+    p.add_argument("reference", type=Path, help="reference embeddings (directory or .scp), e.g. eager")
+    p.add_argument("candidate", type=Path, help="candidate embeddings (directory or .scp), e.g. an export")
+    p.add_argument("trials", type=Path)
+    p.add_argument("--json", action="store_true", help="print the comparison, flipped trials included, as JSON")
+    p.add_argument("--skip-missing", action="store_true", help="drop trials whose keys either side lacks")
+    p.set_defaults(func=_compare_trials)
+
+
+def _embed_corpus(args) -> int:
+    from .corpus import DEFAULT_BATCH_SECONDS, FAILURES, ArtifactEmbedder, embed_corpus
+
+    if (args.artifact is None) == (args.model_path is None):
+        raise ValueError("give exactly one of --artifact ARTIFACT_DIR or --model-path CKPT")
+    if args.model_path is None and (args.checkpoint or args.config):
+        raise ValueError("--checkpoint and --config go with --model-path, not --artifact")
+    if args.model_path is not None and (args.format or args.mode):
+        raise ValueError("--format and --mode go with --artifact; --model-path runs the eager model on HF features")
+    engine = args.engine
+    if engine == "ray":
+        from .corpus_ray import require_ray, run_ray
+
+        require_ray()  # says what to install, before any work
+        engine = run_ray
+    if args.model_path is not None:
+        from .eager import EagerEmbedder
+
+        embedder = EagerEmbedder(args.model_path, args.checkpoint, args.config)
+    else:
+        embedder = ArtifactEmbedder(args.artifact, args.mode, args.format or FORMATS[0])
+    budget = DEFAULT_BATCH_SECONDS if args.batch_seconds is None else args.batch_seconds
+    try:
+        summary = embed_corpus(args.source, args.output, embedder, batch_seconds=budget, workers=args.workers,
+                               force=args.force, engine=engine)
+    except KeyboardInterrupt:
+        print(f"interrupted; run the same command again to resume into {args.output}", file=sys.stderr)
+        return 130
+    print(summary.headline())
+    if summary.failed:
+        print(f"{summary.failed} failed (see {args.output / FAILURES})")
+        return 1
+    return 0
+
+
+def _add_embed_corpus(sub) -> None:
+    p = sub.add_parser("embed-corpus", help="embed a directory, wav.scp or JSONL manifest into Kaldi ark/scp (resumable)")
+    p.add_argument("source", type=Path, help="directory (recursive), Kaldi wav.scp, or NeMo-style .jsonl manifest")
+    p.add_argument("--output", required=True, type=Path, help="directory for embeddings.ark/.scp, failures.tsv, summary.json")
+    p.add_argument("--artifact", type=Path, help="exported artifact directory")
+    p.add_argument("--format", choices=FORMATS, help=f"artifact file format (default {FORMATS[0]})")
+    p.add_argument("--mode", choices=MODES, help="artifact mode (default: preprocessed when exported)")
+    p.add_argument("--model-path", type=Path, help="eager reference instead: HF folder or model.safetensors")
+    p.add_argument("--checkpoint", type=Path, help="speaker checkpoint (with --model-path)")
+    p.add_argument("--config", type=Path, help="override JSON (with --model-path)")
+    p.add_argument("--batch-seconds", type=float,
+                   help="padded audio per batch: longest clip x clips (default: w2vlab.corpus.DEFAULT_BATCH_SECONDS, 60)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="processes that read and prepare audio (default 0); with --engine ray, actors (default 1)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local (DataLoader + this process) or ray (Ray Data actors; RAY_ADDRESS picks a cluster; "
+                        "needs the [scale] extra)")
+    p.add_argument("--force", action="store_true", help="remove a previous run's outputs and start over")
+    p.set_defaults(func=_embed_corpus)
+
+
+def _report(args) -> int:
+    from .report import write_report
+
+    logging.getLogger("w2vlab.report").setLevel(logging.INFO)  # progress: each notebook's start and finish
+    report = write_report(args.model_path, args.output, checkpoint=args.checkpoint, config=args.config,
+                          audio=args.audio, notebooks=args.notebooks, force=args.force)
+    for result in report.results:
+        print(result.line())
+    print(f"report {'PASS' if report.passed else 'FAIL'} in {report.seconds:.0f} s: {report.index}")
+    return 0 if report.passed else 1
+
+
+def _add_report(sub) -> None:
+    from .report import DENSE_NOTEBOOKS, NOTEBOOKS, PRUNED_NOTEBOOKS
+
+    p = sub.add_parser("report", help="run the export notebooks on a checkpoint (papermill): executed notebooks, "
+                                      "HTML and an index.html with PASS / FAIL / ERROR per notebook")
+    p.add_argument("--model-path", required=True, type=Path, help="HF folder or model.safetensors")
+    p.add_argument("--checkpoint", type=Path, help="speaker checkpoint (.safetensors or reference .pth)")
+    p.add_argument("--config", type=Path, help="override JSON merged over the model's config.json")
+    p.add_argument("--audio", type=Path, help="directory of audio files for the notebooks' parity suites "
+                                              "(default: the committed fixtures, tests/data)")
+    p.add_argument("--output", required=True, type=Path, help="report directory (index.html is its front page)")
+    p.add_argument("--notebooks", help=f"comma-separated, of {','.join(NOTEBOOKS)} (default: {','.join(DENSE_NOTEBOOKS)}; "
+                                       f"{','.join(PRUNED_NOTEBOOKS)} when the config is pruned)")
+    p.add_argument("--force", action="store_true", help="write into an existing, non-empty directory")
+    p.set_defaults(func=_report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="w2vlab", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
@@ -144,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--format", choices=FORMATS, default=FORMATS[0])
         p.set_defaults(func=func)
 
+    _add_embed_corpus(sub)
+    _add_report(sub)
+
     p = sub.add_parser("info", help="validate an artifact and print its metadata")
     p.add_argument("artifact", type=Path)
     p.set_defaults(func=_info)
@@ -161,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--artifact", type=Path, help="also compare versions with this artifact's exporter")
     p.set_defaults(func=_doctor)
+    _add_trial_parsers(sub)
     return parser
 
 

@@ -24,6 +24,8 @@ from .suite import Case, audio_files, build_suite, candidate_fn, embed_suite, re
 
 EXPLORER_MODES = (*MODES, "naive")  # the artifact's modes, and the naive trace to show why not
 MODE_LABELS = {"preprocessed": "preprocessed", "waveform": "waveform", "naive": "naive trace (why not)"}
+LABEL_WIDTH = "64px"  # the panel's label column: every control's description gets this width
+PICKER_MAX_ROWS = 16  # the clip picker shows every clip without scrolling, up to this many
 
 
 @dataclass
@@ -103,27 +105,44 @@ def explore(
 
 
 def explorer_panel(bench: Workbench):
-    """An ipywidgets panel: mode and format toggles, clip picker, batch toggle, and an output area.
+    """An ipywidgets panel: mode and format toggles, batch checkbox, clip picker, and an output area.
 
     Returns the ``VBox``; its ``.children[-1]`` is the output area, redrawn on every change
     (and once at start).  ``panel.controls`` gives the controls by name and ``panel.result``
-    the last :class:`Exploration` (None after an error).
+    the last :class:`Exploration` (None after an error).  Every control carries the same label
+    width, so the labels line up.  The format toggle and the batch checkbox are disabled for the
+    naive trace, which has neither; an artifact with a single format gets a plain
+    line naming it (an ``HTML`` widget) instead of a one-button toggle.
     """
     import ipywidgets as w
 
+    def labelled(control):  # the same label column for every control
+        control.style.description_width = LABEL_WIDTH
+        if isinstance(control, w.ToggleButtons):  # lay it out as ipywidgets lays out other one-line
+            control.add_class("widget-inline-hbox")  # controls; otherwise its label sits above the buttons
+            control.style.button_width = "auto"  # "naive trace (why not)" in full, not cut to a fixed width
+        return control
+
     names = sorted(bench.clips)
     modes = [m for m in EXPLORER_MODES if m == "naive" or m in bench.artifacts]
-    mode = w.ToggleButtons(options=[(MODE_LABELS[m], m) for m in modes], value=modes[0], description="mode")
-    formats = [f for f in FORMATS if any(f in by_format for by_format in bench.artifacts.values())]
-    fmt = w.ToggleButtons(options=formats, value=formats[0], description="format")
-    picker = w.SelectMultiple(options=names, value=tuple(names[:3]), rows=min(8, len(names)), description="clips")
-    batched = w.Checkbox(value=False, description="run as one padded batch")
+    mode = labelled(w.ToggleButtons(options=[(MODE_LABELS[m], m) for m in modes], value=modes[0], description="mode"))
+    formats = [f for f in FORMATS if any(f in by_format for by_format in bench.artifacts.values())] or ["torchscript"]
+    choose_format = len(formats) > 1
+    if choose_format:
+        fmt = labelled(w.ToggleButtons(options=formats, value=formats[0], description="format"))
+    else:  # nothing to choose: say which format runs (an HTML widget shows its label, a Label does not)
+        fmt = labelled(w.HTML(value=formats[0], description="format"))
+    batched = labelled(w.Checkbox(value=False, description="run as one padded batch", indent=True))
+    rows = max(1, min(PICKER_MAX_ROWS, len(names)))  # every clip in view up to the cap
+    picker = labelled(w.SelectMultiple(options=names, value=tuple(names[:3]), rows=rows, description="clips"))
     out = w.Output()
 
     def redraw(_change=None) -> None:
         out.outputs = ()
         panel.result = None
-        fmt.disabled = mode.value == "naive"
+        batched.disabled = mode.value == "naive"  # the naive trace has no file and sees one clip at a time
+        if choose_format:
+            fmt.disabled = batched.disabled
         try:
             result = explore(bench, mode.value, list(picker.value), batched.value, fmt.value)
         except ValueError as e:
@@ -136,9 +155,9 @@ def explorer_panel(bench: Workbench):
         for fig in result.figures():
             out.append_display_data(fig)
 
-    for control in (mode, fmt, picker, batched):
+    for control in (mode, fmt, picker, batched) if choose_format else (mode, picker, batched):
         control.observe(redraw, names="value")
-    panel = w.VBox([w.HBox([mode, batched]), fmt, picker, out])
+    panel = w.VBox([mode, fmt, batched, picker, out])
     panel.controls = {"mode": mode, "format": fmt, "clips": picker, "batched": batched, "output": out}
     panel.result = None
     redraw()

@@ -1,4 +1,4 @@
-"""Figures for parity reports, features, latency and pruned layer widths.
+"""Figures for parity reports, features, latency, pruned layer widths and trial decisions.
 
 Every function only draws: it takes numbers (usually a :class:`~w2vlab.parity.ParityReport`)
 and returns a :class:`matplotlib.figure.Figure`.  Figures are built without pyplot, so no
@@ -9,12 +9,14 @@ notebook with ``display(fig)``; ``fig.savefig(path)`` writes them to disk.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from w2vlab.parity import ParityReport, as_matrix, compare, cosine_rows
+from w2vlab.trials import TrialComparison, TrialScores, compare_trials, det_curve
 
 PASS_COLOR = "tab:blue"
 FAIL_COLOR = "tab:red"
@@ -246,4 +248,79 @@ def plot_bench(result: Mapping[str, Any]) -> Figure:
     right.set_ylabel("latency / eager, one 10 s clip")
     right.legend(loc="upper right", fontsize=8)
     right.set_title("formats vs eager (hatched: int8, not exact)")
+    return fig
+
+
+DET_TICKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99)
+POINT_STYLES = ({"color": "black", "linestyle": "--"}, {"color": "tab:green", "linestyle": ":"},
+                {"color": "tab:purple", "linestyle": "-."})
+
+
+def _probit(p: Any, floor: float) -> np.ndarray:
+    """Normal deviate of each probability, clipped to [floor, 1 - floor] (0 and 1 are infinite)."""
+    inv = NormalDist().inv_cdf
+    return np.array([inv(min(max(float(v), floor), 1.0 - floor)) for v in np.atleast_1d(p)])
+
+
+def _det_panel(ax: Any, comparison: TrialComparison) -> None:
+    """DET curves of both sides on normal-deviate axes, each EER marked."""
+    trials = comparison.reference.trials
+    floor = max(1e-4, 0.5 / max(trials.n_target, trials.n_nontarget))  # half the finest rate the trials resolve
+    eer_point = comparison.points[0]
+    top = 0.5 if max(eer_point.reference, eer_point.candidate) <= 0.25 else 1.0 - floor  # DET's usual corner if it fits
+    for side, scores, color, value in (("reference", comparison.reference, PASS_COLOR, eer_point.reference),
+                                       ("candidate", comparison.candidate, FAIL_COLOR, eer_point.candidate)):
+        fpr, fnr, _ = det_curve(scores.scores, trials.labels)
+        style = "-" if side == "reference" else "--"
+        ax.plot(_probit(fpr, floor), _probit(fnr, floor), style, color=color, label=f"{side}: EER {100 * value:.2f}%")
+        ax.plot(_probit(value, floor), _probit(value, floor), "o", color=color, markerfacecolor="none")
+    ticks = [t for t in DET_TICKS if floor <= t <= top]
+    ax.set_xticks(_probit(ticks, floor), [f"{100 * t:g}" for t in ticks])
+    ax.set_yticks(_probit(ticks, floor), [f"{100 * t:g}" for t in ticks])
+    lo, hi = _probit(floor, floor)[0], _probit(top, floor)[0]
+    ax.plot([lo, hi], [lo, hi], color="tab:gray", linewidth=0.5)  # fnr == fpr: where the EER lies
+    ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="false-accept rate (%)", ylabel="miss rate (%)", aspect="equal")
+    ax.legend(loc="lower left", fontsize=8)  # the corner no DET curve reaches
+    ax.set_title("DET")
+
+
+def plot_trial_parity(comparison: TrialComparison | TrialScores, candidate: TrialScores | None = None,
+                      title: str = "") -> Figure:
+    """Decision-level parity of two scorings of the same trials.
+
+    Left: candidate vs reference score per trial (targets and non-targets apart, flipped trials
+    circled red), the y = x line, and the reference's thresholds (EER, minDCF) as a cross each:
+    a trial off the diagonal quadrants of a cross flips there.  Right: DET curves of both sides
+    on normal-deviate axes, each EER marked.
+
+    Args:
+        comparison: a :class:`~w2vlab.trials.TrialComparison`, or the reference
+            :class:`~w2vlab.trials.TrialScores` with ``candidate`` the other side's.
+    """
+    if isinstance(comparison, TrialScores) and isinstance(candidate, TrialScores):
+        comparison = compare_trials(comparison, candidate)
+    if not isinstance(comparison, TrialComparison):
+        raise TypeError("plot_trial_parity expects a TrialComparison (w2vlab.trials.compare_trials), or two "
+                        f"TrialScores; received {type(comparison).__name__} and {type(candidate).__name__}")
+    ref, cand = comparison.reference.scores, comparison.candidate.scores
+    target = comparison.reference.trials.labels == 1
+    fig = Figure(figsize=(11, 5), layout="constrained")
+    ax, ax_det = fig.subplots(1, 2)
+    ax.scatter(ref[~target], cand[~target], s=8, alpha=0.6, color="tab:gray", label="non-target")
+    ax.scatter(ref[target], cand[target], s=8, alpha=0.6, color=PASS_COLOR, label="target")
+    lo, hi = float(min(ref.min(), cand.min())), float(max(ref.max(), cand.max()))
+    ax.plot([lo, hi], [lo, hi], color="tab:gray", linewidth=0.8, label="y = x")
+    for point, style in zip(comparison.points, POINT_STYLES * len(comparison.points)):
+        ax.axvline(point.threshold, linewidth=1.0, label=f"{point.name} threshold ({point.n_flips} flips)", **style)
+        ax.axhline(point.threshold, linewidth=1.0, **style)
+    flipped = {(f.enroll, f.test) for p in comparison.points for f in p.flips}
+    trials = comparison.reference.trials
+    mask = np.array([(e, t) in flipped for e, t in zip(trials.enroll, trials.test)], dtype=bool)
+    if mask.any():
+        ax.scatter(ref[mask], cand[mask], s=60, facecolors="none", edgecolors=FAIL_COLOR, label="flipped")
+    ax.set(xlabel="reference score", ylabel="candidate score", aspect="equal")
+    ax.legend(loc="upper left", fontsize=7)
+    ax.set_title(f"|score diff| max {comparison.max_abs_diff:.1e}, p99 {comparison.p99_abs_diff:.1e}")
+    _det_panel(ax_det, comparison)
+    fig.suptitle(title or comparison.label or f"{len(trials)} trials, {comparison.n_flips} flipped decisions")
     return fig

@@ -26,6 +26,10 @@ for arg in "$@"; do
     prev="$arg"
 done
 
+# The committed notebooks carry their panels' saved widget state, which JupyterLab draws only for
+# trusted notebooks: these are the project's own, so sign them (in the user's Jupyter data dir).
+.venv_w2vbert_notebook/bin/jupyter trust "$root"/notebooks/*.ipynb >/dev/null
+
 lab_args=(--ServerApp.root_dir="$root/notebooks" --ip=127.0.0.1 --no-browser)
 if [ "$(id -u)" -eq 0 ]; then
     lab_args+=(--allow-root)

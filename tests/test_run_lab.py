@@ -92,6 +92,14 @@ def test_run_lab_serves_notebooks_with_w2vlab_kernel(tmp_path):
             code = e.code
         assert code == 403
 
+        # Signed, so JupyterLab draws the saved widget state of 03 and 06 before any cell runs.
+        import nbformat
+        from nbformat.sign import NotebookNotary
+
+        notary = NotebookNotary()  # the user's signature store, which run_lab.sh signs into
+        for name in ("03_parity_explorer.ipynb", "06_beyond_torchscript.ipynb"):
+            assert notary.check_signature(nbformat.read(ROOT / "notebooks" / name, as_version=4)), name
+
         os.killpg(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=20) is not None
     finally:

@@ -14,6 +14,9 @@ from w2vlab import bench, bench_child
 from w2vlab.contract import FORMATS, onnx_available
 from w2vlab.demo import build_demo_model
 
+CORPUS_METRICS = ("corpus_pipeline_overhead", "corpus_bucketing_vs_one_by_one", "corpus_ray_vs_local",
+                  "corpus_peak_rss_n_vs_10n")
+
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
@@ -25,14 +28,17 @@ def tiny(tmp_path_factory):
     return json.loads(out.getvalue()), json.loads(path.read_text())
 
 
+@pytest.mark.slow  # runs the whole benchmark (about 2-4 min on 2 cores)
 def test_quick_tiny_run_produces_every_field(tiny):
     result, written = tiny
     assert result == written
     assert result["threads"] == 2 and result["size"] == "tiny"
     expected = {"export_peak_rss", "frontend_vs_hf_10s", "frontend_vs_hf_60s", "torchscript_vs_eager_10s",
                 "waveform_artifact_vs_hf_plus_eager_10s", "encoder_flops_fraction", "time_to_first_embedding",
-                "padded_batch_8_vs_one_by_one", "formats_vs_eager_10s", "fastest_artifact_vs_eager_10s"}
-    assert set(result["metrics"]) == expected
+                "padded_batch_8_vs_one_by_one", "formats_vs_eager_10s", "fastest_artifact_vs_eager_10s",
+                *CORPUS_METRICS}
+    assert set(result["metrics"]) == expected and result["only"] is None
+    assert set(result["wall_s"]) == {"export_peak_rss", *map(bench.metric_name, bench.METRICS)}
     for name, row in result["metrics"].items():
         assert {"target", "met"} <= set(row), name
         if "ratio" in row:
@@ -49,6 +55,7 @@ def test_quick_tiny_run_produces_every_field(tiny):
     assert set(result["artifact_sizes"]) == {"w2vbert_speaker_script_preprocessed.pt", "w2vbert_speaker_script_waveform.pt"}
 
 
+@pytest.mark.slow  # runs the whole benchmark (about 2-4 min on 2 cores)
 def test_time_to_first_embedding_goes_through_the_consumer_alone(tiny):
     """Every format's first embedding is timed through load_artifact, and that process imports no
     exporter, eager model or HF modelling code."""
@@ -60,6 +67,46 @@ def test_time_to_first_embedding_goes_through_the_consumer_alone(tiny):
     assert set(first["consumer_modules_loaded"]) == set(first["consumer_heavy_modules"]) == set(formats)
     assert all(isinstance(n, int) and n > 0 for n in first["consumer_modules_loaded"].values())
     assert first["consumer_heavy_modules"] == {fmt: [] for fmt in formats}
+
+
+@pytest.mark.slow  # runs the whole benchmark (about 2-4 min on 2 cores)
+def test_corpus_metrics_report_both_sides_and_the_parity_of_what_was_timed(tiny):
+    """Fields and parity only: whole pipeline vs model alone, bucketed vs one by one, Ray vs local, RSS N vs 10N."""
+    result, _ = tiny
+    rows = {name: result["metrics"][name] for name in CORPUS_METRICS}
+    overhead = rows["corpus_pipeline_overhead"]
+    assert {"pipeline_s", "model_only_s", "overhead", "overhead_definition", "pipeline_audio_s_per_s",
+            "model_only_audio_s_per_s"} <= set(overhead)
+    assert overhead["overhead"] == pytest.approx(1 - overhead["model_only_s"] / overhead["pipeline_s"])
+    assert "--size full" in overhead["target"]
+    bucketed = rows["corpus_bucketing_vs_one_by_one"]
+    assert bucketed["one_by_one_batches"] == bucketed["files"] == 24 > bucketed["batches"]  # --quick: 24 clips
+    assert ">= 1.5" in bucketed["target"] and "--size tiny" in bucketed["target"]
+    assert 0 < bucketed["audio_s"] <= 24 * 12
+    ray_row = rows["corpus_ray_vs_local"]
+    parity = [overhead, bucketed] + ([] if "skipped" in ray_row else [ray_row])
+    assert all(row["max_abs_diff"] <= 1e-5 for row in parity)
+    if "skipped" in ray_row:
+        assert ray_row["skipped"] == "ray not installed"
+    else:
+        assert ray_row["ray_init_s"] > 0 and ray_row["ray_workers"] == 2 and ray_row["met"]
+        assert {"local_s", "ray_s", "local_audio_s_per_s", "ray_audio_s_per_s"} <= set(ray_row)
+    rss = rows["corpus_peak_rss_n_vs_10n"]
+    assert (rss["files_n"], rss["files_10n"]) == (24, 240) and rss["batches_10n"] > rss["batches_n"] > 1
+    assert rss["peak_rss_n_bytes"] > 0 and rss["ratio"] == rss["peak_rss_10n_bytes"] / rss["peak_rss_n_bytes"]
+
+
+@pytest.mark.slow  # runs the whole benchmark (about 2-4 min on 2 cores)
+def test_only_selects_metrics_by_name_and_keeps_the_export(capsys):
+    assert bench.select_metrics(None) == bench.METRICS
+    picked = bench.select_metrics(["corpus_peak_rss", "frontend_vs_hf", "export_peak_rss"])
+    assert picked == (bench.metric_frontend_vs_hf, bench.metric_corpus_peak_rss)  # in METRICS order
+    assert bench.select_metrics(["export_peak_rss"]) == ()  # the export alone
+    with pytest.raises(ValueError, match="unknown metric.*no_such.*corpus_ray_vs_local"):
+        bench.select_metrics(["no_such"])
+    with pytest.raises(SystemExit):
+        bench.main(["--only", "no_such"])
+    assert "unknown metric" in capsys.readouterr().err
 
 
 def test_child_dispatcher_and_failure_message(tmp_path, capsys):

@@ -1,6 +1,6 @@
 """Benchmark: speed and memory as ratios measured side by side in one run.
 
-    python -m w2vlab.bench [--size tiny|small|full] [--quick] [--threads 2] [--json OUT]
+    python -m w2vlab.bench [--size tiny|small|full] [--quick] [--threads 2] [--json OUT] [--only METRIC[,METRIC]]
 
 Prints one JSON object.  Each metric has both sides' measurements (median of several runs
 after a warm-up), their ratio, the target and whether it is met, plus the parity of what was
@@ -10,6 +10,10 @@ RSS measured) writes a real artifact directory with every format (TorchScript, t
 copy, labelled as such and judged by cosine); every format of it is timed on the same 10 s clip
 alternated with eager, and each one's time to a first embedding is measured in a fresh process
 going through the consumer, ``load_artifact(dir, "preprocessed", fmt).embed(wave, 16000)``.
+The corpus metrics run ``embed_corpus`` (the artifact's preprocessed TorchScript file) on a
+synthetic corpus of 16 kHz WAV files of 1-12 s written into the work directory: whole pipeline
+against the model alone on the same batches, bucketed against one clip per batch, the Ray Data
+engine against the local one, and the peak RSS of a corpus ten times larger.
 The machine this runs on is shared and noisy, so only ratios taken in the same run are
 meaningful; none of this is a test.
 
@@ -34,7 +38,7 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -248,6 +252,30 @@ class BenchContext:
         """Every format's row on the 10 s clip (:func:`time_formats`), measured once on first use."""
         return time_formats(self)
 
+    @property
+    def corpus_files(self) -> int:
+        """Clips in the synthetic corpus of the corpus metrics (10x that many short ones for the RSS one)."""
+        return 24 if self.quick else 48
+
+    @cached_property
+    def corpus(self) -> Path:
+        """wav.scp of the corpus metrics' clips: :attr:`corpus_files` WAV files of 1-12 s."""
+        return write_corpus(self.work / "corpus", corpus_lengths(self.corpus_files, 1.0, 12.0))
+
+    @cached_property
+    def corpus_seconds(self) -> float:
+        """Audio seconds in :attr:`corpus` (what every corpus run embeds)."""
+        from .corpus import clip_seconds, read_source
+
+        return sum(clip_seconds(item) for item in read_source(self.corpus))
+
+    @cached_property
+    def embedder(self) -> Any:
+        """The artifact's preprocessed TorchScript file as a corpus embedder."""
+        from .corpus import ArtifactEmbedder
+
+        return ArtifactEmbedder(self.art, "preprocessed", "torchscript")
+
 
 def make_context(size: str, quick: bool, threads: int, work: Path) -> BenchContext:
     """The context, with the demo checkpoint of ``size`` written into ``work``."""
@@ -442,34 +470,254 @@ def metric_padded_batch(ctx: BenchContext) -> Rows:
         t_single / t_batch >= 1.5 and parity.worst_max_abs_diff <= 1e-5, max_abs_diff=parity.worst_max_abs_diff)}
 
 
+# --------------------------------------------------------------------------- corpus throughput
+
+CORPUS_WARMUP = 1  # pairs of whole corpus runs before timing: TorchScript has then seen every batch shape
+ONE_BY_ONE = 1e-9  # batch_seconds below any clip's length: every clip is a batch of its own
+MAX_CORPUS_DIFF = 1e-5  # max |diff| between two runs' embeddings of the same corpus
+# Batch budget of the peak-RSS runs: N (24, or 48) short clips (1-2 s) fill several batches of it, so both runs'
+# largest batch is the same (at the default 60 s, 24 clips would be one batch smaller than the 10xN run's
+# largest, and the ratio would measure batch size, not corpus size).
+RSS_BATCH_SECONDS = 10.0
+
+
+def corpus_lengths(count: int, low: float, high: float, seed: int = 7) -> list[float]:
+    """``count`` clip lengths in seconds, uniform in [low, high], rounded to 10 ms (deterministic)."""
+    return np.round(np.random.default_rng(seed).uniform(low, high, count), 2).tolist()
+
+
+def write_corpus(directory: Path, lengths: Sequence[float], head: int | None = None) -> Path:
+    """One 16 kHz 16-bit WAV file of synthetic speech per length, and their ``wav.scp``; returns it.
+
+    With ``head``, also ``head.scp`` listing the first ``head`` clips.
+    """
+    import soundfile as sf
+
+    from .suite import synthetic_speech
+
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, seconds in enumerate(lengths):
+        path = (directory / f"clip{i:04d}.wav").resolve()
+        sf.write(str(path), synthetic_speech(int(round(seconds * SR)), seed=100 + i), SR)
+        lines.append(f"clip{i:04d} {path}\n")
+    if head is not None:
+        (directory / "head.scp").write_text("".join(lines[:head]))
+    (directory / "wav.scp").write_text("".join(lines))
+    return directory / "wav.scp"
+
+
+class CorpusRuns:
+    """Callable: one :func:`w2vlab.corpus.embed_corpus` of the bench corpus with the context's embedder,
+    each call into a fresh output directory (``force=True``); :attr:`output` is the last one."""
+
+    def __init__(self, ctx: BenchContext, name: str, **options: Any):
+        self.ctx, self.name, self.options = ctx, name, options
+        self.calls, self.summary = 0, None
+
+    @property
+    def output(self) -> Path:
+        return self.ctx.work / "corpus_runs" / f"{self.name}_{self.calls}"
+
+    def __call__(self) -> Any:
+        from .corpus import embed_corpus
+
+        self.calls += 1
+        self.summary = embed_corpus(self.ctx.corpus, self.output, self.ctx.embedder, progress=False, force=True,
+                                    **self.options)
+        if self.summary.failed or self.summary.done != self.ctx.corpus_files:
+            raise RuntimeError(f"bench corpus run {self.output}: {self.summary.headline()}")
+        return self.summary
+
+
+def max_abs_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
+    """Largest |a[k] - b[k]| over every key; inf when the key sets differ."""
+    if set(a) != set(b):
+        return float("inf")
+    return max(float(np.abs(a[k] - b[k]).max()) for k in a)
+
+
+def corpus_diff(a: Path, b: Path) -> float:
+    """:func:`max_abs_diff` of two ``embed-corpus`` outputs, read back from their scp/ark."""
+    from .trials import load_embeddings
+
+    return max_abs_diff(load_embeddings(a), load_embeddings(b))
+
+
+def throughputs(ctx: BenchContext, **seconds: float) -> dict[str, float]:
+    """``{name}_audio_s_per_s`` for each side's median wall seconds."""
+    return {f"{name}_audio_s_per_s": ctx.corpus_seconds / s for name, s in seconds.items()}
+
+
+def corpus_facts(ctx: BenchContext, batches: int) -> dict[str, Any]:
+    return {"files": ctx.corpus_files, "audio_s": ctx.corpus_seconds, "batches": batches}
+
+
+def prepared_corpus(ctx: BenchContext) -> list[Any]:
+    """The corpus's batches exactly as the local engine plans them (default budget), with their model inputs
+    computed beforehand (:class:`w2vlab.corpus.BatchPreparer`)."""
+    from .corpus import DEFAULT_BATCH_SECONDS, BatchPreparer, clip_seconds, plan_batches, read_source
+
+    e = ctx.embedder
+    batches = plan_batches([(item, clip_seconds(item)) for item in read_source(ctx.corpus)], DEFAULT_BATCH_SECONDS)
+    preparer = BatchPreparer(e.prepare, e.sample_rate, e.min_num_samples)
+    return [preparer(batch) for batch in batches]
+
+
+def metric_corpus_pipeline_overhead(ctx: BenchContext) -> Rows:
+    """The whole local pipeline (list, read, resample, features, bucketing, inference, kaldiio writing)
+    against the model alone on the same batches' inputs already in memory."""
+    prepared = prepared_corpus(ctx)
+    pipeline = CorpusRuns(ctx, "pipeline")
+
+    def model_only() -> list[torch.Tensor]:
+        return [ctx.embedder.embed(batch.inputs) for batch in prepared]
+
+    from .trials import load_embeddings
+
+    t_pipe, t_model = paired_seconds(pipeline, model_only, ctx.repeats, warmup=CORPUS_WARMUP)
+    alone = {k: row for batch, out in zip(prepared, model_only()) for k, row in zip(batch.keys, out.numpy())}
+    diff = max_abs_diff(load_embeddings(pipeline.output), alone)
+    overhead = 1.0 - t_model / t_pipe
+    return {"corpus_pipeline_overhead": metric(
+        "pipeline_s", t_pipe, "model_only_s", t_model,
+        "overhead <= 0.05 (meaningful at --size full; smaller models leave the fixed costs exposed)",
+        overhead <= 0.05 and diff <= MAX_CORPUS_DIFF, overhead=overhead,
+        overhead_definition="1 - model_only_s / pipeline_s: the share of the pipeline's wall time not spent "
+                            "in embedder.embed on the same batches",
+        **throughputs(ctx, pipeline=t_pipe, model_only=t_model), max_abs_diff=diff,
+        **corpus_facts(ctx, len(prepared)))}
+
+
+def metric_corpus_bucketing_vs_one_by_one(ctx: BenchContext) -> Rows:
+    """The local pipeline with length-bucketed batches (default budget) against one clip per batch."""
+    bucketed = CorpusRuns(ctx, "bucketed")
+    single = CorpusRuns(ctx, "one_by_one", batch_seconds=ONE_BY_ONE)
+    t_bucketed, t_single = paired_seconds(bucketed, single, ctx.repeats, warmup=CORPUS_WARMUP)
+    diff = corpus_diff(bucketed.output, single.output)
+    goal = 1.0 if ctx.size == "full" else 1.5
+    applied = "--size full" if ctx.size == "full" else f"the --size small target at --size {ctx.size}"
+    return {"corpus_bucketing_vs_one_by_one": metric(
+        "one_by_one_s", t_single, "bucketed_s", t_bucketed,
+        f">= 1.0x throughput at --size full, >= 1.5x at --size small (applied: >= {goal}, {applied}) "
+        f"with max|diff| <= {MAX_CORPUS_DIFF}", t_single / t_bucketed >= goal and diff <= MAX_CORPUS_DIFF,
+        **throughputs(ctx, bucketed=t_bucketed, one_by_one=t_single), max_abs_diff=diff,
+        **corpus_facts(ctx, bucketed.summary.batches), one_by_one_batches=single.summary.batches)}
+
+
+def start_ray(ray: Any, workers: int) -> float | None:
+    """Seconds ``ray.init`` took, or None when Ray was already running in this process (not started here)."""
+    if ray.is_initialized():
+        return None
+    start = time.perf_counter()
+    ray.init(num_cpus=max(workers, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False)
+    return time.perf_counter() - start
+
+
+def metric_corpus_ray_vs_local(ctx: BenchContext) -> Rows:
+    """The Ray Data engine (``threads`` actors of one thread each) against the local engine (one process,
+    ``threads`` threads) on the same corpus and batches; ``ray.init`` timed apart, outside both sides."""
+    target = f"max|diff| <= {MAX_CORPUS_DIFF}; speed reported, no target (one machine: Ray's gain is more machines)"
+    try:
+        from .corpus_ray import require_ray, run_ray
+
+        ray = require_ray()
+    except ImportError as e:
+        return {"corpus_ray_vs_local": {"skipped": "ray not installed", "reason": str(e), "target": target,
+                                        "met": None}}
+    workers = max(1, ctx.threads)
+    init_s = start_ray(ray, workers)
+    try:
+        local = CorpusRuns(ctx, "local")
+        remote = CorpusRuns(ctx, "ray", engine=run_ray, workers=workers)
+        t_local, t_ray = paired_seconds(local, remote, ctx.repeats, warmup=CORPUS_WARMUP)
+    finally:
+        if init_s is not None:
+            ray.shutdown()
+    diff = corpus_diff(local.output, remote.output)
+    return {"corpus_ray_vs_local": metric(
+        "local_s", t_local, "ray_s", t_ray, target, diff <= MAX_CORPUS_DIFF,
+        ray_init_s=init_s, ray_workers=workers, ray_version=ray.__version__,
+        per_run="each Ray run starts its actor pool (actors load the artifact); ray.init is not in ray_s",
+        **throughputs(ctx, local=t_local, ray=t_ray), max_abs_diff=diff, **corpus_facts(ctx, local.summary.batches))}
+
+
+def metric_corpus_peak_rss(ctx: BenchContext) -> Rows:
+    """Peak RSS of ``embed_corpus`` (a child process each, same batch budget) on N and on 10xN short clips (1-2 s)."""
+    n = ctx.corpus_files
+    scp = write_corpus(ctx.work / "corpus_short", corpus_lengths(10 * n, 1.0, 2.0, seed=11), head=n)
+    runs = {count: run_child_report("embed_corpus_peak", ctx.art, source, ctx.work / "corpus_runs" / f"rss_{count}",
+                                    ctx.threads, RSS_BATCH_SECONDS, env=ctx.env)
+            for count, source in ((n, scp.with_name("head.scp")), (10 * n, scp))}
+    small, large = runs[n], runs[10 * n]
+    return {"corpus_peak_rss_n_vs_10n": metric(
+        "peak_rss_10n_bytes", large.peak_rss_bytes, "peak_rss_n_bytes", small.peak_rss_bytes, "<= 1.1",
+        large.peak_rss_bytes <= 1.1 * small.peak_rss_bytes, files_n=n, files_10n=10 * n,
+        audio_s_n=small.report["audio_seconds"], audio_s_10n=large.report["audio_seconds"],
+        batch_seconds=RSS_BATCH_SECONDS, batches_n=small.report["batches"], batches_10n=large.report["batches"],
+        wall_s_n=small.wall_s, wall_s_10n=large.wall_s)}
+
+
+
 # after the export, in this order (also the order of the JSON's metrics)
 METRICS: tuple[Callable[[BenchContext], Rows], ...] = (
     metric_frontend_vs_hf, metric_waveform_vs_hf_plus_eager, metric_torchscript_vs_eager, metric_formats_vs_eager,
     metric_fastest_artifact_vs_eager, metric_encoder_flops_fraction, metric_time_to_first_embedding,
-    metric_padded_batch,
+    metric_padded_batch, metric_corpus_pipeline_overhead, metric_corpus_bucketing_vs_one_by_one,
+    metric_corpus_ray_vs_local, metric_corpus_peak_rss,
 )
 
 
-def run(size: str = "tiny", quick: bool = False, threads: int = 2, workdir: str | Path | None = None) -> dict[str, Any]:
-    """Measure everything for the demo model of ``size``; returns the JSON-able result.
+SHARED = "export_peak_rss"  # the export every other metric measures its artifact from: always run
+
+
+def metric_name(measure: Callable[[BenchContext], Rows]) -> str:
+    """What ``--only`` calls a metric function: its name without ``metric_``."""
+    return measure.__name__.removeprefix("metric_")
+
+
+def select_metrics(only: Sequence[str] | None) -> tuple[Callable[[BenchContext], Rows], ...]:
+    """The functions of :data:`METRICS` named in ``only`` (all when None), in :data:`METRICS` order.
+
+    Raises ``ValueError`` naming the choices for an unknown name.
+    """
+    if only is None:
+        return METRICS
+    names = {metric_name(m) for m in METRICS} | {SHARED}
+    unknown = [name for name in only if name not in names]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; choose from {sorted(names)}")
+    return tuple(m for m in METRICS if metric_name(m) in only)
+
+
+def run(size: str = "tiny", quick: bool = False, threads: int = 2, workdir: str | Path | None = None,
+        only: Sequence[str] | None = None) -> dict[str, Any]:
+    """Measure everything (or the metrics named in ``only``, after the export, which always runs) for the
+    demo model of ``size``; returns the JSON-able result.
 
     Checkpoints and artifacts go to ``workdir`` (kept), else to a temporary directory that is
     removed afterwards (at full size, every format of both modes: several times the weights' 2.3 GB).
     """
+    measures = select_metrics(only)
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="w2vlab-bench-") as tmp:
-            return run(size, quick, threads, tmp)
+            return run(size, quick, threads, tmp, only)
     torch.set_num_threads(threads)
     ctx = make_context(size, quick, threads, Path(workdir))
     result: dict[str, Any] = {
         "size": size, "quick": quick, "threads": threads, "repeats": ctx.repeats,
+        "only": None if only is None else [SHARED, *map(metric_name, measures)],
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
-        "metrics": metric_export_peak_rss(ctx),
     }
+    start = time.perf_counter()
+    result["metrics"] = metric_export_peak_rss(ctx)
+    result["wall_s"] = {SHARED: time.perf_counter() - start}  # what each metric took to measure, this run
     result["artifact_sizes"] = artifact_sizes(ctx)
-    for measure in METRICS:
+    for measure in measures:
         logger.info("bench: %s", measure.__name__)
+        start = time.perf_counter()
         result["metrics"].update(measure(ctx))
+        result["wall_s"][metric_name(measure)] = time.perf_counter() - start
     return result
 
 
@@ -479,9 +727,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats: a smoke run for CI")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the result here")
+    parser.add_argument("--only", metavar="METRIC[,METRIC]", type=lambda text: [n for n in text.split(",") if n],
+                        help=f"only these metrics (after the export, which always runs): "
+                             f"{', '.join(metric_name(m) for m in METRICS)}")
     args = parser.parse_args(argv)
+    try:
+        select_metrics(args.only)
+    except ValueError as e:
+        parser.error(str(e))
     logging.basicConfig(level=logging.WARNING)
-    result = run(args.size, args.quick, args.threads)
+    result = run(args.size, args.quick, args.threads, only=args.only)
     text = json.dumps(result, indent=2)
     sys.stdout.write(text + "\n")
     if args.json:

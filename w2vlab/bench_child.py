@@ -3,7 +3,8 @@
     python -m w2vlab.bench_child NAME ARG...
 
 :mod:`w2vlab.bench` runs these with :func:`w2vlab.bench.run_child`, so that what they time
-(an export's peak memory, the time from ``python`` to a first embedding) starts from nothing.
+(an export's peak memory, the time from ``python`` to a first embedding, a corpus run's peak
+memory) starts from nothing.
 Each function returns a small JSON-able report; :func:`main` writes it after
 :data:`REPORT_MARKER`, then the process's own peak RSS (``VmHWM``, KiB) after
 :data:`HWM_MARKER`, as the last lines of stdout.
@@ -94,8 +95,23 @@ def first_embedding_artifact(artifact_dir: str, fmt: str, wav_npy: str, threads:
     return module_report()
 
 
+def embed_corpus_peak(artifact_dir: str, source: str, out: str, threads: str, batch_seconds: str) -> dict[str, Any]:
+    """``embed_corpus(source, out, ArtifactEmbedder(dir), batch_seconds=...)`` (preprocessed TorchScript,
+    local engine, ``force``): its summary, for the peak RSS of a whole corpus run."""
+    import torch
+
+    from .corpus import ArtifactEmbedder, embed_corpus
+
+    torch.set_num_threads(int(threads))
+    summary = embed_corpus(source, out, ArtifactEmbedder(artifact_dir, "preprocessed", "torchscript"),
+                           batch_seconds=float(batch_seconds), progress=False, force=True)
+    if summary.failed or summary.done != summary.files:
+        raise RuntimeError(f"corpus run failed: {summary.headline()}")
+    return {name: getattr(summary, name) for name in ("files", "done", "batches", "audio_seconds", "wall_seconds")}
+
+
 CHILDREN: dict[str, Callable[..., dict[str, Any]]] = {
-    f.__name__: f for f in (export_artifact, first_embedding_eager, first_embedding_artifact)
+    f.__name__: f for f in (export_artifact, first_embedding_eager, first_embedding_artifact, embed_corpus_peak)
 }
 
 

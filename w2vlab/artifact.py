@@ -4,8 +4,8 @@
 >>> art.score(art.embed_file("a.wav"), art.embed_file("b.wav"))
 
 Opening checks the format tag, that the file's embedded metadata equals ``metadata.json``
-and that the weights hash matches, for TorchScript (``.pt``), ``torch.export`` (``.pt2``) and
-ONNX files alike; a newer/older torch than the exporter's only warns.  This module is the
+and that its content hash (code and every tensor) matches, for TorchScript (``.pt``),
+``torch.export`` (``.pt2``) and ONNX files alike; a newer/older torch than the exporter's only warns.  This module is the
 consumer: it imports the artifact contract and the loaders, never the exporter, the eager model
 or transformers' modelling code (preprocessed mode loads the saved HF feature extractor).
 """

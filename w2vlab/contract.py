@@ -171,11 +171,6 @@ def update_tensors(digest: Any, tensors: Iterable[tuple[str, Any]]) -> Any:
     return digest
 
 
-def state_sha256(module: Any) -> str:
-    """Hash of a module's tensors (names, dtypes, shapes, bytes): identifies its weights."""
-    return update_tensors(hashlib.sha256(), sorted(module.state_dict().items())).hexdigest()
-
-
 def script_sha256(module: Any) -> str:
     """What a TorchScript module runs: the code of it and every submodule, and every tensor it holds
     (weights and buffers, the waveform frontend's window and filterbank included)."""

@@ -96,7 +96,6 @@ def test_corpus_metrics_report_both_sides_and_the_parity_of_what_was_timed(tiny)
     assert rss["peak_rss_n_bytes"] > 0 and rss["ratio"] == rss["peak_rss_10n_bytes"] / rss["peak_rss_n_bytes"]
 
 
-@pytest.mark.slow  # runs the whole benchmark (about 2-4 min on 2 cores)
 def test_only_selects_metrics_by_name_and_keeps_the_export(capsys):
     assert bench.select_metrics(None) == bench.METRICS
     picked = bench.select_metrics(["corpus_peak_rss", "frontend_vs_hf", "export_peak_rss"])

@@ -39,6 +39,7 @@ CARD_FILE = "README.md"
 EXTRACTOR_DIR = "feature_extractor"
 EXTRACTOR_CONFIG = "preprocessor_config.json"
 ONNX_METADATA_KEY = "w2vlab_metadata"  # key in an ONNX model's metadata_props
+CORPUS_ARK, CORPUS_SCP = "embeddings.ark", "embeddings.scp"  # an embed-corpus output directory's embeddings
 ONNX_PACKAGES = ("onnx", "onnxruntime", "onnxscript")
 ONNX_HINT = "pip install -e '.[onnx]'  (installs onnx, onnxruntime, onnxscript)"
 # Top-level keys every metadata.json has, and the keys of each mode's entry.

@@ -56,7 +56,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .artifact import load_artifact
 from .audio import pad_waveforms, prepare_waveform, read_audio
-from .contract import file_entry
+from .contract import CORPUS_ARK, CORPUS_SCP, file_entry
 from .features import extractor_inputs
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,8 @@ __all__ = ["ArtifactEmbedder", "BatchPreparer", "CorpusItem", "CorpusSummary", "
            "PreparedBatch", "Preparer", "embed_corpus", "plan_batches", "read_source", "run_local"]
 
 TAG = "w2vlab-embed-corpus/1"  # format tag of progress.json
-ARK, SCP, FAILURES, SUMMARY, PROGRESS = "embeddings.ark", "embeddings.scp", "failures.tsv", "summary.json", "progress.json"
+ARK, SCP = CORPUS_ARK, CORPUS_SCP
+FAILURES, SUMMARY, PROGRESS = "failures.tsv", "summary.json", "progress.json"
 OUTPUT_FILES = (ARK, SCP, FAILURES, SUMMARY, PROGRESS)
 # Padded audio per batch, in seconds (longest clip x clips).  Measured on this 2-core CPU with
 # the TorchScript artifact, model CPU time only (inputs prepared beforehand), 1 thread, best of 3,

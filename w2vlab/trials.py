@@ -26,9 +26,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .contract import CORPUS_SCP
 from .parity import cosine_rows
 
-EMBEDDINGS_SCP = "embeddings.scp"  # inside an `w2vlab embed-corpus` output directory
+EMBEDDINGS_SCP = CORPUS_SCP  # inside a `w2vlab embed-corpus` output directory
 P_TARGETS = (0.01, 0.005)  # minDCF operating points reported by default (VoxCeleb / WeSpeaker)
 TRIAL_FORMATS = {  # name -> the line it expects
     "voxceleb": "`<1|0> <enroll> <test>`",

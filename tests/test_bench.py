@@ -11,7 +11,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from w2vlab import bench, bench_child
-from w2vlab.contract import FORMATS, onnx_available
+from w2vlab.contract import ALL_FORMATS, onnx_available
 from w2vlab.demo import build_demo_model
 
 CORPUS_METRICS = ("corpus_pipeline_overhead", "corpus_bucketing_vs_one_by_one", "corpus_ray_vs_local",
@@ -45,7 +45,7 @@ def test_quick_tiny_run_produces_every_field(tiny):
             assert row["ratio"] > 0, name
     assert result["metrics"]["torchscript_vs_eager_10s"]["max_abs_diff"] == 0.0  # parity of what was timed
     formats = result["metrics"]["formats_vs_eager_10s"]["formats"]
-    assert list(formats) == list(FORMATS if onnx_available() else ("torchscript", "exported"))
+    assert list(formats) == list(ALL_FORMATS if onnx_available() else ("torchscript", "exported"))
     assert result["metrics"]["formats_vs_eager_10s"]["met"]
     assert formats["exported"]["max_abs_diff"] == 0.0
     for row in formats.values():

@@ -16,7 +16,7 @@ from w2vlab.artifact import ArtifactError, load_artifact
 from w2vlab.checkpoint import feature_extractor_for, load_speaker_encoder
 from w2vlab.cli import main
 from w2vlab.contract import FILES as FORMAT_FILES
-from w2vlab.contract import FORMATS, MODES, onnx_available
+from w2vlab.contract import ALL_FORMATS, MODES, onnx_available
 from w2vlab.export import ExportParityError, export
 from w2vlab.formats import embed_metadata
 from w2vlab.parity import ParityBounds, compare
@@ -43,7 +43,7 @@ print(json.dumps({{"exporter": [m for m in {exporter} if m in sys.modules], "mod
 def artifact(tmp_path_factory, tiny_dir):
     """Both modes, every format this environment can write (one export for the whole module)."""
     out = tmp_path_factory.mktemp("formats") / "art"
-    formats = FORMATS if onnx_available() else ("torchscript", "exported")
+    formats = ALL_FORMATS if onnx_available() else ("torchscript", "exported")
     export(tiny_dir, out, modes=MODES, formats=formats, cases=CASES, progress=False)
     return out, formats
 
@@ -71,7 +71,7 @@ def test_every_format_is_listed_with_its_own_parity(artifact):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("fmt", ALL_FORMATS)  # aoti: tests/test_cpp_consumer.py
 def test_loaded_artifact_matches_eager_in_every_format(artifact, eager, fmt, mode):
     out, formats = artifact
     if fmt not in formats:

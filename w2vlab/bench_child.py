@@ -44,10 +44,10 @@ def peak_rss_kib() -> int:
 
 
 def export_formats() -> tuple[str, ...]:
-    """Every format when the ``[onnx]`` extra is installed, else TorchScript and ``.pt2``."""
-    from .contract import FORMATS, onnx_available
+    """``--format all`` (every format but aoti) when the ``[onnx]`` extra is installed, else TorchScript and ``.pt2``."""
+    from .contract import ALL_FORMATS, onnx_available
 
-    return FORMATS if onnx_available() else ("torchscript", "exported")
+    return ALL_FORMATS if onnx_available() else ("torchscript", "exported")
 
 
 def export_artifact(ckpt: str, out: str, threads: str) -> dict[str, Any]:

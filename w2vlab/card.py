@@ -58,6 +58,11 @@ import onnxruntime as ort
 session = ort.InferenceSession("{dirname}/{file}")
 feeds = {{i.name: x.numpy() for i, x in zip(session.get_inputs(), inputs)}}
 embedding = torch.from_numpy(session.run(["embedding"], feeds)[0][0])  # [{dim}]""",
+    "aoti": """\
+from torch._inductor import aoti_load_package
+program = aoti_load_package("{dirname}/{file}")  # compiled for this CPU architecture and torch
+with torch.inference_mode():  # the package reads its inputs as contiguous: pass them so
+    embedding = program(*(x.contiguous() for x in inputs))[0]  # [{dim}]""",
 }
 
 
@@ -123,9 +128,13 @@ def _program_snippets(md: Mapping[str, Any], dirname: str) -> list[str]:
     if not files:
         return []
     lines = ["## The `.pt2` and ONNX files", "",
-             "`w2vlab.load_artifact(dir, mode, format=\"exported\" | \"onnx\" | \"onnx-int8\")` opens them with the "
+             "`w2vlab.load_artifact(dir, mode, format=\"exported\" | \"onnx\" | \"onnx-int8\" | \"aoti\")` opens them with the "
              "checks and call signature above. Without w2vlab, pass every input (the optional ones too) with the "
              "dtypes below; a waveform program needs at least two feature rows (720 samples at 16 kHz).", ""]
+    if any(fmt == "aoti" for fmt, _ in files):
+        lines += ["The `_aoti_` files are AOTInductor packages: the `.pt2` program compiled ahead of time to a "
+                  "shared library, loadable from C++ with `torch::inductor::AOTIModelPackageLoader` (w2vlab's "
+                  "`cpp/w2vlab-embed --aoti` embeds audio files with the waveform one, no Python).", ""]
     if any(fmt == "onnx-int8" for fmt, _ in files):
         lines += ["The `_int8.onnx` files are dynamic-int8 copies (MatMul weights int8 per channel): smaller "
                   "and faster on CPU, verified to cosine >= 0.999 against eager, not bit-exact.", ""]

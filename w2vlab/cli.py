@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .contract import DEFAULT_OUTPUT, DEMO_SIZES, FORMATS, MODES, format_entries, read_metadata
+from .contract import ALL_FORMATS, DEFAULT_OUTPUT, DEMO_SIZES, FORMATS, MODES, format_entries, read_metadata
 
 logger = logging.getLogger("w2vlab")
 
@@ -25,7 +25,7 @@ def _export(args) -> int:
     from .export import ExportParityError, export
 
     modes = MODES if args.mode == "both" else (args.mode,)
-    formats = FORMATS if args.format == "all" else (args.format,)
+    formats = ALL_FORMATS if args.format == "all" else (args.format,)
     try:
         result = export(args.model_path, args.output, checkpoint=args.checkpoint, config=args.config,
                         modes=modes, formats=formats, force=args.force)
@@ -249,8 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=(*MODES, "both"), default=MODES[0])
     p.add_argument("--format", choices=(*FORMATS, "all"), default=FORMATS[0],
                    help="also write a torch.export .pt2 ('exported'), an ONNX file ('onnx') or a dynamic-int8 "
-                        "ONNX copy ('onnx-int8', judged by cosine >= 0.999) beside the TorchScript archive, each "
-                        "verified the same way; the ONNX ones need the [onnx] extra")
+                        "ONNX copy ('onnx-int8', judged by cosine >= 0.999) or an AOTInductor package compiled for "
+                        "C++ ('aoti', about a minute, needs a C++ compiler) beside the TorchScript archive, each "
+                        "verified the same way; the ONNX ones need the [onnx] extra; 'all' is every format but aoti")
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     p.add_argument("--force", action="store_true", help="replace an existing artifact")
     p.set_defaults(func=_export)

@@ -3,9 +3,10 @@
 An artifact directory holds, per mode and format, one file (names in :data:`FILES`), the
 feature extractor's config in ``feature_extractor/``, ``metadata.json`` (schema checked by
 :func:`validate_metadata`), ``parity.json`` and a model card.  Every file carries the same
-metadata inside (TorchScript and ``.pt2`` as an extra file of their zip, ONNX in
-``metadata_props``) and is identified by a content hash of what runs: graph code and every
-tensor, never the metadata (:func:`script_sha256`, :func:`program_sha256`, :func:`onnx_sha256`).
+metadata inside (TorchScript, ``.pt2`` and AOTInductor packages as an extra file of their zip,
+ONNX in ``metadata_props``) and is identified by a content hash of what runs: graph code and every
+tensor, never the metadata (:func:`script_sha256`, :func:`program_sha256`, :func:`onnx_sha256`,
+:func:`package_sha256`).
 
 Exporter and consumer both import this module and never each other.  It imports nothing of
 w2vlab's and no heavy library at import time: torch and onnx are imported by the hash
@@ -23,13 +24,18 @@ from typing import Any, Iterable, Mapping, Optional
 
 FORMAT_TAG = "w2vlab-artifact/2"  # /2: the TorchScript hash covers the whole module (frontend included)
 MODES = ("preprocessed", "waveform")
-FORMATS = ("torchscript", "exported", "onnx", "onnx-int8")
+FORMATS = ("torchscript", "exported", "onnx", "onnx-int8", "aoti")
 ONNX_FORMATS = ("onnx", "onnx-int8")
+ZIP_FORMATS = ("torchscript", "exported", "aoti")  # zips: the metadata is their extra/metadata.json
+# `--format all`: every format but AOTInductor's, whose export compiles C++ (about a minute for the
+# tiny demo on 2 cores) and needs a compiler; ask for it by name.
+ALL_FORMATS = ("torchscript", "exported", "onnx", "onnx-int8")
 FILES = {
     **{("torchscript", mode): f"w2vbert_speaker_script_{mode}.pt" for mode in MODES},
     **{("exported", mode): f"w2vbert_speaker_exported_{mode}.pt2" for mode in MODES},
     **{("onnx", mode): f"w2vbert_speaker_{mode}.onnx" for mode in MODES},
     **{("onnx-int8", mode): f"w2vbert_speaker_{mode}_int8.onnx" for mode in MODES},
+    **{("aoti", mode): f"w2vbert_speaker_aoti_{mode}.pt2" for mode in MODES},
 }
 DEFAULT_OUTPUT = Path("artifacts/w2vbert_speaker")  # where `w2vlab export` writes by default
 DEMO_SIZES = ("tiny", "small", "full")  # the built-in demo checkpoints (w2vlab.demo.SIZES), smallest first
@@ -63,6 +69,13 @@ def check_format(fmt: str) -> str:
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
     return fmt
+
+
+def compiler_available() -> bool:
+    """Whether a C++ compiler is on PATH (AOTInductor export compiles the program with it)."""
+    import shutil
+
+    return any(shutil.which(name) for name in ("c++", "g++", "clang++"))
 
 
 def onnx_available() -> bool:
@@ -204,3 +217,16 @@ def onnx_sha256(path: str | Path) -> str:
         digest.update(proto.SerializeToString(deterministic=True))
     inits = sorted(graph.initializer, key=lambda i: i.name)
     return update_tensors(digest, ((i.name, torch.from_numpy(numpy_helper.to_array(i).copy())) for i in inits)).hexdigest()
+
+
+def package_sha256(path: str | Path) -> str:
+    """Every member of an AOTInductor package (generated code, compiled library, weights) by name and
+    bytes, in name order; not the ``extra/`` files, where the metadata goes."""
+    digest = hashlib.sha256()
+    with zipfile.ZipFile(path) as archive:
+        for name in sorted(n for n in archive.namelist() if "/extra/" not in n):
+            digest.update(f"{name}|".encode())
+            with archive.open(name) as member:
+                for block in iter(lambda: member.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()

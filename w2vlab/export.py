@@ -37,10 +37,12 @@ from .atomic import atomic_directory
 from .card import render_model_card
 from .checkpoint import LoadedModel, feature_extractor_for, load_speaker_encoder
 from .contract import (CARD_FILE, DEFAULT_OUTPUT, EXTRACTOR_DIR, FILES, FORMAT_TAG, FORMATS, METADATA_FILE, MODES, ONNX_FORMATS,
-                       ONNX_PACKAGES, PARITY_FILE, canonical_sha256, check_format, check_mode, require,
-                       validate_metadata)
+                       ONNX_PACKAGES, PARITY_FILE, canonical_sha256, check_format, check_mode, compiler_available,
+                       require, validate_metadata)
+from .entry import min_program_samples
 from .features import FeatureConfig
-from .formats import embed_metadata, export_onnx, export_program, quantize_onnx
+from .formats import capture as capture_program
+from .formats import embed_metadata, export_aoti, export_onnx, export_program, quantize_onnx
 from .loaders import open_format
 from .parity import ParityBounds, ParityReport, compare, format_bounds, merge_reports
 from .suite import Case, build_suite, candidate_fn, embed_cases, reference_fn
@@ -100,6 +102,9 @@ def check_request(modes: Sequence[str], formats: Sequence[str]) -> tuple[tuple[s
     formats = tuple(f for f in FORMATS if f == "torchscript" or f in formats)  # .pt2 before ONNX: ONNX reuses it
     if set(formats) & set(ONNX_FORMATS):
         require(*ONNX_PACKAGES)
+    if "aoti" in formats and not compiler_available():
+        raise RuntimeError("--format aoti compiles C++ and no compiler (c++, g++, clang++) is on PATH; "
+                           "install one (apt-get install g++) or choose another format")
     return tuple(m for m in MODES if m in modes), formats
 
 
@@ -118,8 +123,9 @@ def reference(model: nn.Module, fe: Any, cases: Sequence[Case], progress: bool) 
 def capture(model: nn.Module, config: FeatureConfig, modes: Sequence[str], formats: Sequence[str], tmp: Path) -> TraceInfo:
     """Write every ``(format, mode)`` file into ``tmp`` under its contract name, without metadata.
 
-    One ``torch.export`` capture per mode serves the ``.pt2`` and the ONNX file; the int8 copy
-    is quantised from the fp32 ONNX file, written under a hidden name if ONNX was not asked for.
+    One ``torch.export`` capture per mode serves the ``.pt2``, the ONNX file and the AOTInductor
+    package; the int8 copy is quantised from the fp32 ONNX file, written under a hidden name if
+    ONNX was not asked for.
     """
     core, info = compile_core(model, config.feature_dim)
     for mode in modes:
@@ -134,8 +140,10 @@ def capture(model: nn.Module, config: FeatureConfig, modes: Sequence[str], forma
                 program = export_program(model, mode, config, path)
             elif fmt == "onnx":
                 export_onnx(program if program is not None else model, mode, config, path)
-            else:
+            elif fmt == "onnx-int8":
                 _quantize(model if program is None else program, mode, config, tmp, keep_fp32="onnx" in formats)
+            else:  # aoti
+                export_aoti(program if program is not None else capture_program(model, mode, config), mode, path)
     return info
 
 
@@ -209,6 +217,7 @@ def build_metadata(loaded: LoadedModel, fe: Any, info: TraceInfo,
         "embedding_dim": loaded.head.embd_dim,
         "min_num_samples": config.min_num_samples,
         "min_duration_s": config.min_num_samples / config.sampling_rate,
+        "min_program_samples": min_program_samples(config),  # .pt2/ONNX/aoti programs: pad shorter waveforms to this
         "export": {
             "path": info.path,
             "script_error": info.script_error,

@@ -19,7 +19,8 @@ import pytest
 import soundfile as sf
 
 from w2vlab.cli import main
-from w2vlab.report import DENSE_NOTEBOOKS, PRUNED_NOTEBOOKS, default_notebooks, parse_notebooks, render_index
+from w2vlab.report import (DENSE_NOTEBOOKS, NOTEBOOKS, NOTEBOOKS_DIR, PRUNED_NOTEBOOKS, default_notebooks, parse_notebooks,
+                           render_index)
 
 needs_papermill = pytest.mark.skipif(importlib.util.find_spec("papermill") is None,
                                      reason="the [report] extra (papermill) is not installed")
@@ -54,14 +55,24 @@ def assert_written(out: Path, name: str) -> dict:
 def test_notebook_selection(tiny_dir, pruned_dir, tmp_path):
     assert parse_notebooks("05, 01") == ("01", "05")  # run order, whatever the order given
     assert parse_notebooks(["02_export_waveform.ipynb", "04"]) == ("02", "04")
-    for bad in ("03", "06", "1", ""):
-        with pytest.raises(ValueError, match="01, 02, 04, 05"):
+    assert parse_notebooks("06") == ("06",)
+    for bad in ("03", "07", "1", ""):
+        with pytest.raises(ValueError, match="01, 02, 04, 05, 06"):
             parse_notebooks(bad)
     assert default_notebooks(tiny_dir) == DENSE_NOTEBOOKS == ("01", "02", "04")
     assert default_notebooks(pruned_dir) == PRUNED_NOTEBOOKS == ("01", "02", "04", "05")
     override = tmp_path / "override.json"  # an override that makes the config pruned counts too
     override.write_text(json.dumps({"use_attention": [True, False]}))
     assert default_notebooks(tiny_dir, override) == PRUNED_NOTEBOOKS
+
+
+def test_every_report_notebook_has_one_parameters_cell_with_the_same_names():
+    for name in NOTEBOOKS.values():
+        cells = json.loads((NOTEBOOKS_DIR / f"{name}.ipynb").read_text())["cells"]
+        tagged = [c for c in cells if "parameters" in c["metadata"].get("tags", [])]
+        assert len(tagged) == 1, name
+        names = re.findall(r"^(\w+) = None", "".join(tagged[0]["source"]), flags=re.M)
+        assert names == ["model_path", "checkpoint", "config", "output_dir", "clips"], (name, names)
 
 
 @needs_papermill

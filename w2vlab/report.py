@@ -37,6 +37,7 @@ NOTEBOOKS = {  # key -> notebook (without .ipynb): the ones with a `parameters` 
     "02": "02_export_waveform",
     "04": "04_consumer_runtime",
     "05": "05_pruned_students",
+    "06": "06_beyond_torchscript",  # every format (needs the [onnx] extra); not in the default sets
 }
 DENSE_NOTEBOOKS = ("01", "02", "04")  # export (both modes, clips in the parity suites), then consume
 PRUNED_NOTEBOOKS = ("01", "02", "04", "05")  # the same, plus 05's per-layer checks against the weights

@@ -39,9 +39,11 @@ class Workbench:
     naive: Any = None  # built on first use: tracing it takes a moment
 
 
-def build_workbench(model_path: str | Path, artifact_dir: str | Path, audio_dir: str | Path | None = None) -> Workbench:
-    """Load the eager model, every mode and format of the artifact, and the clips (fixtures + a few synthetic)."""
-    loaded = load_speaker_encoder(model_path)
+def build_workbench(model_path: str | Path, artifact_dir: str | Path, audio_dir: str | Path | None = None,
+                    checkpoint: str | Path | None = None, config: Any = None) -> Workbench:
+    """Load the eager model (``model_path`` + optional speaker ``checkpoint`` and override ``config``, as
+    for export), every mode and format of the artifact, and the clips (``audio_dir``'s + a few synthetic)."""
+    loaded = load_speaker_encoder(model_path, checkpoint, config)
     metadata = read_metadata(artifact_dir)
     artifacts = {mode: {fmt: load_artifact(artifact_dir, mode, fmt).module for fmt in format_entries(metadata, mode)}
                  for mode in metadata["artifacts"]}

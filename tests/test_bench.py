@@ -38,7 +38,7 @@ def test_quick_tiny_run_produces_every_field(tiny):
     expected = {"export_peak_rss", "frontend_vs_hf_10s", "frontend_vs_hf_60s", "torchscript_vs_eager_10s",
                 "waveform_artifact_vs_hf_plus_eager_10s", "encoder_flops_fraction", "time_to_first_embedding",
                 "padded_batch_8_vs_one_by_one", "formats_vs_eager_10s", "fastest_artifact_vs_eager_10s",
-                *CORPUS_METRICS}
+                "cpp_vs_python_first_embedding_10s", *CORPUS_METRICS}
     assert set(result["metrics"]) == expected and result["only"] == ["export_peak_rss", *MEASURED]
     assert set(result["wall_s"]) == {"export_peak_rss", *MEASURED}
     for name, row in result["metrics"].items():
@@ -69,6 +69,16 @@ def test_time_to_first_embedding_goes_through_the_consumer_alone(tiny):
     assert set(first["consumer_modules_loaded"]) == set(first["consumer_heavy_modules"]) == set(formats)
     assert all(isinstance(n, int) and n > 0 for n in first["consumer_modules_loaded"].values())
     assert first["consumer_heavy_modules"] == {fmt: [] for fmt in formats}
+
+
+@pytest.mark.slow  # runs the benchmark but Ray (about 2-3 min on 2 cores)
+def test_cpp_consumer_is_timed_against_the_python_one_on_the_same_file(tiny):
+    result, _ = tiny
+    row = result["metrics"]["cpp_vs_python_first_embedding_10s"]
+    if "skipped" in row:  # only where the program cannot be built (tests/test_cpp_consumer.py skips too)
+        pytest.skip(row["skipped"])
+    assert row["cpp_s"] > 0 and row["python_s"] > 0 and row["ratio"] == row["cpp_s"] / row["python_s"]
+    assert row["max_abs_diff"] <= 1e-5 and row["program_bytes"] > 0
 
 
 @pytest.mark.slow  # runs the benchmark but Ray (about 2-3 min on 2 cores)

@@ -451,6 +451,35 @@ def metric_time_to_first_embedding(ctx: BenchContext) -> Rows:
                                 for fmt, children in consumer.items()})}
 
 
+def metric_cpp_vs_python_first_embedding(ctx: BenchContext) -> Rows:
+    """From process start to the embedding of the 10 s clip read from a WAV file, waveform TorchScript
+    artifact: the C++ consumer (``build/cpp/w2vlab-embed``, built first if needed) against the Python
+    one (``load_artifact(dir, "waveform").embed_file``), alternated, with their parity."""
+    import soundfile as sf
+
+    from . import cpp_consumer
+
+    name, target = "cpp_vs_python_first_embedding_10s", "<= 0.5 with max|diff| <= 1e-5"
+    try:
+        program = cpp_consumer.build()
+    except (FileNotFoundError, RuntimeError) as e:  # no checkout, no compiler: say so, measure the rest
+        return {name: {"target": target, "met": False, "skipped": str(e).splitlines()[0]}}
+    wav, out = ctx.work / "clip10s.wav", ctx.work / "clip10s_python.npy"
+    sf.write(wav, ctx.clip10, SR, subtype="FLOAT")
+    cpp_s, python_s = [], []
+    for _ in range(1 if ctx.quick else 3):
+        start = time.perf_counter()
+        cpp = cpp_consumer.run(ctx.art, [wav], threads=ctx.threads, program=program)
+        cpp_s.append(time.perf_counter() - start)
+        python_s.append(run_child_report("first_embedding_file", ctx.art, wav, out, ctx.threads, env=ctx.env).wall_s)
+    if cpp.returncode != 0:
+        raise RuntimeError(f"w2vlab-embed failed ({cpp.returncode}): {cpp.stderr[-2000:]}")
+    diff = float(np.abs(cpp.embeddings[str(wav)] - np.load(out).reshape(-1)).max())
+    t_cpp, t_python = statistics.median(cpp_s), statistics.median(python_s)
+    return {name: metric("cpp_s", t_cpp, "python_s", t_python, target, t_cpp <= 0.5 * t_python and diff <= 1e-5,
+                         max_abs_diff=diff, program_bytes=program.stat().st_size)}
+
+
 def metric_padded_batch(ctx: BenchContext) -> Rows:
     """A padded batch of 8 clips (2-10 s) through the TorchScript artifact against the same clips one by one."""
     from .parity import compare
@@ -663,7 +692,7 @@ def metric_corpus_peak_rss(ctx: BenchContext) -> Rows:
 METRICS: tuple[Callable[[BenchContext], Rows], ...] = (
     metric_frontend_vs_hf, metric_waveform_vs_hf_plus_eager, metric_torchscript_vs_eager, metric_formats_vs_eager,
     metric_fastest_artifact_vs_eager, metric_encoder_flops_fraction, metric_time_to_first_embedding,
-    metric_padded_batch, metric_corpus_pipeline_overhead, metric_corpus_bucketing_vs_one_by_one,
+    metric_cpp_vs_python_first_embedding, metric_padded_batch, metric_corpus_pipeline_overhead, metric_corpus_bucketing_vs_one_by_one,
     metric_corpus_ray_vs_local, metric_corpus_peak_rss,
 )
 

@@ -95,6 +95,18 @@ def first_embedding_artifact(artifact_dir: str, fmt: str, wav_npy: str, threads:
     return module_report()
 
 
+def first_embedding_file(artifact_dir: str, wav: str, out_npy: str, threads: str) -> dict[str, Any]:
+    """The C++ consumer's job in Python: ``load_artifact(dir, "waveform").embed_file(wav)``, saved to ``out_npy``."""
+    import numpy as np
+    import torch
+
+    from .artifact import load_artifact
+
+    torch.set_num_threads(int(threads))
+    np.save(out_npy, load_artifact(artifact_dir, "waveform").embed_file(wav).numpy())
+    return module_report()
+
+
 def embed_corpus_peak(artifact_dir: str, source: str, out: str, threads: str, batch_seconds: str) -> dict[str, Any]:
     """``embed_corpus(source, out, ArtifactEmbedder(dir), batch_seconds=...)`` (preprocessed TorchScript,
     local engine, ``force``): its summary, for the peak RSS of a whole corpus run."""
@@ -111,7 +123,8 @@ def embed_corpus_peak(artifact_dir: str, source: str, out: str, threads: str, ba
 
 
 CHILDREN: dict[str, Callable[..., dict[str, Any]]] = {
-    f.__name__: f for f in (export_artifact, first_embedding_eager, first_embedding_artifact, embed_corpus_peak)
+    f.__name__: f for f in (export_artifact, first_embedding_eager, first_embedding_artifact, first_embedding_file,
+                            embed_corpus_peak)
 }
 
 

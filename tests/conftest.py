@@ -10,6 +10,14 @@ import pytest
 from w2vlab.demo import write_demo_checkpoint
 
 DATA = Path(__file__).parent / "data"
+# Modules that take minutes (AOTInductor's codegen of the waveform program alone is about 2.5 min
+# cold): started first, so that the pytest-xdist workers of scripts/run_tests.sh end together.
+LONGEST_FIRST = ("test_cpp_consumer.py", "test_bench.py", "test_browser.py", "test_report.py")
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
 
 @pytest.fixture(scope="session")

@@ -14,11 +14,16 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["ROOT", "PROGRAM", "CppRun", "build", "run"]
+__all__ = ["ROOT", "PROGRAM", "CppRun", "MissingBuildDependencies", "build", "run"]
 
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAM = ROOT / "build" / "cpp" / "w2vlab-embed"
 BUILD_SCRIPT = ROOT / "scripts" / "build_cpp_consumer.sh"
+
+
+class MissingBuildDependencies(RuntimeError):
+    """The compiler, cmake or the libsndfile / libsoxr headers are missing and cannot be installed
+    here (not root, or no apt-get): the build script's exit status 3."""
 
 
 @dataclass
@@ -36,12 +41,14 @@ def build() -> Path:
 
     Raises:
         FileNotFoundError: not a source checkout (no ``scripts/build_cpp_consumer.sh``).
-        RuntimeError: the build failed, with the script's output; exit status 3 means the build
-            dependencies are missing and cannot be installed here (not root, or no apt-get).
+        MissingBuildDependencies: the build dependencies are missing and cannot be installed here.
+        RuntimeError: the build failed, with the script's output.
     """
     if not BUILD_SCRIPT.is_file():
         raise FileNotFoundError(f"{BUILD_SCRIPT} not found: building the C++ consumer needs a w2vlab source checkout")
     done = subprocess.run([str(BUILD_SCRIPT)], capture_output=True, text=True)
+    if done.returncode == 3:
+        raise MissingBuildDependencies(done.stderr.strip())
     if done.returncode != 0:
         raise RuntimeError(f"{BUILD_SCRIPT.name} exited with {done.returncode}:\n{done.stdout}{done.stderr}")
     return PROGRAM

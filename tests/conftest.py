@@ -10,8 +10,8 @@ import pytest
 from w2vlab.demo import write_demo_checkpoint
 
 DATA = Path(__file__).parent / "data"
-# Modules that take minutes (AOTInductor's codegen of the waveform program alone is about 2.5 min
-# cold): started first, so that the pytest-xdist workers of scripts/run_tests.sh end together.
+# Modules that take minutes (the two AOTInductor compiles alone take about 2 min with a cold
+# inductor cache): started first, so that the pytest-xdist workers of scripts/run_tests.sh end together.
 LONGEST_FIRST = ("test_cpp_consumer.py", "test_bench.py", "test_browser.py", "test_report.py")
 
 

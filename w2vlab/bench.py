@@ -471,9 +471,9 @@ def metric_cpp_vs_python_first_embedding(ctx: BenchContext) -> Rows:
         start = time.perf_counter()
         cpp = cpp_consumer.run(ctx.art, [wav], threads=ctx.threads, program=program)
         cpp_s.append(time.perf_counter() - start)
+        if cpp.returncode != 0:
+            raise RuntimeError(f"w2vlab-embed failed ({cpp.returncode}): {cpp.stderr[-2000:]}")
         python_s.append(run_child_report("first_embedding_file", ctx.art, wav, out, ctx.threads, env=ctx.env).wall_s)
-    if cpp.returncode != 0:
-        raise RuntimeError(f"w2vlab-embed failed ({cpp.returncode}): {cpp.stderr[-2000:]}")
     diff = float(np.abs(cpp.embeddings[str(wav)] - np.load(out).reshape(-1)).max())
     t_cpp, t_python = statistics.median(cpp_s), statistics.median(python_s)
     return {name: metric("cpp_s", t_cpp, "python_s", t_python, target, t_cpp <= 0.5 * t_python and diff <= 1e-5,
@@ -692,8 +692,8 @@ def metric_corpus_peak_rss(ctx: BenchContext) -> Rows:
 METRICS: tuple[Callable[[BenchContext], Rows], ...] = (
     metric_frontend_vs_hf, metric_waveform_vs_hf_plus_eager, metric_torchscript_vs_eager, metric_formats_vs_eager,
     metric_fastest_artifact_vs_eager, metric_encoder_flops_fraction, metric_time_to_first_embedding,
-    metric_cpp_vs_python_first_embedding, metric_padded_batch, metric_corpus_pipeline_overhead, metric_corpus_bucketing_vs_one_by_one,
-    metric_corpus_ray_vs_local, metric_corpus_peak_rss,
+    metric_cpp_vs_python_first_embedding, metric_padded_batch, metric_corpus_pipeline_overhead,
+    metric_corpus_bucketing_vs_one_by_one, metric_corpus_ray_vs_local, metric_corpus_peak_rss,
 )
 
 

@@ -78,6 +78,13 @@ def compiler_available() -> bool:
     return any(shutil.which(name) for name in ("c++", "g++", "clang++"))
 
 
+def require_compiler() -> None:
+    """Raise ``RuntimeError`` with the install command when no C++ compiler is on PATH (``--format aoti``)."""
+    if not compiler_available():
+        raise RuntimeError("--format aoti compiles C++ and no compiler (c++, g++, clang++) is on PATH; "
+                           "install one (apt-get install g++) or choose another format")
+
+
 def onnx_available() -> bool:
     """Whether the optional ONNX extra (onnx, onnxruntime, onnxscript) is installed."""
     return all(importlib.util.find_spec(name) is not None for name in ONNX_PACKAGES)

@@ -37,8 +37,8 @@ from .atomic import atomic_directory
 from .card import render_model_card
 from .checkpoint import LoadedModel, feature_extractor_for, load_speaker_encoder
 from .contract import (CARD_FILE, DEFAULT_OUTPUT, EXTRACTOR_DIR, FILES, FORMAT_TAG, FORMATS, METADATA_FILE, MODES, ONNX_FORMATS,
-                       ONNX_PACKAGES, PARITY_FILE, canonical_sha256, check_format, check_mode, compiler_available,
-                       require, validate_metadata)
+                       ONNX_PACKAGES, PARITY_FILE, canonical_sha256, check_format, check_mode, require,
+                       require_compiler, validate_metadata)
 from .entry import min_program_samples
 from .features import FeatureConfig
 from .formats import capture as capture_program
@@ -102,9 +102,8 @@ def check_request(modes: Sequence[str], formats: Sequence[str]) -> tuple[tuple[s
     formats = tuple(f for f in FORMATS if f == "torchscript" or f in formats)  # .pt2 before ONNX: ONNX reuses it
     if set(formats) & set(ONNX_FORMATS):
         require(*ONNX_PACKAGES)
-    if "aoti" in formats and not compiler_available():
-        raise RuntimeError("--format aoti compiles C++ and no compiler (c++, g++, clang++) is on PATH; "
-                           "install one (apt-get install g++) or choose another format")
+    if "aoti" in formats:
+        require_compiler()
     return tuple(m for m in MODES if m in modes), formats
 
 

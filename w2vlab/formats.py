@@ -55,7 +55,7 @@ import torch
 from torch import nn
 
 from .contract import (FORMATS, METADATA_FILE, ONNX_FORMATS, ONNX_METADATA_KEY, ONNX_PACKAGES, ZIP_FORMATS, check_mode,
-                       compiler_available, onnx_sha256, require)
+                       onnx_sha256, require, require_compiler)
 from .entry import Core, min_program_samples, waveform_encoder
 from .features import FeatureConfig
 from .torchscript import trace_example
@@ -193,9 +193,7 @@ def export_aoti(program: torch.export.ExportedProgram, mode: str, path: str | Pa
     Raises:
         RuntimeError: no C++ compiler is installed.
     """
-    if not compiler_available():
-        raise RuntimeError("--format aoti compiles C++ and no compiler (c++, g++, clang++) is on PATH; "
-                           "install one, e.g. apt-get install g++")
+    require_compiler()
     from torch._inductor import aoti_compile_and_package
 
     with warnings.catch_warnings():

@@ -193,6 +193,15 @@ class Notebook:
         assert not not_run and not errors, f"{self.name}: code cells {not_run} did not run; errors: {errors[:1]}"
         return seconds
 
+    def run_to_panel(self, lab):
+        """The saved panel first, then Run All; the live panel, checked for drawing and console errors."""
+        self.check_saved_panel(lab)
+        seconds = self.run_all()
+        print(f"{self.name.split('_')[0]}: Run All took {seconds:.0f} s")
+        panel = self.panel("panel = explorer_panel(bench)")
+        self.check_page()
+        return panel
+
     def panel(self, source: str):
         """The panel displayed by the cell whose source contains ``source``."""
         cell = self.page.locator(".jp-CodeCell").filter(has_text=source).first
@@ -267,11 +276,7 @@ def _left(locator) -> float:
 def test_explorer_panel_03(browser, lab):
     nb = Notebook(browser, lab, "03_parity_explorer.ipynb")
     try:
-        nb.check_saved_panel(lab)
-        seconds = nb.run_all()
-        print(f"03: Run All took {seconds:.0f} s")
-        panel = nb.panel("panel = explorer_panel(bench)")
-        nb.check_page()
+        panel = nb.run_to_panel(lab)
         toggles = panel.locator(".widget-toggle-buttons")
         box = panel.locator(".widget-checkbox input")
         select = panel.locator(".widget-select-multiple select")
@@ -308,11 +313,7 @@ def test_explorer_panel_03(browser, lab):
 def test_format_toggle_06(browser, lab):
     nb = Notebook(browser, lab, "06_beyond_torchscript.ipynb")
     try:
-        nb.check_saved_panel(lab)
-        seconds = nb.run_all()
-        print(f"06: Run All took {seconds:.0f} s")
-        panel = nb.panel("panel = explorer_panel(bench)")
-        nb.check_page()
+        panel = nb.run_to_panel(lab)
         mode, fmt = panel.locator(".widget-toggle-buttons").nth(0), panel.locator(".widget-toggle-buttons").nth(1)
         box = panel.locator(".widget-checkbox input")
         assert fmt.locator("button").all_inner_texts() == ["torchscript", "exported", "onnx", "onnx-int8"]

@@ -127,6 +127,13 @@ fs::path resolve(const fs::path& artifact, const char* file_name) {
   return file;
 }
 
+// Intra-op threads set to one for a scope, then restored.
+struct OneThread {
+  int previous = at::get_num_threads();
+  OneThread() { at::set_num_threads(1); }
+  ~OneThread() { at::set_num_threads(previous); }
+};
+
 Encoder load_torchscript(const fs::path& artifact) {
   fs::path file = resolve(artifact, kScriptFile);
   std::unordered_map<std::string, std::string> extra{{kMetadataFile, ""}};
@@ -143,7 +150,19 @@ Encoder load_torchscript(const fs::path& artifact) {
     throw ArtifactError(file.string() + " is a w2vlab artifact without a frontend (preprocessed mode?); "
                         "this program needs the waveform artifact, " + kScriptFile);
   module->eval();
-  return {meta, [module](const at::Tensor& wave) { return module->forward({wave}).toTensor(); }};
+  // frontend -> core as two calls, the frontend on one intra-op thread, as the Python consumer
+  // does (w2vlab/loaders.py, FRONTEND_THREADS): its small parallel regions stall on a busy machine.
+  auto frontend = std::make_shared<torch::jit::Module>(module->attr("frontend").toModule());
+  auto core = std::make_shared<torch::jit::Module>(module->attr("core").toModule());
+  return {meta, [frontend, core](const at::Tensor& wave) {
+    c10::IValue features;
+    {
+      OneThread scope;
+      features = frontend->forward({wave});
+    }
+    auto outputs = features.toTuple()->elements();
+    return core->forward({outputs[0], outputs[1]}).toTensor();
+  }};
 }
 
 // An AOTInductor package is a zip like the TorchScript archive: its metadata is extra/metadata.json.

@@ -35,8 +35,8 @@ def test_quick_tiny_run_produces_every_field(tiny):
     result, written = tiny
     assert result == written
     assert result["threads"] == 2 and result["size"] == "tiny"
-    expected = {"export_peak_rss", "frontend_vs_hf_10s", "frontend_vs_hf_60s", "torchscript_vs_eager_10s",
-                "waveform_artifact_vs_hf_plus_eager_10s", "encoder_flops_fraction", "time_to_first_embedding",
+    expected = {"export_peak_rss", "frontend_vs_hf_10s", "frontend_vs_hf_60s", "frontend_busy_10s",
+                "torchscript_vs_eager_10s", "waveform_artifact_vs_hf_plus_eager_10s", "encoder_flops_fraction", "time_to_first_embedding",
                 "padded_batch_8_vs_one_by_one", "formats_vs_eager_10s", "fastest_artifact_vs_eager_10s",
                 "cpp_vs_python_first_embedding_10s", *CORPUS_METRICS}
     assert set(result["metrics"]) == expected and result["only"] == ["export_peak_rss", *MEASURED]
@@ -46,6 +46,10 @@ def test_quick_tiny_run_produces_every_field(tiny):
         if "ratio" in row:
             assert row["ratio"] > 0, name
     assert result["metrics"]["torchscript_vs_eager_10s"]["max_abs_diff"] == 0.0  # parity of what was timed
+    busy = result["metrics"]["frontend_busy_10s"]
+    for side in ("consumer", "hf", "threads_2"):
+        assert 0 < busy[side]["p50_s"] <= busy[side]["p90_s"], (side, busy[side])
+    assert busy["consumer_p90_s"] == busy["consumer"]["p90_s"] and busy["frontend_threads"] == 1
     formats = result["metrics"]["formats_vs_eager_10s"]["formats"]
     assert list(formats) == list(ALL_FORMATS if onnx_available() else ("torchscript", "exported"))
     assert result["metrics"]["formats_vs_eager_10s"]["met"]

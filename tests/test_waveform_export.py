@@ -115,3 +115,33 @@ def test_hash_covers_the_frontend(both, tmp_path):
     with pytest.raises(ArtifactError, match="content does not match"):
         load_artifact(edited, "waveform")
     assert load_artifact(both, "waveform").embedding_dim == 32  # the untouched copy still opens
+
+
+def test_consumer_runs_the_frontend_on_one_thread_with_the_same_values(both):
+    """Artifact.forward calls frontend then core (the frontend on FRONTEND_THREADS), giving exactly
+    what the whole module gives, and leaves torch's thread count as it found it, also on an error."""
+    from w2vlab.loaders import FRONTEND_THREADS
+
+    art = load_artifact(both, "waveform")
+    frontend, core = art._stages
+    seen = []
+
+    def recording_frontend(*inputs):
+        seen.append(torch.get_num_threads())
+        return frontend(*inputs)
+
+    art._stages = (recording_frontend, core)
+    waves = torch.from_numpy(np.stack([synthetic_speech(24000, seed=3), synthetic_speech(24000, seed=4)]))
+    lengths = torch.tensor([24000, 9000])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.inference_mode():
+            got, want = art.forward(waves, lengths), art.module(waves, lengths)
+        assert seen == [FRONTEND_THREADS] and torch.get_num_threads() == 2
+        assert torch.equal(got, want)
+        with pytest.raises(torch.jit.Error, match="fewer than the minimum"):
+            art.forward(waves[:, :559])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

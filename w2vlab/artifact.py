@@ -24,7 +24,7 @@ from .audio import pad_waveforms, prepare_waveform, read_audio
 from .contract import (EXTRACTOR_DIR, METADATA_FILE, ArtifactError, check_mode, file_entry, read_embedded_metadata,
                        read_metadata)
 from .features import FeatureConfig, extractor_inputs
-from .loaders import open_format
+from .loaders import FRONTEND_THREADS, intra_op_threads, open_format
 from .parity import cosine_rows
 
 ArrayLike = np.ndarray | torch.Tensor
@@ -48,6 +48,10 @@ class Artifact:
             raise ArtifactError(f"{path} is missing; {self.directory / METADATA_FILE} lists it")
         self.feature_config = FeatureConfig.from_dict(self.metadata["feature_extractor"]["config"])
         self.module = self._open(path, entry)
+        # A TorchScript waveform module is frontend -> core: run as two calls, the frontend on
+        # FRONTEND_THREADS (see w2vlab.loaders); the other formats compile the frontend in.
+        scripted_waveform = format == "torchscript" and self.mode == "waveform"
+        self._stages = (self.module.frontend, self.module.core) if scripted_waveform else None
         exported = self.metadata["versions"]["torch"]
         if exported.split("+")[0] != torch.__version__.split("+")[0]:
             warnings.warn(f"artifact exported with torch {exported}, running torch {torch.__version__}", stacklevel=2)
@@ -98,10 +102,20 @@ class Artifact:
             )
         return wave
 
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The loaded file on prepared inputs (on :attr:`device`): features [B, T, 160] (+ mask [B, T])
+        or waveforms [B, N] (+ lengths [B]) -> [B, embedding_dim].  Same values as ``self.module``."""
+        if self._stages is None:
+            return self.module(*inputs)
+        frontend, core = self._stages
+        with intra_op_threads(FRONTEND_THREADS):
+            features, mask = frontend(*inputs)  # (B, T, 160), (B, T)
+        return core(features, mask)
+
     def _run(self, *inputs: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             try:
-                out = self.module(*inputs)
+                out = self.forward(*inputs)
             except torch.jit.Error as e:  # TorchScript re-raises `raise ValueError` as torch.jit.Error
                 raise ValueError(str(e).strip().splitlines()[-1]) from e
         if not torch.isfinite(out).all():

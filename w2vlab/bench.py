@@ -25,6 +25,7 @@ processes are the functions of :mod:`w2vlab.bench_child`, run by :func:`run_chil
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import logging
@@ -38,7 +39,7 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -67,21 +68,28 @@ def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> floa
     return statistics.median(times)
 
 
+def alternated_seconds(fns: Sequence[Callable[[], Any]], repeats: int, warmup: int = 3) -> list[list[float]]:
+    """Wall times of each ``fns[i]()`` over ``repeats`` rounds, called in turn (f0, f1, ..., f0, f1, ...)
+    after ``warmup`` rounds: one list of times per function."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, fn_times in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            fn_times.append(time.perf_counter() - start)
+    return times
+
+
 def paired_seconds(a: Callable[[], Any], b: Callable[[], Any], repeats: int, warmup: int = 3) -> tuple[float, float]:
     """Medians of ``a()`` and ``b()`` called alternately (a, b, a, b, ...) after ``warmup`` pairs.
 
     On a shared machine the speed drifts by 2x within minutes; alternating makes the drift hit
     both sides alike, so their ratio stays meaningful where two separate medians would not.
     """
-    for _ in range(warmup):
-        a()
-        b()
-    times_a, times_b = [], []
-    for _ in range(repeats):
-        for fn, times in ((a, times_a), (b, times_b)):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
+    times_a, times_b = alternated_seconds((a, b), repeats, warmup)
     return statistics.median(times_a), statistics.median(times_b)
 
 
@@ -353,6 +361,67 @@ def metric_frontend_vs_hf(ctx: BenchContext) -> Rows:
             "hf_s", t_hf, "torch_frontend_s", t_ours, ">= 5x faster", t_hf / t_ours >= 5 and diff <= 1e-4,
             feature_max_abs_diff=diff)
     return rows
+
+
+BUSY_CODE = """import sys, torch
+torch.set_num_threads(int(sys.argv[1]))
+x = torch.randn(200_000)
+print("ready", flush=True)
+while True:
+    x.add_(1e-9)
+"""
+
+
+@contextlib.contextmanager
+def busy_processes(n: int, threads: int) -> Iterator[None]:
+    """``n`` other processes, each adding in place to a 200k-float tensor on ``threads`` threads
+    (another torch job's small ops), from when each says it is ready until the block ends."""
+    procs = [subprocess.Popen([sys.executable, "-c", BUSY_CODE, str(threads)], stdout=subprocess.PIPE, text=True)
+             for _ in range(n)]
+    try:
+        for proc in procs:
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"a busy process exited before starting (status {proc.wait()})")
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def latency(times: Sequence[float]) -> dict[str, float]:
+    """Median, 90th percentile and mean of ``times`` (seconds)."""
+    ordered = sorted(times)
+    return {"p50_s": statistics.median(ordered), "p90_s": ordered[int(0.9 * (len(ordered) - 1))],
+            "mean_s": statistics.fmean(ordered)}
+
+
+def metric_frontend_busy(ctx: BenchContext) -> Rows:
+    """The torch frontend on the 10 s clip while two other 2-thread torch processes keep the cores busy:
+    as the consumer runs it (one thread, ``w2vlab.loaders.FRONTEND_THREADS``) and on the benchmark's
+    threads, against HF's extractor; alternated, with tail latencies (the collapse is in the tail)."""
+    from .features import TorchFeatureExtractor
+    from .loaders import FRONTEND_THREADS, intra_op_threads
+    from .suite import synthetic_speech
+    from .torchscript import script_module
+
+    frontend = script_module(TorchFeatureExtractor(ctx.config).eval())
+    wave = synthetic_speech(10 * SR, seed=10)
+    x = torch.from_numpy(wave)[None]
+
+    def consumer() -> None:
+        with intra_op_threads(FRONTEND_THREADS):
+            frontend(x)
+
+    hf = lambda: ctx.fe(wave, sampling_rate=SR, return_tensors="pt", return_attention_mask=True)  # noqa: E731
+    repeats = 15 if ctx.quick else 60
+    with torch.inference_mode(), busy_processes(2, ctx.threads):
+        hf_t, consumer_t, threaded_t = map(latency, alternated_seconds((hf, consumer, lambda: frontend(x)), repeats))
+    return {"frontend_busy_10s": metric(
+        "consumer_p90_s", consumer_t["p90_s"], "hf_p90_s", hf_t["p90_s"], "<= 1.0 (p90 while busy)",
+        consumer_t["p90_s"] <= hf_t["p90_s"], consumer=consumer_t, hf=hf_t,
+        **{f"threads_{ctx.threads}": threaded_t}, frontend_threads=FRONTEND_THREADS, repeats=repeats,
+        competitors=f"2 processes, each x.add_(1e-9) on 200k floats with {ctx.threads} threads")}
 
 
 def metric_waveform_vs_hf_plus_eager(ctx: BenchContext) -> Rows:
@@ -690,8 +759,9 @@ def metric_corpus_peak_rss(ctx: BenchContext) -> Rows:
 
 # after the export, in this order (also the order of the JSON's metrics)
 METRICS: tuple[Callable[[BenchContext], Rows], ...] = (
-    metric_frontend_vs_hf, metric_waveform_vs_hf_plus_eager, metric_torchscript_vs_eager, metric_formats_vs_eager,
-    metric_fastest_artifact_vs_eager, metric_encoder_flops_fraction, metric_time_to_first_embedding,
+    metric_frontend_vs_hf, metric_frontend_busy, metric_waveform_vs_hf_plus_eager, metric_torchscript_vs_eager,
+    metric_formats_vs_eager, metric_fastest_artifact_vs_eager, metric_encoder_flops_fraction,
+    metric_time_to_first_embedding,
     metric_cpp_vs_python_first_embedding, metric_padded_batch, metric_corpus_pipeline_overhead,
     metric_corpus_bucketing_vs_one_by_one, metric_corpus_ray_vs_local, metric_corpus_peak_rss,
 )

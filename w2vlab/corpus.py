@@ -153,7 +153,7 @@ class ArtifactEmbedder:
 
     def embed(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         with torch.inference_mode():
-            return self.artifact.module(*(x.to(self.artifact.device) for x in inputs)).cpu()
+            return self.artifact.forward(*(x.to(self.artifact.device) for x in inputs)).cpu()
 
     def __repr__(self) -> str:
         return f"ArtifactEmbedder({self.artifact!r})"

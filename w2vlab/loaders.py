@@ -24,6 +24,27 @@ from .entry import PreprocessedSpeakerEncoder, ProgramWaveformEntry
 from .features import FeatureConfig
 
 
+# The torch frontend runs on one intra-op thread.  It is ~40 small ATen calls, each an OpenMP
+# parallel region when it has 2 threads, and a region waits for its slowest thread: on a busy
+# machine, for a descheduled one.  A 10 s clip on 2 cores, two other processes running Python
+# loops or small 2-thread torch ops: 2 threads median 9-15 ms, p90 65-300 ms; one thread median
+# 8-15 ms, p90 9-36 ms (quiet: 3.5 and 6.6 ms; against two processes in large matmuls, 4 and
+# 18 ms).  One thread bounds the tail; its cost when quiet, 3 ms per 10 s clip, is 0.1% of the
+# full-size encoder's 4 s.  `python -m w2vlab.bench --only frontend_busy` measures it again.
+FRONTEND_THREADS = 1
+
+
+@contextlib.contextmanager
+def intra_op_threads(n: int) -> Iterator[None]:
+    """Run the block's torch ops on ``n`` intra-op threads, then restore the previous count (0.2 us a pair)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 @contextlib.contextmanager
 def quiet_jit() -> Iterator[None]:
     """Silence torch >= 2.9's "torch.jit.* is deprecated" DeprecationWarnings, and only those."""

@@ -16,8 +16,9 @@ from w2vlab.artifact import ArtifactError, load_artifact
 from w2vlab.checkpoint import feature_extractor_for, load_speaker_encoder
 from w2vlab.cli import main
 from w2vlab.contract import FILES as FORMAT_FILES
-from w2vlab.contract import ALL_FORMATS, MODES, onnx_available
+from w2vlab.contract import ALL_FORMATS, MODES, ONNX_FORMATS, onnx_available
 from w2vlab.export import ExportParityError, export
+from w2vlab.rewrites import ATTENTION, POINTWISE
 from w2vlab.formats import embed_metadata
 from w2vlab.parity import ParityBounds, compare
 from w2vlab.suite import build_suite, synthetic_speech
@@ -26,7 +27,8 @@ needs_onnx = pytest.mark.skipif(not onnx_available(), reason="the [onnx] extra i
 CASES = build_suite(lengths=(560, 16160, 40037), batches=((16160, 8000, 561),))
 # What a consumer must not load: the exporter, the eager model and transformers' modelling code.
 EXPORTER_MODULES = ("w2vlab.export", "w2vlab.checkpoint", "w2vlab.model", "w2vlab.demo", "w2vlab.suite",
-                    "w2vlab.torchscript", "w2vlab.formats", "transformers.models.wav2vec2_bert.modeling_wav2vec2_bert")
+                    "w2vlab.torchscript", "w2vlab.formats", "w2vlab.rewrites",
+                    "transformers.models.wav2vec2_bert.modeling_wav2vec2_bert")
 CONSUMER = """
 import json, sys
 import w2vlab
@@ -63,6 +65,8 @@ def test_every_format_is_listed_with_its_own_parity(artifact):
         for fmt, entry in entries.items():
             assert entry["file"] == FORMAT_FILES[fmt, mode] and (out / entry["file"]).is_file()
             assert entry["parity"]["passed"] and entry["parity"]["n_clips"] == 6
+            # ONNX files run w2vlab.rewrites: the tiny demo's 2 attention and 2 conv blocks
+            assert entry.get("rewrites") == ({ATTENTION: 2, POINTWISE: 2} if fmt in ONNX_FORMATS else None), fmt
     parity = json.loads((out / "parity.json").read_text())
     assert sorted(parity["formats"]) == sorted(set(formats) - {"torchscript"})
     assert all(len(parity["formats"][f][m]["clips"]) == 6 for f in parity["formats"] for m in MODES)

@@ -45,6 +45,7 @@ from .formats import capture as capture_program
 from .formats import embed_metadata, export_aoti, export_onnx, export_program, quantize_onnx
 from .loaders import open_format
 from .parity import ParityBounds, ParityReport, compare, format_bounds, merge_reports
+from .rewrites import faster_blocks
 from .suite import Case, build_suite, candidate_fn, embed_cases, reference_fn
 from .torchscript import TraceInfo, compile_core, save_script, wrap
 
@@ -119,31 +120,39 @@ def reference(model: nn.Module, fe: Any, cases: Sequence[Case], progress: bool) 
     return Reference(cases, names, embeddings)
 
 
-def capture(model: nn.Module, config: FeatureConfig, modes: Sequence[str], formats: Sequence[str], tmp: Path) -> TraceInfo:
-    """Write every ``(format, mode)`` file into ``tmp`` under its contract name, without metadata.
+def capture(model: nn.Module, config: FeatureConfig, modes: Sequence[str], formats: Sequence[str],
+            tmp: Path) -> tuple[TraceInfo, dict[str, int]]:
+    """Write every ``(format, mode)`` file into ``tmp`` under its contract name, without metadata;
+    returns the trace facts and the blocks the ONNX files run rewritten (:mod:`w2vlab.rewrites`).
 
-    One ``torch.export`` capture per mode serves the ``.pt2``, the ONNX file and the AOTInductor
-    package; the int8 copy is quantised from the fp32 ONNX file, written under a hidden name if
-    ONNX was not asked for.
+    One ``torch.export`` capture per mode serves the ``.pt2`` and the AOTInductor package; a
+    second, of the model with :func:`w2vlab.rewrites.faster_blocks`, serves the ONNX file and
+    its int8 copy (quantised from the fp32 ONNX file, written under a hidden name if ONNX was not
+    asked for).
     """
     core, info = compile_core(model, config.feature_dim)
     for mode in modes:
         save_script(wrap(mode, core, config), tmp / FILES["torchscript", mode])
     del core
+    rewrites: dict[str, int] = {}
     for mode in modes:
-        program = None
+        program = onnx_program = None
         for fmt in formats[1:]:
             logger.info("writing the %s %s file", mode, fmt)
             path = tmp / FILES[fmt, mode]
             if fmt == "exported":
                 program = export_program(model, mode, config, path)
-            elif fmt == "onnx":
-                export_onnx(program if program is not None else model, mode, config, path)
-            elif fmt == "onnx-int8":
-                _quantize(model if program is None else program, mode, config, tmp, keep_fp32="onnx" in formats)
-            else:  # aoti
+            elif fmt == "aoti":
                 export_aoti(program if program is not None else capture_program(model, mode, config), mode, path)
-    return info
+            else:
+                if onnx_program is None:
+                    with faster_blocks(model) as rewrites:
+                        onnx_program = capture_program(model, mode, config)
+                if fmt == "onnx":
+                    export_onnx(onnx_program, mode, config, path)
+                else:
+                    _quantize(onnx_program, mode, config, tmp, keep_fp32="onnx" in formats)
+    return info, rewrites
 
 
 def _quantize(source: Any, mode: str, config: FeatureConfig, tmp: Path, keep_fp32: bool) -> None:
@@ -288,11 +297,12 @@ def export(
     with atomic_directory(output, overwrite=force) as tmp:  # fails early on an existing output
         loaded, fe = load(model_path, checkpoint, config)
         ref = reference(loaded.model, fe, build_suite() if cases is None else cases, progress)
-        info = capture(loaded.model, FeatureConfig.from_extractor(fe), modes, formats, tmp)
+        info, rewrites = capture(loaded.model, FeatureConfig.from_extractor(fe), modes, formats, tmp)
         loaded = dataclasses.replace(loaded, model=None)  # keep the facts, release the weights
         gc.collect()
         checked = verify_files(tmp, modes, formats, fe, ref, bounds, progress)
-        entries = {mode: {fmt: checked[fmt][mode][1] for fmt in formats} for mode in modes}
+        entries = {mode: {fmt: {**checked[fmt][mode][1], **({"rewrites": rewrites} if fmt in ONNX_FORMATS else {})}
+                          for fmt in formats} for mode in modes}
         metadata = build_metadata(loaded, fe, info, entries)
         write(tmp, metadata, checked, fe)
     seconds = time.perf_counter() - start

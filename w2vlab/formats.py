@@ -15,8 +15,10 @@ always takes both inputs (mask, lengths); the loader (:mod:`w2vlab.loaders`) fil
 one, checks inputs with the TorchScript artifact's errors, and pads waveforms shorter than
 :func:`w2vlab.entry.min_program_samples` (see below).
 
-Design.  ONNX is produced from the ``torch.export`` program (``torch.onnx.export(program)``,
-the dynamo exporter), so one capture serves both files.  The encoder runs "eager" attention
+Design.  ONNX is produced from a ``torch.export`` program (``torch.onnx.export(program)``, the
+dynamo exporter); :func:`w2vlab.export.capture` captures it from the model with
+:func:`w2vlab.rewrites.faster_blocks`, a second capture beside the ``.pt2``'s, which stays
+bit-identical to the stock model.  The encoder runs "eager" attention
 (:func:`w2vlab.model.build_encoder`); with SDPA the ONNX export fails.
 
 Limits found while building this:

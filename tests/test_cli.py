@@ -82,8 +82,19 @@ def test_verify_passes_for_its_model_and_fails_for_another(cli_artifact, tiny_di
     assert "verify: PASS" in capsys.readouterr().out
     other = tmp_path / "other"
     assert main(["demo-checkpoint", str(other), "--seed", "1"]) == 0
-    assert main(["verify", str(cli_artifact), "--model-path", str(other)]) == 1
-    assert "verify: FAIL" in capsys.readouterr().out
+    assert main(["verify", str(cli_artifact), "--model-path", str(other), "--suite", "quick"]) == 1
+    printed = capsys.readouterr().out
+    assert "verify: FAIL" in printed and printed.count(" on 9 clips;") == 2, printed  # 6 clips + a batch of 3, per mode
+
+
+def test_named_suites():
+    from w2vlab.suite import DEFAULT_BATCHES, QUICK_LENGTHS, named_suite
+
+    full, quick = named_suite("full"), named_suite("quick")
+    assert len(full) == 26 and [len(c.waves) for c in quick] == [1] * len(QUICK_LENGTHS) + [len(DEFAULT_BATCHES[0])]
+    assert max(len(w) for c in full for w in c.waves) == 480000 > max(len(w) for c in quick for w in c.waves) == 160000
+    with pytest.raises(ValueError, match=r"unknown parity suite 'fast'; expected one of \('full', 'quick'\)"):
+        named_suite("fast")
 
 
 def test_errors_are_one_line_messages(tmp_path, capsys):
@@ -115,5 +126,8 @@ def test_choices_and_defaults_come_from_the_contract():
     assert tuple(options["export"]["mode"].choices) == (*contract.MODES, "both")
     assert tuple(options["export"]["format"].choices) == (*contract.FORMATS, "all")
     assert options["export"]["output"].default == contract.DEFAULT_OUTPUT
+    for command in ("export", "verify"):
+        assert tuple(options[command]["suite"].choices) == contract.SUITES
+        assert options[command]["suite"].default == contract.SUITES[0] == "full"
     assert tuple(options["embed"]["format"].choices) == contract.FORMATS
     assert tuple(options["demo-checkpoint"]["size"].choices) == contract.DEMO_SIZES == tuple(demo.SIZES)

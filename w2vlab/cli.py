@@ -8,9 +8,16 @@ import logging
 import sys
 from pathlib import Path
 
-from .contract import ALL_FORMATS, DEFAULT_OUTPUT, DEMO_SIZES, FORMATS, MODES, format_entries, read_metadata
+from .contract import ALL_FORMATS, DEFAULT_OUTPUT, DEMO_SIZES, FORMATS, MODES, SUITES, format_entries, read_metadata
 
 logger = logging.getLogger("w2vlab")
+
+
+def _add_suite(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suite", choices=SUITES, default=SUITES[0],
+                   help="parity suite each file is verified on: 'full' (23 clips of 35 ms-30 s + 3 padded batches, "
+                        "209 s of audio) or 'quick' (6 clips of 35 ms-10 s + 1 batch, 21 s: a tenth of the time "
+                        "per file, for large models on small machines)")
 
 
 def _demo_checkpoint(args) -> int:
@@ -23,12 +30,13 @@ def _demo_checkpoint(args) -> int:
 
 def _export(args) -> int:
     from .export import ExportParityError, export
+    from .suite import named_suite
 
     modes = MODES if args.mode == "both" else (args.mode,)
     formats = ALL_FORMATS if args.format == "all" else (args.format,)
     try:
         result = export(args.model_path, args.output, checkpoint=args.checkpoint, config=args.config,
-                        modes=modes, formats=formats, force=args.force)
+                        modes=modes, formats=formats, force=args.force, cases=named_suite(args.suite))
     except ExportParityError as e:
         for report in e.reports:
             print(report, file=sys.stderr)
@@ -82,11 +90,11 @@ def _verify(args) -> int:
     from .artifact import load_artifact
     from .checkpoint import feature_extractor_for, load_speaker_encoder
     from .parity import format_bounds
-    from .suite import audio_files, build_suite, verify
+    from .suite import audio_files, named_suite, verify
 
     loaded = load_speaker_encoder(args.model_path, args.checkpoint, args.config)
     fe = feature_extractor_for(loaded)
-    cases = build_suite(audio=audio_files(args.audio) if args.audio else ())
+    cases = named_suite(args.suite, audio_files(args.audio) if args.audio else ())
     failed = False
     metadata = read_metadata(args.artifact)
     for mode in metadata["artifacts"]:
@@ -253,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "C++ ('aoti', about a minute, needs a C++ compiler) beside the TorchScript archive, each "
                         "verified the same way; the ONNX ones need the [onnx] extra; 'all' is every format but aoti")
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    _add_suite(p)
     p.add_argument("--force", action="store_true", help="replace an existing artifact")
     p.set_defaults(func=_export)
 
@@ -282,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path)
     p.add_argument("--config", type=Path)
     p.add_argument("--audio", type=Path, help="directory of extra .wav files for the suite")
+    _add_suite(p)
     p.add_argument("--table", action="store_true", help="print the per-clip table")
     p.set_defaults(func=_verify)
 

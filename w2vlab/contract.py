@@ -38,6 +38,7 @@ FILES = {
     **{("aoti", mode): f"w2vbert_speaker_aoti_{mode}.pt2" for mode in MODES},
 }
 DEFAULT_OUTPUT = Path("artifacts/w2vbert_speaker")  # where `w2vlab export` writes by default
+SUITES = ("full", "quick")  # parity suites (w2vlab.suite.named_suite), the default first
 DEMO_SIZES = ("tiny", "small", "full")  # the built-in demo checkpoints (w2vlab.demo.SIZES), smallest first
 METADATA_FILE = "metadata.json"  # beside the files, and inside TorchScript / .pt2 zips as extra/metadata.json
 PARITY_FILE = "parity.json"

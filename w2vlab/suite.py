@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .audio import pad_waveforms, prepare_waveform, read_audio
-from .contract import check_mode
+from .contract import SUITES, check_mode
 from .features import extractor_inputs, num_frames
 from .parity import ParityBounds, ParityReport, compare
 
@@ -92,6 +92,21 @@ def build_suite(
         if len(file_waves) > 1:
             cases.append(Case(f"batch_{len(file_waves)}_files", tuple(file_waves)))
     return cases
+
+
+def named_suite(name: str, audio: Iterable[str | Path] = ()) -> list[Case]:
+    """The parity suite ``name`` of :data:`w2vlab.contract.SUITES`, plus ``audio`` files.
+
+    ``"full"``: 23 single clips from 35 ms to 30 s and 3 padded batches, 209 s of audio as run
+    (padding included).  ``"quick"``: 6 single clips from 35 ms to 10 s and one padded batch of
+    3 clips, 21 s as run: the same kinds of case (the shortest clip, odd frame counts, a mask)
+    at a tenth of the cost per verified file, without the 12-30 s clips.
+    """
+    if name not in SUITES:
+        raise ValueError(f"unknown parity suite {name!r}; expected one of {SUITES}")
+    if name == "quick":
+        return build_suite(QUICK_LENGTHS, DEFAULT_BATCHES[:1], audio)
+    return build_suite(audio=audio)
 
 
 def audio_files(directory: str | Path) -> list[Path]:

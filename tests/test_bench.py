@@ -38,6 +38,7 @@ def test_quick_tiny_run_produces_every_field(tiny):
     expected = {"export_peak_rss", "frontend_vs_hf_10s", "frontend_vs_hf_60s", "frontend_busy_10s",
                 "torchscript_vs_eager_10s", "waveform_artifact_vs_hf_plus_eager_10s", "encoder_flops_fraction", "time_to_first_embedding",
                 "padded_batch_8_vs_one_by_one", "formats_vs_eager_10s", "fastest_artifact_vs_eager_10s",
+                "onnx_rewrites_10s",
                 "cpp_vs_python_first_embedding_10s", *CORPUS_METRICS}
     assert set(result["metrics"]) == expected and result["only"] == ["export_peak_rss", *MEASURED]
     assert set(result["wall_s"]) == {"export_peak_rss", *MEASURED}
@@ -46,6 +47,11 @@ def test_quick_tiny_run_produces_every_field(tiny):
         if "ratio" in row:
             assert row["ratio"] > 0, name
     assert result["metrics"]["torchscript_vs_eager_10s"]["max_abs_diff"] == 0.0  # parity of what was timed
+    rewrites = result["metrics"]["onnx_rewrites_10s"]
+    if onnx_available():  # the artifact's (rewritten) ONNX files against the stock model's, same run
+        assert set(rewrites["runs"]) == {"eager", "onnx", "onnx_stock", "onnx-int8", "onnx-int8_stock"}
+        assert all(row["max_abs_diff"] <= 1e-5 for name, row in rewrites["runs"].items() if "int8" not in name)
+        assert all(row["cosine"] >= 0.999 for row in rewrites["runs"].values())
     busy = result["metrics"]["frontend_busy_10s"]
     for side in ("consumer", "hf", "threads_2"):
         assert 0 < busy[side]["p50_s"] <= busy[side]["p90_s"], (side, busy[side])

@@ -468,6 +468,42 @@ def fastest_fp32(formats: dict[str, dict[str, Any]]) -> str:
     return min((f for f in formats if f != "onnx-int8"), key=lambda f: formats[f]["ratio_vs_eager"])
 
 
+def metric_onnx_rewrites(ctx: BenchContext) -> Rows:
+    """The artifact's ONNX files (captured with :func:`w2vlab.rewrites.faster_blocks`) against ONNX
+    files of the stock model exported here, fp32 and int8, alternated with eager on the 10 s clip."""
+    from .contract import onnx_available
+
+    if not onnx_available():
+        return {"onnx_rewrites_10s": {"skipped": "the [onnx] extra is not installed"}}
+    from .formats import capture, export_onnx, quantize_onnx
+    from .loaders import load_format
+    from .parity import compare
+
+    stock = {"onnx": ctx.work / "stock.onnx", "onnx-int8": ctx.work / "stock_int8.onnx"}
+    start = time.perf_counter()
+    export_onnx(capture(ctx.model, "preprocessed", ctx.config), "preprocessed", ctx.config, stock["onnx"])
+    quantize_onnx(stock["onnx"], stock["onnx-int8"])
+    build_s = time.perf_counter() - start
+    runners = {"eager": ctx.model}
+    for fmt, path in stock.items():
+        runners[f"{fmt}_stock"] = load_format(path, fmt, "preprocessed", ctx.config, threads=ctx.threads)
+        runners[fmt] = ctx.load(fmt)
+    with torch.inference_mode():
+        times = alternated_seconds([lambda run=run: run(ctx.feats) for run in runners.values()], ctx.repeats)
+        want = ctx.model(ctx.feats)
+        rows = {}
+        for (name, run), t in zip(runners.items(), times):
+            parity = compare(want, run(ctx.feats))
+            rows[name] = {"s": statistics.median(t), "cosine": parity.worst_cosine,
+                          "max_abs_diff": parity.worst_max_abs_diff}
+    for row in rows.values():
+        row["ratio_vs_eager"] = row["s"] / rows["eager"]["s"]
+    fp32, int8 = (rows[fmt]["s"] / rows[f"{fmt}_stock"]["s"] for fmt in stock)
+    return {"onnx_rewrites_10s": metric(
+        "onnx_s", rows["onnx"]["s"], "onnx_stock_s", rows["onnx_stock"]["s"], "< 1.0, fp32 and int8 alike",
+        fp32 < 1 and int8 < 1, int8_ratio=int8, runs=rows, stock_build_s=build_s)}
+
+
 def metric_fastest_artifact_vs_eager(ctx: BenchContext) -> Rows:
     """The fastest format (int8 included) against eager, and the fastest fp32 one's ratio."""
     formats = ctx.formats
@@ -760,7 +796,7 @@ def metric_corpus_peak_rss(ctx: BenchContext) -> Rows:
 # after the export, in this order (also the order of the JSON's metrics)
 METRICS: tuple[Callable[[BenchContext], Rows], ...] = (
     metric_frontend_vs_hf, metric_frontend_busy, metric_waveform_vs_hf_plus_eager, metric_torchscript_vs_eager,
-    metric_formats_vs_eager, metric_fastest_artifact_vs_eager, metric_encoder_flops_fraction,
+    metric_formats_vs_eager, metric_onnx_rewrites, metric_fastest_artifact_vs_eager, metric_encoder_flops_fraction,
     metric_time_to_first_embedding,
     metric_cpp_vs_python_first_embedding, metric_padded_batch, metric_corpus_pipeline_overhead,
     metric_corpus_bucketing_vs_one_by_one, metric_corpus_ray_vs_local, metric_corpus_peak_rss,

@@ -289,8 +289,15 @@ def _log_mel_segment(
     stride: int,
     preemphasis: float,
     mel_floor: float,
+    in_place: bool = True,
 ) -> Tensor:
     """:func:`log_mel_rows` of a waveform already right-padded by its ``extra`` samples.
+
+    ``in_place=False`` (used under ``torch.export``) centres and windows the frames without first
+    copying them out of the strided view: the same values, and AOTInductor then compiles the
+    frontend alone in 28 s instead of 47 s, the tiny waveform demo in 55 s instead of 84 s (the
+    index simplification of the copied view took the time); eagerly and in TorchScript the copy
+    plus in-place updates is the faster path.
 
     Returns:
         Tensor: float32, shape ``(B, stride, T, M)``
@@ -299,9 +306,14 @@ def _log_mel_segment(
     mean = frame_rows(x, fft_length, hop_length, stride)[..., :frame_length].mean(dim=-1, keepdim=True)
     emphasised = torch.nn.functional.pad(x, [1, -1])  # (B, n): x[i - 1]
     emphasised.mul_(-preemphasis).add_(x)  # x[i] - 0.97 x[i - 1]
-    frames = frame_rows(emphasised, fft_length, hop_length, stride).contiguous()  # (B, s, T, fft)
-    frames.sub_((1.0 - preemphasis) * mean)  # (B, s, T, 1) broadcast
-    frames.mul_(torch.nn.functional.pad(window, [0, fft_length - frame_length]))
+    frames = frame_rows(emphasised, fft_length, hop_length, stride)  # (B, s, T, fft) view
+    padded_window = torch.nn.functional.pad(window, [0, fft_length - frame_length])  # (fft,)
+    if in_place:
+        frames = frames.contiguous()
+        frames.sub_((1.0 - preemphasis) * mean)  # (B, s, T, 1) broadcast
+        frames.mul_(padded_window)
+    else:
+        frames = (frames - (1.0 - preemphasis) * mean) * padded_window
     spectrum = torch.fft.rfft(frames, dim=-1)  # (B, s, T, K) complex128
     # HF stores the spectrum as complex64: round in place, then |X|^2 in float64
     parts = torch.view_as_real(spectrum)  # (B, s, T, K, 2) float64 view
@@ -362,7 +374,8 @@ def log_mel_rows(
     rows = 1 + (waveform.size(1) - frame_length) // (stride * hop_length)
     if exporting or chunk_rows <= 0 or rows <= chunk_rows:
         return _log_mel_segment(
-            padded, window, mel_filters, frame_length, hop_length, fft_length, stride, preemphasis, mel_floor
+            padded, window, mel_filters, frame_length, hop_length, fft_length, stride, preemphasis, mel_floor,
+            not exporting,
         )
     step = stride * hop_length
     span = (chunk_rows - 1) * step + fft_length + (stride - 1) * hop_length  # samples behind chunk_rows rows

@@ -189,7 +189,7 @@ def export_aoti(program: torch.export.ExportedProgram, mode: str, path: str | Pa
     C++ loads it with ``torch::inductor::AOTIModelPackageLoader`` (``cpp/w2vlab_embed.cpp``), and
     :mod:`w2vlab.loaders` with the same libtorch class, neither needing the eager model.  It keeps the program's dynamic batch and length.  Inductor fuses and reorders
     float operations, so it is verified within the fp32 bounds, not bit for bit.  Compiling the tiny
-    demo took 28 s (preprocessed) and 84 s (waveform) with a cold inductor cache on 2 cores.  The package's own metadata map says its mode
+    demo took 25-28 s (preprocessed) and 55 s (waveform) with a cold inductor cache on 2 cores.  The package's own metadata map says its mode
     (``w2vlab_mode``), so a C++ loader can refuse a package of the other mode before running it.
 
     Raises:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import warnings
 from pathlib import Path
 
@@ -28,6 +30,30 @@ def tiny_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def pruned_dir(tmp_path_factory) -> Path:
     return write_demo_checkpoint(tmp_path_factory.mktemp("ckpt") / "pruned", pruned=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_all_formats(tmp_path_factory, tiny_dir) -> tuple[Path, tuple[str, ...], list]:
+    """The tiny demo exported in both modes to every format this environment writes without a compiler:
+    (directory, formats, the parity cases it was verified on).  Exported once per run and shared
+    by the pytest-xdist workers (under a lock; the export itself is atomic), because each such
+    export costs about 30 s of CPU.  The demo weights are deterministic, so every worker's
+    ``tiny_dir`` holds the same model.  Tests must copy it before changing anything in it."""
+    from w2vlab.contract import ALL_FORMATS, MODES, onnx_available
+    from w2vlab.export import export
+    from w2vlab.suite import build_suite
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # xdist: this run's root
+    out = shared / "tiny_all_formats" / "art"  # alone in its parent, which tests check for staging leftovers
+    formats = ALL_FORMATS if onnx_available() else ("torchscript", "exported")
+    cases = build_suite(lengths=(560, 16160, 40037), batches=((16160, 8000, 561),))  # 6 clips
+    with open(shared / "tiny_all_formats.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not out.is_dir():
+            out.parent.mkdir(exist_ok=True)
+            export(tiny_dir, out, modes=MODES, formats=formats, cases=cases, progress=False)
+    return out, formats, cases
 
 
 @pytest.fixture(scope="session")

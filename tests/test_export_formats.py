@@ -42,11 +42,10 @@ print(json.dumps({{"exporter": [m for m in {exporter} if m in sys.modules], "mod
 
 
 @pytest.fixture(scope="module")
-def artifact(tmp_path_factory, tiny_dir):
-    """Both modes, every format this environment can write (one export for the whole module)."""
-    out = tmp_path_factory.mktemp("formats") / "art"
-    formats = ALL_FORMATS if onnx_available() else ("torchscript", "exported")
-    export(tiny_dir, out, modes=MODES, formats=formats, cases=CASES, progress=False)
+def artifact(tiny_all_formats):
+    """Both modes, every format this environment can write (conftest's shared export, verified on CASES)."""
+    out, formats, cases = tiny_all_formats
+    assert [c.name for c in cases] == [c.name for c in CASES]
     return out, formats
 
 

@@ -9,9 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from w2vlab.export import export
-from w2vlab.contract import onnx_available
-from w2vlab.suite import QUICK_LENGTHS, build_suite
 from w2vlab.widgets import LABEL_WIDTH, PICKER_MAX_ROWS, build_workbench, explore, explorer_panel
 
 DATA = Path(__file__).parent / "data"  # not cwd-relative: pytest may run from anywhere
@@ -21,12 +18,8 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory, tiny_dir):
-    out = tmp_path_factory.mktemp("export") / "both"
-    formats = ("torchscript", "exported", "onnx-int8") if onnx_available() else ("torchscript", "exported")
-    export(tiny_dir, out, modes=("preprocessed", "waveform"), formats=formats,
-           cases=build_suite(QUICK_LENGTHS[:2], batches=()), progress=False)
-    return build_workbench(tiny_dir, out, DATA)
+def bench(tiny_all_formats, tiny_dir):
+    return build_workbench(tiny_dir, tiny_all_formats[0], DATA)
 
 
 def test_explore_modes(bench):

@@ -797,9 +797,9 @@ def metric_corpus_peak_rss(ctx: BenchContext) -> Rows:
 METRICS: tuple[Callable[[BenchContext], Rows], ...] = (
     metric_frontend_vs_hf, metric_frontend_busy, metric_waveform_vs_hf_plus_eager, metric_torchscript_vs_eager,
     metric_formats_vs_eager, metric_onnx_rewrites, metric_fastest_artifact_vs_eager, metric_encoder_flops_fraction,
-    metric_time_to_first_embedding,
-    metric_cpp_vs_python_first_embedding, metric_padded_batch, metric_corpus_pipeline_overhead,
-    metric_corpus_bucketing_vs_one_by_one, metric_corpus_ray_vs_local, metric_corpus_peak_rss,
+    metric_time_to_first_embedding, metric_cpp_vs_python_first_embedding, metric_padded_batch,
+    metric_corpus_pipeline_overhead, metric_corpus_bucketing_vs_one_by_one, metric_corpus_ray_vs_local,
+    metric_corpus_peak_rss,
 )
 
 

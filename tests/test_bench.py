@@ -36,10 +36,10 @@ def test_quick_tiny_run_produces_every_field(tiny):
     assert result == written
     assert result["threads"] == 2 and result["size"] == "tiny"
     expected = {"export_peak_rss", "frontend_vs_hf_10s", "frontend_vs_hf_60s", "frontend_busy_10s",
-                "torchscript_vs_eager_10s", "waveform_artifact_vs_hf_plus_eager_10s", "encoder_flops_fraction", "time_to_first_embedding",
-                "padded_batch_8_vs_one_by_one", "formats_vs_eager_10s", "fastest_artifact_vs_eager_10s",
-                "onnx_rewrites_10s",
-                "cpp_vs_python_first_embedding_10s", *CORPUS_METRICS}
+                "torchscript_vs_eager_10s", "waveform_artifact_vs_hf_plus_eager_10s", "encoder_flops_fraction",
+                "time_to_first_embedding", "padded_batch_8_vs_one_by_one", "formats_vs_eager_10s",
+                "fastest_artifact_vs_eager_10s", "onnx_rewrites_10s", "cpp_vs_python_first_embedding_10s",
+                *CORPUS_METRICS}
     assert set(result["metrics"]) == expected and result["only"] == ["export_peak_rss", *MEASURED]
     assert set(result["wall_s"]) == {"export_peak_rss", *MEASURED}
     for name, row in result["metrics"].items():

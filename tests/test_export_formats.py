@@ -18,9 +18,9 @@ from w2vlab.cli import main
 from w2vlab.contract import FILES as FORMAT_FILES
 from w2vlab.contract import ALL_FORMATS, MODES, ONNX_FORMATS, onnx_available
 from w2vlab.export import ExportParityError, export
-from w2vlab.rewrites import ATTENTION, POINTWISE
 from w2vlab.formats import embed_metadata
 from w2vlab.parity import ParityBounds, compare
+from w2vlab.rewrites import ATTENTION, POINTWISE
 from w2vlab.suite import build_suite, synthetic_speech
 
 needs_onnx = pytest.mark.skipif(not onnx_available(), reason="the [onnx] extra is not installed")

@@ -100,7 +100,7 @@ def check_request(modes: Sequence[str], formats: Sequence[str]) -> tuple[tuple[s
         check_mode(mode)
     for fmt in formats:
         check_format(fmt)
-    formats = tuple(f for f in FORMATS if f == "torchscript" or f in formats)  # .pt2 before ONNX: ONNX reuses it
+    formats = tuple(f for f in FORMATS if f == "torchscript" or f in formats)  # contract order: aoti reuses the .pt2 capture
     if set(formats) & set(ONNX_FORMATS):
         require(*ONNX_PACKAGES)
     if "aoti" in formats:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from w2vlab.parity import ClipParity, ParityBounds, ParityReport, as_matrix, compare, merge_reports
+from w2vlab.parity import ClipParity, ParityBounds, ParityReport, as_matrix, compare, format_bounds, merge_reports
 
 
 @pytest.fixture
@@ -62,6 +62,32 @@ def test_bounds_decide():
         ParityBounds(max_abs_diff=-1.0)
 
 
+def test_short_clips_have_their_own_cosine_bound():
+    """A clip under ``short_clip_samples`` is held to ``short_clip_min_cosine``; longer ones, and
+    clips of unknown length, to ``min_cosine``."""
+    bounds = ParityBounds(min_cosine=0.999, max_abs_diff=1.0, short_clip_samples=8000, short_clip_min_cosine=0.99)
+    angle = np.arccos(0.995)  # every candidate row at cosine 0.995 from its reference
+    ref, cand = [[1.0, 0.0]] * 3, [[np.cos(angle), np.sin(angle)]] * 3
+    names = ["short", "long", "longer"]
+    report = compare(ref, cand, names=names, bounds=bounds, num_samples=[7999, 8000, 160000])
+    assert report.failures == ("long", "longer")
+    assert [c.num_samples for c in report.clips] == [7999, 8000, 160000]
+    assert compare(ref, cand, names=names, bounds=bounds).failures == tuple(names)  # lengths unknown: the main bound
+    assert "cosine >= 0.999 (>= 0.99 under 8000 samples), max|diff| <= 1e+00" in report.headline()
+    with pytest.raises(ValueError, match="2 clip lengths for 3 embeddings"):
+        compare(ref, cand, bounds=bounds, num_samples=[1, 2])
+    with pytest.raises(ValueError, match="short_clip_min_cosine"):
+        ParityBounds(short_clip_min_cosine=2.0)
+    with pytest.raises(ValueError, match="short_clip_samples"):
+        ParityBounds(short_clip_samples=-1)
+
+
+def test_int8_bounds_keep_their_short_clip_bound():
+    b = format_bounds("onnx-int8", "waveform")
+    assert (b.min_cosine, b.short_clip_samples, b.short_clip_min_cosine) == (0.999, 8000, 0.998)
+    assert format_bounds("onnx", "preprocessed").short_clip_samples == 0
+
+
 def test_zero_rows():
     report = compare([[0.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [1.0, 0.0]])
     assert [c.cosine for c in report.clips] == [1.0, 0.0]
@@ -103,13 +129,13 @@ def test_to_dict_is_json_and_markdown_has_one_row_per_clip(embeddings):
     cosines = [float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))) for a, b in zip(reference, candidate)]
     assert d["clips"] == [
         {"name": f"clip{i}", "cosine": pytest.approx(cosines[i], abs=1e-14), "l2": pytest.approx(delta, rel=1e-6),
-         "max_abs_diff": pytest.approx(delta, rel=1e-6)}
+         "max_abs_diff": pytest.approx(delta, rel=1e-6), "num_samples": None}
         for i, delta in enumerate(offsets)
     ]
     summary = {
         "label": "eager vs script", "n_clips": 4, "passed": False, "failures": ["clip3"],
         "worst_cosine": pytest.approx(min(cosines), abs=1e-14), "worst_l2": pytest.approx(2e-5, rel=1e-6),
-        "worst_max_abs_diff": pytest.approx(2e-5, rel=1e-6), "bounds": {"min_cosine": 0.99999, "max_abs_diff": 1e-5},
+        "worst_max_abs_diff": pytest.approx(2e-5, rel=1e-6), "bounds": {"min_cosine": 0.99999, "max_abs_diff": 1e-5, "short_clip_samples": 0, "short_clip_min_cosine": 1.0},
     }
     assert report.summary() == summary
     assert {k: v for k, v in d.items() if k != "clips"} == summary

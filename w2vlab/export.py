@@ -46,7 +46,7 @@ from .formats import embed_metadata, export_aoti, export_onnx, export_program, q
 from .loaders import open_format
 from .parity import ParityBounds, ParityReport, compare, format_bounds, merge_reports
 from .rewrites import faster_blocks
-from .suite import Case, build_suite, candidate_fn, embed_cases, reference_fn
+from .suite import Case, build_suite, candidate_fn, case_lengths, embed_cases, reference_fn
 from .torchscript import TraceInfo, compile_core, save_script, wrap
 
 logger = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ def verify_file(path: Path, fmt: str, mode: str, fe: Any, ref: Reference, bounds
     _, candidate = embed_cases(ref.cases, candidate_fn(mode, module, fe), progress, f"{mode} {fmt}")
     del module
     report = compare(ref.embeddings, candidate, names=ref.names, bounds=format_bounds(fmt, mode, bounds),
-                     label=f"{mode} vs eager" if fmt == "torchscript" else f"{mode} {fmt} vs eager")
+                     num_samples=case_lengths(ref.cases), label=f"{mode} vs eager" if fmt == "torchscript" else f"{mode} {fmt} vs eager")
     entry = {"file": path.name, "parity": report.summary(), "content_sha256": digest}
     data = path.with_name(path.name + ".data")  # ONNX weights past protobuf's 2 GB limit
     if data.exists():

@@ -52,8 +52,9 @@ def _parity_panel(
 def plot_parity(report: ParityReport) -> Figure:
     """Per-clip ``1 - cosine`` and ``max|diff|`` bars against the report's bounds.
 
-    Bars over their panel's bound are red; zeros are drawn at a floor a decade below the
-    smallest positive value and marked "0"; names of failing clips are red on both panels.
+    Bars over their panel's bound (on the cosine panel, a short clip's own bound) are red; zeros are
+    drawn at a floor a decade below the smallest positive value and marked "0"; names of failing
+    clips are red on both panels.
     """
     if not isinstance(report, ParityReport):
         raise TypeError(
@@ -63,7 +64,7 @@ def plot_parity(report: ParityReport) -> Figure:
     names = [c.name for c in clips]
     fig = Figure(figsize=(min(16.0, max(8.0, 0.5 * len(names) + 4)), 3.6), layout="constrained")
     ax_cos, ax_max = fig.subplots(1, 2)
-    cos_failed = [c.cosine < b.min_cosine for c in clips]
+    cos_failed = [c.cosine < b.min_cosine_for(c.num_samples) for c in clips]  # short clips: their own bound
     max_failed = [c.max_abs_diff > b.max_abs_diff for c in clips]
     _parity_panel(ax_cos, names, [1.0 - c.cosine for c in clips], cos_failed, 1.0 - b.min_cosine, "1 - cosine")
     _parity_panel(ax_max, names, [c.max_abs_diff for c in clips], max_failed, b.max_abs_diff, "max |diff|")

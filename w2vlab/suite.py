@@ -149,6 +149,11 @@ def embed_cases(
     return names, torch.cat(rows)
 
 
+def case_lengths(cases: Sequence[Case]) -> list[int]:
+    """Samples of every row :func:`embed_cases` makes of ``cases``, in its order."""
+    return [len(wave) for case in cases for wave in case.waves]
+
+
 def embed_suite(
     cases: Sequence[Case],
     reference: Callable[[Case], torch.Tensor],
@@ -179,4 +184,4 @@ def run_suite(
 ) -> ParityReport:
     """Embed every case both ways and compare them."""
     names, ref, cand = embed_suite(cases, reference, candidate, progress, label or "parity")
-    return compare(ref, cand, names=names, bounds=bounds or ParityBounds(), label=label)
+    return compare(ref, cand, names=names, bounds=bounds or ParityBounds(), label=label, num_samples=case_lengths(cases))

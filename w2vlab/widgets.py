@@ -20,7 +20,7 @@ from .artifact import load_artifact
 from .checkpoint import feature_extractor_for, load_speaker_encoder
 from .contract import FORMATS, MODES, format_entries, read_metadata
 from .parity import ParityBounds, ParityReport, compare, format_bounds
-from .suite import Case, audio_files, build_suite, candidate_fn, embed_suite, reference_fn
+from .suite import Case, audio_files, build_suite, candidate_fn, case_lengths, embed_suite, reference_fn
 
 EXPLORER_MODES = (*MODES, "naive")  # the artifact's modes, and the naive trace to show why not
 MODE_LABELS = {"preprocessed": "preprocessed", "waveform": "waveform", "naive": "naive trace (why not)"}
@@ -102,7 +102,8 @@ def explore(
     names = list(clips)  # one row per clip, batched or not
     label = MODE_LABELS[mode] + (f" {format}" if mode != "naive" and format != "torchscript" else "")
     bounds = ParityBounds() if mode == "naive" else format_bounds(format, mode)  # int8: cosine >= 0.999
-    report = compare(ref, cand, names=names, label=label + (" (padded batch)" if cases[0].batched else ""), bounds=bounds)
+    report = compare(ref, cand, names=names, label=label + (" (padded batch)" if cases[0].batched else ""), bounds=bounds,
+                     num_samples=case_lengths(cases))
     return Exploration(report, ref, cand)
 
 

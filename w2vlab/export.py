@@ -116,6 +116,7 @@ def load(model_path: str | Path, checkpoint: str | Path | None, config: Any) -> 
 
 def reference(model: nn.Module, fe: Any, cases: Sequence[Case], progress: bool) -> Reference:
     """Embed ``cases`` with HF extractor + eager ``model``: what every file is compared with."""
+    logger.info("eager reference on %d cases", len(cases))
     names, embeddings = embed_cases(cases, reference_fn(model, fe), progress, "eager reference")
     return Reference(cases, names, embeddings)
 
@@ -127,9 +128,10 @@ def capture(model: nn.Module, config: FeatureConfig, modes: Sequence[str], forma
 
     One ``torch.export`` capture per mode serves the ``.pt2`` and the AOTInductor package; a
     second, of the model with :func:`w2vlab.rewrites.faster_blocks`, serves the ONNX file and
-    its int8 copy (quantised from the fp32 ONNX file, written under a hidden name if ONNX was not
-    asked for).
+    the source of its int8 copy (the fp32 ONNX file, or one written under a hidden name if ONNX
+    was not asked for), which :func:`quantize_files` quantises later.
     """
+    logger.info("compiling the TorchScript core")
     core, info = compile_core(model, config.feature_dim)
     for mode in modes:
         save_script(wrap(mode, core, config), tmp / FILES["torchscript", mode])
@@ -150,27 +152,37 @@ def capture(model: nn.Module, config: FeatureConfig, modes: Sequence[str], forma
                         onnx_program = capture_program(model, mode, config)
                 if fmt == "onnx":
                     export_onnx(onnx_program, mode, config, path)
-                else:
-                    _quantize(onnx_program, mode, config, tmp, keep_fp32="onnx" in formats)
+                elif "onnx" not in formats:  # the int8 copy's source: quantised by quantize_files
+                    export_onnx(onnx_program, mode, config, _int8_source(tmp, mode, formats))
     return info, rewrites
 
 
-def _quantize(source: Any, mode: str, config: FeatureConfig, tmp: Path, keep_fp32: bool) -> None:
-    """The int8 copy of ``mode``'s ONNX file, from the written fp32 file or a hidden one made for it."""
+def _int8_source(tmp: Path, mode: str, formats: Sequence[str]) -> Path:
+    """The fp32 ONNX file ``mode``'s int8 copy is quantised from: the written one, or a hidden one made for it."""
     fp32 = tmp / FILES["onnx", mode]
-    if not keep_fp32:
-        fp32 = tmp / f".fp32_{fp32.name}"
-        export_onnx(source, mode, config, fp32)
-    quantize_onnx(fp32, tmp / FILES["onnx-int8", mode])
-    if not keep_fp32:
-        for staged in (fp32, fp32.with_name(fp32.name + ".data")):
-            staged.unlink(missing_ok=True)
+    return fp32 if "onnx" in formats else fp32.with_name(f".fp32_{fp32.name}")
+
+
+def quantize_files(tmp: Path, modes: Sequence[str], formats: Sequence[str]) -> None:
+    """The int8 copy of each mode's ONNX file, quantised from its fp32 source once the caller has released
+    the eager model and the captures: the quantiser holds the whole fp32 graph and its int8 copy, so
+    beside the model it set the export's peak memory.  Hidden sources are removed afterwards."""
+    if "onnx-int8" not in formats:
+        return
+    for mode in modes:
+        fp32 = _int8_source(tmp, mode, formats)
+        logger.info("quantising %s to int8", fp32.name)
+        quantize_onnx(fp32, tmp / FILES["onnx-int8", mode])
+        if "onnx" not in formats:
+            for staged in (fp32, fp32.with_name(fp32.name + ".data")):
+                staged.unlink(missing_ok=True)
 
 
 def verify_file(path: Path, fmt: str, mode: str, fe: Any, ref: Reference, bounds: ParityBounds,
                 progress: bool) -> tuple[ParityReport, dict[str, Any]]:
     """Reload ``path`` as a consumer would and compare it with ``ref``: (report, metadata entry)."""
     config = FeatureConfig.from_extractor(fe)
+    logger.info("verifying %s", path.name)
     module, digest = open_format(path, fmt, mode, config, threads=torch.get_num_threads())
     _, candidate = embed_cases(ref.cases, candidate_fn(mode, module, fe), progress, f"{mode} {fmt}")
     del module
@@ -300,6 +312,7 @@ def export(
         info, rewrites = capture(loaded.model, FeatureConfig.from_extractor(fe), modes, formats, tmp)
         loaded = dataclasses.replace(loaded, model=None)  # keep the facts, release the weights
         gc.collect()
+        quantize_files(tmp, modes, formats)
         checked = verify_files(tmp, modes, formats, fe, ref, bounds, progress)
         entries = {mode: {fmt: {**checked[fmt][mode][1], **({"rewrites": rewrites} if fmt in ONNX_FORMATS else {})}
                           for fmt in formats} for mode in modes}

@@ -45,52 +45,12 @@ import numpy as np
 import torch
 
 from .bench_child import HWM_MARKER, REPORT_MARKER
+from .timing import alternated_seconds, median_seconds, paired_seconds
 
 logger = logging.getLogger(__name__)
 
 SR = 16000
 Rows = dict[str, Any]
-
-
-def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` runs.
-
-    Three warm-up runs by default: TorchScript's profiling executor optimises a graph only
-    after its first two calls.
-    """
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def alternated_seconds(fns: Sequence[Callable[[], Any]], repeats: int, warmup: int = 3) -> list[list[float]]:
-    """Wall times of each ``fns[i]()`` over ``repeats`` rounds, called in turn (f0, f1, ..., f0, f1, ...)
-    after ``warmup`` rounds: one list of times per function."""
-    for _ in range(warmup):
-        for fn in fns:
-            fn()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, fn_times in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            fn_times.append(time.perf_counter() - start)
-    return times
-
-
-def paired_seconds(a: Callable[[], Any], b: Callable[[], Any], repeats: int, warmup: int = 3) -> tuple[float, float]:
-    """Medians of ``a()`` and ``b()`` called alternately (a, b, a, b, ...) after ``warmup`` pairs.
-
-    On a shared machine the speed drifts by 2x within minutes; alternating makes the drift hit
-    both sides alike, so their ratio stays meaningful where two separate medians would not.
-    """
-    times_a, times_b = alternated_seconds((a, b), repeats, warmup)
-    return statistics.median(times_a), statistics.median(times_b)
 
 
 def metric(a_name: str, a: float, b_name: str, b: float, target: str, met: bool, **extra: Any) -> dict[str, Any]:
@@ -504,6 +464,112 @@ def metric_onnx_rewrites(ctx: BenchContext) -> Rows:
         fp32 < 1 and int8 < 1, int8_ratio=int8, runs=rows, stock_build_s=build_s)}
 
 
+# --------------------------------------------------------------------------- reduced precision
+
+TRIAL_DIR = Path(__file__).resolve().parents[1] / "tests" / "data" / "corpus"  # the corpus notebook's trials
+
+
+def gemm_ceilings(rows: int, inner: int, outer: int, repeats: int = 5) -> dict[str, float]:
+    """FLOP/s of one ``[rows, inner] x [inner, outer]`` GEMM, the model's feed-forward shape, in fp32
+    (``torch.mm``), bf16 (``torch.mm``) and int8 (``torch._int_mm``, int32 accumulation)."""
+    a, b = torch.randn(rows, inner), torch.randn(inner, outer)
+    flops = 2.0 * rows * inner * outer
+    out = {"fp32": flops / median_seconds(lambda: torch.mm(a, b), repeats)}
+    ab, bb = a.bfloat16(), b.bfloat16()
+    out["bf16"] = flops / median_seconds(lambda: torch.mm(ab, bb), repeats)
+    rows8 = max(rows, 17)  # _int_mm needs more than 16 rows
+    a8 = torch.randint(-128, 127, (rows8, inner), dtype=torch.int8)
+    b8 = torch.randint(-128, 127, (inner, outer), dtype=torch.int8)
+    try:
+        out["int8"] = 2.0 * rows8 * inner * outer / median_seconds(lambda: torch._int_mm(a8, b8), repeats)
+    except RuntimeError as e:  # shapes or a build without the int8 kernel
+        out["int8_error"] = str(e).splitlines()[0]
+    return out
+
+
+def ceiling_for(runner: str) -> str:
+    """Which of :func:`gemm_ceilings`' entries bounds ``runner``'s GEMMs."""
+    return "int8" if "int8" in runner else "bf16" if "bf16" in runner else "fp32"
+
+
+def precision_inputs(ctx: BenchContext) -> tuple[dict[str, torch.Tensor], dict[str, int], Any]:
+    """HF features (valid rows, ``[1, T, 160]``) of the 10 s clip, the quick suite's clips and, in a
+    checkout, the corpus notebook's trial utterances (``utt:<key>``); each one's samples; the trials
+    (None without the checkout's ``tests/data``)."""
+    from .suite import QUICK_LENGTHS, synthetic_speech
+
+    waves = {"clip10": ctx.clip10, **{f"synth_{n}": synthetic_speech(n, seed=i) for i, n in enumerate(QUICK_LENGTHS)}}
+    trials = None
+    if (TRIAL_DIR / "trials.txt").exists():
+        from .audio import prepare_waveform
+        from .corpus import read_clip, read_source
+        from .trials import read_trials
+
+        trials = read_trials(TRIAL_DIR / "trials.txt")
+        waves.update({f"utt:{item.key}": prepare_waveform(*read_clip(item)) for item in read_source(TRIAL_DIR / "wav.scp")})
+    feats = {}
+    for name, wave in waves.items():
+        out = ctx.fe(wave, sampling_rate=SR, return_tensors="pt", return_attention_mask=True)
+        feats[name] = out["input_features"][:, out["attention_mask"][0].bool()]
+    return feats, {name: len(wave) for name, wave in waves.items()}, trials
+
+
+def precision_quality(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], samples: dict[str, int],
+                      trials: Any) -> dict[str, Any]:
+    """Parity on the synthetic clips (int8's bounds, short clips included) and flipped trial decisions."""
+    from .parity import INT8_BOUNDS, compare
+    from .trials import compare_embeddings
+
+    clips = [name for name in ref if not name.startswith("utt:")]
+    report = compare(np.stack([ref[n] for n in clips]), np.stack([cand[n] for n in clips]), names=clips,
+                     bounds=INT8_BOUNDS, num_samples=[samples[n] for n in clips])
+    out = {"worst_cosine": report.worst_cosine, "parity_passed": report.passed, "parity_bounds": report.bounds.describe(),
+           "cosine": {c.name: c.cosine for c in report.clips}}
+    if trials is not None:
+        utts = lambda emb: {n.removeprefix("utt:"): v for n, v in emb.items() if n.startswith("utt:")}  # noqa: E731
+        decisions = compare_embeddings(utts(ref), utts(cand), trials)
+        out.update(flips=decisions.n_flips, flips_by_point={p.name: p.n_flips for p in decisions.points},
+                   max_score_diff=decisions.max_abs_diff)
+    return out
+
+
+def metric_reduced_precision(ctx: BenchContext) -> Rows:
+    """Each :data:`w2vlab.precision.RECIPES` candidate, built in its own process and alternated there
+    with the fp32 eager model on the 10 s clip: latency, GFLOP/s against the same-run GEMM ceiling
+    of its arithmetic, parity, flipped trial decisions, build time and peak RSS."""
+    from .precision import RECIPES, save_inputs
+
+    feats, samples, trials = precision_inputs(ctx)
+    inputs, out = ctx.work / "precision_inputs.npz", ctx.work / "precision_out.npz"
+    save_inputs(inputs, feats)
+    with torch.inference_mode():
+        ref = {name: ctx.model(x)[0].numpy() for name, x in feats.items()}
+    cfg, frames = ctx.model.encoder.config, feats["clip10"].shape[1]
+    ceilings, flops = gemm_ceilings(frames, cfg.hidden_size, cfg.intermediate_size), encoder_flops(flop_facts(ctx.model), frames)
+    rows = {}
+    for recipe, words in RECIPES.items():
+        child = run_child_report("precision_candidate", recipe, ctx.ckpt, ctx.art, inputs, out, ctx.threads,
+                                 ctx.repeats, env=ctx.env)
+        with np.load(out) as data:
+            quality = precision_quality(ref, {k: data[k][0] for k in data.files}, samples, trials)
+        for runner, s in child.report["s"].items():
+            ceiling = ceilings.get(ceiling_for(runner), float("nan"))
+            rows[runner] = {"recipe": words, "s": s, "eager_s": child.report["eager_s"],
+                            "ratio_vs_eager": s / child.report["eager_s"], "gflops": flops / s / 1e9,
+                            "ceiling": ceiling_for(runner), "fraction_of_ceiling": flops / s / ceiling, **quality,
+                            "build_s": child.report["build_s"], "build_peak_rss_bytes": child.report["build_peak_rss_bytes"],
+                            "child_peak_rss_bytes": child.peak_rss_bytes}
+    ok = {name: row["parity_passed"] and row.get("flips", 0) == 0 for name, row in rows.items()}
+    best = min(rows, key=lambda name: rows[name]["ratio_vs_eager"])
+    return {"reduced_precision_10s": metric(
+        "fastest_s", rows[best]["s"], "eager_s", rows[best]["eager_s"], "<= 0.3 with int8 parity bounds and 0 flips",
+        any(row["ratio_vs_eager"] <= 0.3 and ok[name] for name, row in rows.items()), fastest=best, runs=rows,
+        gemm_ceilings_gflops={k: v / 1e9 for k, v in ceilings.items() if isinstance(v, float)},
+        trials=None if trials is None else len(trials),
+        note="each recipe in its own process; onnx-int8's build peak is the quantisation's alone, the bf16 "
+             "builds' include the fp32 model they copy")}
+
+
 def metric_fastest_artifact_vs_eager(ctx: BenchContext) -> Rows:
     """The fastest format (int8 included) against eager, and the fastest fp32 one's ratio."""
     formats = ctx.formats
@@ -796,8 +862,8 @@ def metric_corpus_peak_rss(ctx: BenchContext) -> Rows:
 # after the export, in this order (also the order of the JSON's metrics)
 METRICS: tuple[Callable[[BenchContext], Rows], ...] = (
     metric_frontend_vs_hf, metric_frontend_busy, metric_waveform_vs_hf_plus_eager, metric_torchscript_vs_eager,
-    metric_formats_vs_eager, metric_onnx_rewrites, metric_fastest_artifact_vs_eager, metric_encoder_flops_fraction,
-    metric_time_to_first_embedding, metric_cpp_vs_python_first_embedding, metric_padded_batch,
+    metric_formats_vs_eager, metric_onnx_rewrites, metric_reduced_precision, metric_fastest_artifact_vs_eager,
+    metric_encoder_flops_fraction, metric_time_to_first_embedding, metric_cpp_vs_python_first_embedding, metric_padded_batch,
     metric_corpus_pipeline_overhead, metric_corpus_bucketing_vs_one_by_one, metric_corpus_ray_vs_local,
     metric_corpus_peak_rss,
 )

@@ -122,9 +122,40 @@ def embed_corpus_peak(artifact_dir: str, source: str, out: str, threads: str, ba
     return {name: getattr(summary, name) for name in ("files", "done", "batches", "audio_seconds", "wall_seconds")}
 
 
+def precision_candidate(recipe: str, ckpt: str, artifact_dir: str, inputs: str, out: str, threads: str,
+                        repeats: str) -> dict[str, Any]:
+    """Build :mod:`w2vlab.precision` ``recipe``, time each of its runners alternated with the fp32
+    eager model on the ``clip10`` features of ``inputs``, and save the first runner's embedding of
+    every feature tensor there to ``out`` (npz).  ``onnx-int8`` is built before the eager model is
+    loaded, so the peak RSS at the end of its build is the quantisation's own."""
+    import statistics
+
+    import numpy as np
+    import torch
+
+    from .checkpoint import load_speaker_encoder
+    from .precision import build, load_inputs
+    from .timing import alternated_seconds
+
+    torch.set_num_threads(int(threads))
+    feats = load_inputs(Path(inputs))
+    model = None if recipe == "onnx-int8" else load_speaker_encoder(ckpt).model
+    runners, build_s = build(recipe, model, Path(artifact_dir), Path(out).parent, int(threads), feats["clip10"])
+    build_peak = peak_rss_kib() * 1024
+    model = model if model is not None else load_speaker_encoder(ckpt).model
+    clip = feats["clip10"]
+    with torch.inference_mode():
+        times = alternated_seconds([lambda: model(clip), *(lambda r=r: r(clip) for r in runners.values())],
+                                   int(repeats))
+        first = next(iter(runners.values()))
+        np.savez(out, **{name: first(x).numpy() for name, x in feats.items()})
+    return {"build_s": build_s, "build_peak_rss_bytes": build_peak, "eager_s": statistics.median(times[0]),
+            "s": {name: statistics.median(t) for name, t in zip(runners, times[1:])}}
+
+
 CHILDREN: dict[str, Callable[..., dict[str, Any]]] = {
     f.__name__: f for f in (export_artifact, first_embedding_eager, first_embedding_artifact, first_embedding_file,
-                            embed_corpus_peak)
+                            embed_corpus_peak, precision_candidate)
 }
 
 

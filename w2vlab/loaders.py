@@ -113,9 +113,10 @@ class OnnxRuntimeCore(nn.Module):
         return torch.from_numpy(self.session.run([self.output_name], feeds)[0])
 
 
-def onnx_session(path: str | Path, threads: Optional[int] = None) -> Any:
+def onnx_session(path: str | Path, threads: Optional[int] = None, spinning: bool = False) -> Any:
     """An ONNX Runtime CPU session for ``path``: all graph optimisations, ``threads`` intra-op threads
-    (``None``: ONNX Runtime's default, one per physical core), and idle workers that sleep.
+    (``None``: ONNX Runtime's default, one per physical core), and idle workers that sleep
+    (``spinning=True``: that busy-wait, ONNX Runtime's default; the benchmark measures both).
 
     ONNX Runtime's workers spin between calls by default, competing with torch's OpenMP threads
     for the same cores on a small machine.  Turned off here: in runs that alternate with eager
@@ -128,7 +129,7 @@ def onnx_session(path: str | Path, threads: Optional[int] = None) -> Any:
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     if threads is not None:
         options.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -77,8 +77,10 @@ def test_time_to_first_embedding_goes_through_the_consumer_alone(tiny):
     result, _ = tiny
     first = result["metrics"]["time_to_first_embedding"]
     formats = list(result["metrics"]["formats_vs_eager_10s"]["formats"])
-    assert {"torchscript_s", "eager_s", "ratio", "eager_modules_loaded", "consumer"} <= set(first)
-    assert {f"{fmt}_s" for fmt in formats if fmt != "torchscript"} <= set(first)
+    assert {"fastest_s", "eager_s", "ratio", "eager_modules_loaded", "consumer", "torchscript_ratio"} <= set(first)
+    assert {f"{fmt}_s" for fmt in formats} <= set(first)
+    assert first["fastest_s"] == min(first[f"{fmt}_s"] for fmt in formats) == first[f"{first['fastest']}_s"]
+    assert first["ratio"] == first["fastest_s"] / first["eager_s"]
     assert set(first["consumer_modules_loaded"]) == set(first["consumer_heavy_modules"]) == set(formats)
     assert all(isinstance(n, int) and n > 0 for n in first["consumer_modules_loaded"].values())
     assert first["consumer_heavy_modules"] == {fmt: [] for fmt in formats}

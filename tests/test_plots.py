@@ -139,3 +139,20 @@ def test_plot_bench_colours_met_and_unmet_targets():
     assert [p.get_height() for p in right.patches] == [0.45, 0.3] and right.patches[1].get_hatch() == "//"
     with pytest.raises(ValueError, match="non-empty 'metrics'"):
         plots.plot_bench({"size": "tiny"})
+
+
+def test_plot_bench_adds_the_reduced_precision_candidates_that_are_not_formats():
+    result = {"size": "full", "threads": 2, "metrics": {
+        "formats_vs_eager_10s": {"formats": {"onnx": {"ratio_vs_eager": 0.9, "cosine": 1.0},
+                                             "onnx-int8": {"ratio_vs_eager": 0.45, "cosine": 0.9999}}},
+        "reduced_precision_10s": {"ratio": 0.35, "target": "<= 0.3", "met": False, "runs": {
+            "onnx-int8": {"ratio_vs_eager": 0.44, "worst_cosine": 0.9985},  # already a format: not drawn twice
+            "onnx-int8-spin": {"ratio_vs_eager": 0.41, "worst_cosine": 0.9985},
+            "bf16-inductor": {"ratio_vs_eager": 0.35, "worst_cosine": 0.99998}}}}}
+    left, right = plots.plot_bench(result).axes
+    assert [t.get_text() for t in left.get_yticklabels()] == ["reduced_precision_10s"]
+    assert [t.get_text() for t in right.get_xticklabels()] == ["onnx", "onnx-int8", "onnx-int8-spin", "bf16-inductor"]
+    assert [p.get_height() for p in right.patches] == [0.9, 0.45, 0.41, 0.35]
+    assert [p.get_hatch() for p in right.patches] == [None, "//", "//", None]
+    assert right.patches[0].get_facecolor() != right.patches[3].get_facecolor()  # format vs candidate
+    assert 0.3 in [line.get_ydata()[0] for line in right.get_lines()]  # the reduced-precision target

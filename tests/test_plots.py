@@ -147,7 +147,7 @@ def test_plot_bench_adds_the_reduced_precision_candidates_that_are_not_formats()
                                              "onnx-int8": {"ratio_vs_eager": 0.45, "cosine": 0.9999}}},
         "reduced_precision_10s": {"ratio": 0.35, "target": "<= 0.3", "met": False, "runs": {
             "onnx-int8": {"ratio_vs_eager": 0.44, "worst_cosine": 0.9985},  # already a format: not drawn twice
-            "onnx-int8-spin": {"ratio_vs_eager": 0.41, "worst_cosine": 0.9985},
+            "onnx-int8-spin": {"ratio_vs_eager": 0.41, "worst_cosine": 0.9985, "cosine": {"clip10": 0.9999}},
             "bf16-inductor": {"ratio_vs_eager": 0.35, "worst_cosine": 0.99998}}}}}
     left, right = plots.plot_bench(result).axes
     assert [t.get_text() for t in left.get_yticklabels()] == ["reduced_precision_10s"]

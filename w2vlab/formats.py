@@ -165,7 +165,8 @@ def quantize_onnx(source: str | Path, path: str | Path) -> None:
     ``quantize_dynamic``: MatMul weights int8 per output channel, activations quantised per call).
 
     About 2.9x smaller (0.82 GB for 2.35 GB at full size) and, on 2 CPU threads at full size,
-    0.58-0.61x eager's latency in the committed benchmark, at cosine ~0.9999 to it: verify it
+    0.37-0.47x eager's latency in the committed benchmark (from the rewritten graph of
+    :mod:`w2vlab.rewrites`), at cosine ~0.9999 to it on 10 s: verify it
     with :data:`w2vlab.parity.INT8_BOUNDS`, never as an exact copy.  The frontend's float64 mel
     projection is not quantised (only float32 MatMuls are).
     """

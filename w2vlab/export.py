@@ -187,7 +187,8 @@ def verify_file(path: Path, fmt: str, mode: str, fe: Any, ref: Reference, bounds
     _, candidate = embed_cases(ref.cases, candidate_fn(mode, module, fe), progress, f"{mode} {fmt}")
     del module
     report = compare(ref.embeddings, candidate, names=ref.names, bounds=format_bounds(fmt, mode, bounds),
-                     num_samples=case_lengths(ref.cases), label=f"{mode} vs eager" if fmt == "torchscript" else f"{mode} {fmt} vs eager")
+                     num_samples=case_lengths(ref.cases),
+                     label=f"{mode} vs eager" if fmt == "torchscript" else f"{mode} {fmt} vs eager")
     entry = {"file": path.name, "parity": report.summary(), "content_sha256": digest}
     data = path.with_name(path.name + ".data")  # ONNX weights past protobuf's 2 GB limit
     if data.exists():

@@ -66,7 +66,8 @@ def build_bf16(model: nn.Module) -> dict[str, Runner]:
 
 def build_bf16_inductor(model: nn.Module, example: torch.Tensor) -> dict[str, Runner]:
     """Compile the bf16 copy with inductor (freezing on) and run it once on ``example`` so the build
-    includes the compile."""
+    includes the compile.  Freezing is inductor's process-wide setting: the benchmark builds this
+    recipe in a child process of its own."""
     import torch._inductor.config as inductor_config
 
     inductor_config.freezing = True

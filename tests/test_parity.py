@@ -86,6 +86,8 @@ def test_int8_bounds_keep_their_short_clip_bound():
     b = format_bounds("onnx-int8", "waveform")
     assert (b.min_cosine, b.short_clip_samples, b.short_clip_min_cosine) == (0.999, 8000, 0.998)
     assert format_bounds("onnx", "preprocessed").short_clip_samples == 0
+    loose = format_bounds("onnx-int8", "preprocessed", ParityBounds(min_cosine=0.99))
+    assert (loose.min_cosine, loose.short_clip_min_cosine) == (0.99, 0.99)  # never tighter on short clips
 
 
 def test_zero_rows():

@@ -78,7 +78,8 @@ def format_bounds(fmt: str, mode: str, bounds: ParityBounds = ParityBounds()) ->
     and :data:`INT8_BOUNDS` (its short-clip bound included) for the int8 copy, which is judged by cosine."""
     if fmt == "onnx-int8":
         return dataclasses.replace(INT8_BOUNDS, min_cosine=min(bounds.min_cosine, INT8_BOUNDS.min_cosine),
-                                   max_abs_diff=max(bounds.max_abs_diff, INT8_BOUNDS.max_abs_diff))
+                                   max_abs_diff=max(bounds.max_abs_diff, INT8_BOUNDS.max_abs_diff),
+                                   short_clip_min_cosine=min(bounds.min_cosine, INT8_BOUNDS.short_clip_min_cosine))
     if (fmt, mode) == ("onnx", "waveform") and bounds.max_abs_diff < ONNX_WAVEFORM_MAX_ABS_DIFF:
         return ParityBounds(bounds.min_cosine, ONNX_WAVEFORM_MAX_ABS_DIFF)
     return bounds

@@ -435,7 +435,8 @@ def metric_onnx_rewrites(ctx: BenchContext) -> Rows:
 
     if not onnx_available():
         return {"onnx_rewrites_10s": {"skipped": "the [onnx] extra is not installed"}}
-    from .formats import capture, export_onnx, quantize_onnx
+    from .formats import capture, export_onnx
+    from .int8 import quantize_onnx
     from .loaders import load_format
     from .parity import compare
 

@@ -18,7 +18,6 @@ any previous artifact byte-identical.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import json
 import logging
 import platform
@@ -33,6 +32,7 @@ import transformers
 from torch import nn
 
 from . import __version__
+from .allocator import trim
 from .atomic import atomic_directory
 from .card import render_model_card
 from .checkpoint import LoadedModel, feature_extractor_for, load_speaker_encoder
@@ -42,7 +42,8 @@ from .contract import (CARD_FILE, DEFAULT_OUTPUT, EXTRACTOR_DIR, FILES, FORMAT_T
 from .entry import min_program_samples
 from .features import FeatureConfig
 from .formats import capture as capture_program
-from .formats import embed_metadata, export_aoti, export_onnx, export_program, quantize_onnx
+from .formats import embed_metadata, export_aoti, export_onnx, export_program
+from .int8 import quantize_onnx
 from .loaders import open_format
 from .parity import ParityBounds, ParityReport, compare, format_bounds, merge_reports
 from .rewrites import faster_blocks
@@ -165,14 +166,15 @@ def _int8_source(tmp: Path, mode: str, formats: Sequence[str]) -> Path:
 
 def quantize_files(tmp: Path, modes: Sequence[str], formats: Sequence[str]) -> None:
     """The int8 copy of each mode's ONNX file, quantised from its fp32 source once the caller has released
-    the eager model and the captures: the quantiser holds the whole fp32 graph and its int8 copy, so
-    beside the model it set the export's peak memory.  Hidden sources are removed afterwards."""
+    the eager model and the captures (:func:`w2vlab.int8.quantize_onnx` holds the int8 copy it writes,
+    about a third of the fp32 weights).  Hidden sources are removed afterwards."""
     if "onnx-int8" not in formats:
         return
     for mode in modes:
         fp32 = _int8_source(tmp, mode, formats)
         logger.info("quantising %s to int8", fp32.name)
         quantize_onnx(fp32, tmp / FILES["onnx-int8", mode])
+        trim()
         if "onnx" not in formats:
             for staged in (fp32, fp32.with_name(fp32.name + ".data")):
                 staged.unlink(missing_ok=True)
@@ -186,6 +188,7 @@ def verify_file(path: Path, fmt: str, mode: str, fe: Any, ref: Reference, bounds
     module, digest = open_format(path, fmt, mode, config, threads=torch.get_num_threads())
     _, candidate = embed_cases(ref.cases, candidate_fn(mode, module, fe), progress, f"{mode} {fmt}")
     del module
+    trim()  # the next file loads into this memory, not on top of it
     report = compare(ref.embeddings, candidate, names=ref.names, bounds=format_bounds(fmt, mode, bounds),
                      num_samples=case_lengths(ref.cases),
                      label=f"{mode} vs eager" if fmt == "torchscript" else f"{mode} {fmt} vs eager")
@@ -312,7 +315,7 @@ def export(
         ref = reference(loaded.model, fe, build_suite() if cases is None else cases, progress)
         info, rewrites = capture(loaded.model, FeatureConfig.from_extractor(fe), modes, formats, tmp)
         loaded = dataclasses.replace(loaded, model=None)  # keep the facts, release the weights
-        gc.collect()
+        trim()
         quantize_files(tmp, modes, formats)
         checked = verify_files(tmp, modes, formats, fe, ref, bounds, progress)
         entries = {mode: {fmt: {**checked[fmt][mode][1], **({"rewrites": rewrites} if fmt in ONNX_FORMATS else {})}

@@ -4,7 +4,7 @@ Each recipe builds runners ``features [1, T, 160] -> embedding [1, D]`` from the
 or from the artifact's files.  :func:`w2vlab.bench_child.precision_candidate` runs one recipe per
 process, so that its build time and peak RSS are its own.  None of them is written as an
 artifact here: the shipped reduced-precision format is ``onnx-int8`` (see
-:func:`w2vlab.formats.quantize_onnx`), and these numbers say whether another recipe should
+:func:`w2vlab.int8.quantize_onnx`), and these numbers say whether another recipe should
 replace it.
 """
 
@@ -21,7 +21,7 @@ Runner = Callable[[torch.Tensor], torch.Tensor]
 
 # recipe -> what it is, in words (the JSON repeats this beside each row)
 RECIPES: dict[str, str] = {
-    "onnx-int8": "the artifact's fp32 ONNX program (rewritten blocks) through onnxruntime quantize_dynamic: "
+    "onnx-int8": "the artifact's fp32 ONNX program (rewritten blocks) quantised as onnxruntime's quantize_dynamic does (w2vlab.int8): "
                  "MatMul weights int8 per output channel, activations quantised per call; sessions with "
                  "intra-op spinning off (as shipped) and on",
     "bf16": "model.to(torch.bfloat16), run eagerly; features cast to bf16, embedding back to fp32",
@@ -51,7 +51,7 @@ def bf16_copy(model: nn.Module) -> nn.Module:
 def build_onnx_int8(artifact: Path, work: Path, threads: int, feature_dim: int) -> dict[str, Runner]:
     """Quantise the artifact's preprocessed ONNX file into ``work``; runners with spinning off and on."""
     from .contract import FILES
-    from .formats import quantize_onnx
+    from .int8 import quantize_onnx
     from .loaders import OnnxRuntimeCore, PreprocessedSpeakerEncoder, onnx_session
 
     path = work / "candidate_int8.onnx"

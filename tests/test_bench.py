@@ -11,6 +11,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from w2vlab import bench, bench_child
+from w2vlab.allocator import is_glibc
 from w2vlab.contract import ALL_FORMATS, onnx_available
 from w2vlab.demo import build_demo_model
 
@@ -42,7 +43,7 @@ def test_quick_tiny_run_produces_every_field(tiny):
                 "torchscript_vs_eager_10s", "waveform_artifact_vs_hf_plus_eager_10s", "encoder_flops_fraction",
                 "time_to_first_embedding", "padded_batch_8_vs_one_by_one", "formats_vs_eager_10s",
                 "fastest_artifact_vs_eager_10s", "onnx_rewrites_10s", "cpp_vs_python_first_embedding_10s",
-                *CORPUS_METRICS}
+                "allocator_eager_10s", *CORPUS_METRICS}
     assert set(result["metrics"]) == expected and result["only"] == ["export_peak_rss", *MEASURED]
     assert set(result["wall_s"]) == {"export_peak_rss", *MEASURED}
     for name, row in result["metrics"].items():
@@ -68,6 +69,18 @@ def test_quick_tiny_run_produces_every_field(tiny):
     assert result["metrics"]["export_peak_rss"]["formats"] == list(formats)  # the artifact the formats came from
     assert set(result["metrics"]["encoder_flops_fraction"]["fraction_of_best"]) == {"eager", *formats}
     assert set(result["artifact_sizes"]) == {"w2vbert_speaker_script_preprocessed.pt", "w2vbert_speaker_script_waveform.pt"}
+
+
+@pytest.mark.slow  # runs the benchmark but Ray (about 2-3 min on 2 cores)
+def test_allocator_row_times_both_settings_in_processes_that_applied_them(tiny):
+    row = tiny[0]["metrics"]["allocator_eager_10s"]
+    assert row["applied"] == {"default": [False], "keep_freed_memory": [is_glibc()]}
+    runners = {"eager", "torchscript", *(["onnx"] if onnx_available() else [])}
+    for setting in ("default", "keep_freed_memory"):
+        assert set(row["seconds"][setting]) == set(row["minor_faults_per_call"][setting]) == runners
+        assert set(row["ratio_vs_eager_same_setting"][setting]) == runners - {"eager"}
+        assert all(faults >= 0 for faults in row["minor_faults_per_call"][setting].values())
+    assert row["ratio"] == pytest.approx(row["seconds"]["keep_freed_memory"]["eager"] / row["seconds"]["default"]["eager"])
 
 
 @pytest.mark.slow  # runs the benchmark but Ray (about 2-3 min on 2 cores)

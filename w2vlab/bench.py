@@ -44,6 +44,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 import numpy as np
 import torch
 
+from .allocator import keep_freed_memory
 from .bench_child import HWM_MARKER, REPORT_MARKER
 from .timing import alternated_seconds, median_seconds, paired_seconds
 
@@ -571,6 +572,35 @@ def metric_reduced_precision(ctx: BenchContext) -> Rows:
              "builds' include the fp32 model they copy")}
 
 
+def metric_allocator(ctx: BenchContext) -> Rows:
+    """Eager, TorchScript and ONNX on the 10 s clip in processes with and without
+    :func:`w2vlab.allocator.keep_freed_memory` (interleaved, two of each; one with ``--quick``): the
+    setting's effect on eager, and the fastest fp32 file's ratio against both eagers."""
+    from .precision import save_inputs
+
+    inputs = ctx.work / "allocator_inputs.npz"
+    save_inputs(inputs, {"clip10": ctx.feats})
+    runs: dict[str, list[dict[str, Any]]] = {"default": [], "keep_freed_memory": []}
+    for _ in range(1 if ctx.quick else 2):
+        for setting, keep in (("default", 0), ("keep_freed_memory", 1)):
+            report = run_child_report("allocator_runs", ctx.ckpt, ctx.art, inputs, ctx.threads, ctx.repeats, keep,
+                                      env=ctx.env).report
+            runs[setting].append(report)
+    med = {setting: {name: float(np.median([r["s"][name] for r in reports])) for name in reports[0]["s"]}
+           for setting, reports in runs.items()}
+    faults = {setting: {name: float(np.median([r["minor_faults"][name] for r in reports]))
+                        for name in reports[0]["minor_faults"]} for setting, reports in runs.items()}
+    vs_eager = {setting: {name: med[setting][name] / med[setting]["eager"] for name in med[setting] if name != "eager"}
+                for setting in med}
+    return {"allocator_eager_10s": metric(
+        "eager_keep_s", med["keep_freed_memory"]["eager"], "eager_default_s", med["default"]["eager"],
+        "< 1 (the setting the consumers use)", med["keep_freed_memory"]["eager"] < med["default"]["eager"],
+        seconds=med, minor_faults_per_call=faults, ratio_vs_eager_same_setting=vs_eager,
+        applied={setting: [r["keep_freed_memory"] for r in reports] for setting, reports in runs.items()},
+        keep_vs_default={name: med["keep_freed_memory"][name] / med["default"][name] for name in med["default"]},
+        timing="each process alternates its runners (paired); the two settings are separate processes, interleaved")}
+
+
 def metric_fastest_artifact_vs_eager(ctx: BenchContext) -> Rows:
     """The fastest format (int8 included) against eager, and the fastest fp32 one's ratio."""
     formats = ctx.formats
@@ -865,7 +895,7 @@ def metric_corpus_peak_rss(ctx: BenchContext) -> Rows:
 # after the export, in this order (also the order of the JSON's metrics)
 METRICS: tuple[Callable[[BenchContext], Rows], ...] = (
     metric_frontend_vs_hf, metric_frontend_busy, metric_waveform_vs_hf_plus_eager, metric_torchscript_vs_eager,
-    metric_formats_vs_eager, metric_onnx_rewrites, metric_reduced_precision, metric_fastest_artifact_vs_eager,
+    metric_formats_vs_eager, metric_allocator, metric_onnx_rewrites, metric_reduced_precision, metric_fastest_artifact_vs_eager,
     metric_encoder_flops_fraction, metric_time_to_first_embedding, metric_cpp_vs_python_first_embedding, metric_padded_batch,
     metric_corpus_pipeline_overhead, metric_corpus_bucketing_vs_one_by_one, metric_corpus_ray_vs_local,
     metric_corpus_peak_rss,
@@ -907,6 +937,7 @@ def run(size: str = "tiny", quick: bool = False, threads: int = 2, workdir: str 
         with tempfile.TemporaryDirectory(prefix="w2vlab-bench-") as tmp:
             return run(size, quick, threads, tmp, only)
     torch.set_num_threads(threads)
+    keep_freed_memory()  # time as the consumers run; the export child keeps glibc's defaults
     ctx = make_context(size, quick, threads, Path(workdir))
     result: dict[str, Any] = {
         "size": size, "quick": quick, "threads": threads, "repeats": ctx.repeats,

@@ -153,10 +153,52 @@ def precision_candidate(recipe: str, ckpt: str, artifact_dir: str, inputs: str, 
             "s": {name: statistics.median(t) for name, t in zip(runners, times[1:])}}
 
 
+def allocator_runs(ckpt: str, artifact_dir: str, inputs: str, threads: str, repeats: str, keep: str) -> dict[str, Any]:
+    """The eager model and the artifact's preprocessed TorchScript and ONNX files (where present),
+    alternated on the ``clip10`` features of ``inputs``, in a process that calls
+    :func:`w2vlab.allocator.keep_freed_memory` (``keep`` "1") or leaves glibc's defaults ("0"):
+    median seconds and minor page faults per call of each."""
+    import resource
+    import statistics
+
+    import torch
+
+    from .allocator import keep_freed_memory
+    from .checkpoint import load_speaker_encoder
+    from .contract import FILES, format_entries, read_metadata
+    from .loaders import load_format
+    from .precision import load_inputs
+    from .timing import alternated_seconds
+
+    kept = keep == "1" and keep_freed_memory()
+    torch.set_num_threads(int(threads))
+    clip, art = load_inputs(Path(inputs))["clip10"], Path(artifact_dir)
+    runners = {"eager": load_speaker_encoder(ckpt).model}
+    present = format_entries(read_metadata(art), "preprocessed")
+    for fmt in ("torchscript", "onnx"):
+        if fmt in present:
+            runners[fmt] = load_format(art / FILES[fmt, "preprocessed"], fmt, "preprocessed", threads=int(threads))
+    faults: dict[str, list[int]] = {name: [] for name in runners}
+
+    def counted(name: str) -> Callable[[], Any]:
+        def call() -> None:
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            runners[name](clip)
+            faults[name].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+        return call
+
+    with torch.inference_mode():
+        times = alternated_seconds([counted(name) for name in runners], int(repeats))
+    return {"keep_freed_memory": kept, "s": {name: statistics.median(t) for name, t in zip(runners, times)},
+            "minor_faults": {name: statistics.median(f[-int(repeats):]) for name, f in faults.items()}}
+
+
 CHILDREN: dict[str, Callable[..., dict[str, Any]]] = {
     f.__name__: f for f in (export_artifact, first_embedding_eager, first_embedding_artifact, first_embedding_file,
-                            embed_corpus_peak, precision_candidate)
+                            embed_corpus_peak, precision_candidate, allocator_runs)
 }
+# children that set the allocator themselves: the export hands memory back, allocator_runs compares both
+OWN_ALLOCATOR = ("export_artifact", "allocator_runs")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in CHILDREN:
         sys.stderr.write(f"usage: python -m w2vlab.bench_child {{{','.join(CHILDREN)}}} ARG...\n")
         return 2
+    if argv[0] not in OWN_ALLOCATOR:
+        from .allocator import keep_freed_memory
+
+        keep_freed_memory()  # as the consumers run (w2vlab.allocator)
     report = CHILDREN[argv[0]](*argv[1:])
     sys.stdout.write(f"\n{REPORT_MARKER} {json.dumps(report)}\n{HWM_MARKER} {peak_rss_kib()}\n")
     return 0

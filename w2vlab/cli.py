@@ -54,8 +54,10 @@ def _embed(args) -> int:
     import numpy as np
     import torch
 
+    from .allocator import keep_freed_memory
     from .artifact import load_artifact
 
+    keep_freed_memory()  # clip after clip: reuse freed tensors' pages (w2vlab.allocator)
     art = load_artifact(args.artifact, args.mode, args.format)
     embeddings = torch.stack([art.embed_file(p) for p in args.audio]).numpy()
     if args.out:
@@ -68,8 +70,10 @@ def _embed(args) -> int:
 
 
 def _score(args) -> int:
+    from .allocator import keep_freed_memory
     from .artifact import load_artifact
 
+    keep_freed_memory()
     art = load_artifact(args.artifact, args.mode, args.format)
     print(f"{art.score(art.embed_file(args.a), art.embed_file(args.b)):.6f}")
     return 0
@@ -153,6 +157,7 @@ def _add_trial_parsers(sub) -> None:
 
 
 def _embed_corpus(args) -> int:
+    from .allocator import keep_freed_memory
     from .corpus import DEFAULT_BATCH_SECONDS, FAILURES, ArtifactEmbedder, embed_corpus
 
     if (args.artifact is None) == (args.model_path is None):
@@ -161,6 +166,7 @@ def _embed_corpus(args) -> int:
         raise ValueError("--checkpoint and --config go with --model-path, not --artifact")
     if args.model_path is not None and (args.format or args.mode):
         raise ValueError("--format and --mode go with --artifact; --model-path runs the eager model on HF features")
+    keep_freed_memory()  # batch after batch: reuse freed tensors' pages (w2vlab.allocator)
     engine = args.engine
     if engine == "ray":
         from .corpus_ray import require_ray, run_ray

@@ -60,7 +60,10 @@ class EmbedBatches:
     def __init__(self, recipe: Callable[[], Embedder], identity: dict[str, Any]):
         import torch
 
+        from .allocator import keep_freed_memory
+
         torch.set_num_threads(CPUS_PER_ACTOR)
+        keep_freed_memory()  # this worker embeds batch after batch (w2vlab.allocator)
         self.embedder = recipe()
         if json.dumps(self.embedder.identity, sort_keys=True) != json.dumps(identity, sort_keys=True):
             raise RuntimeError(f"a Ray actor built {self.embedder.identity}, not the driver's {identity}: "

@@ -67,7 +67,13 @@ def test_quick_tiny_run_produces_every_field(tiny):
     for row in formats.values():
         assert {"s", "eager_s", "ratio_vs_eager", "cosine", "max_abs_diff", "bytes"} <= set(row)
     assert result["metrics"]["export_peak_rss"]["formats"] == list(formats)  # the artifact the formats came from
-    assert set(result["metrics"]["encoder_flops_fraction"]["fraction_of_best"]) == {"eager", *formats}
+    flops = result["metrics"]["encoder_flops_fraction"]
+    assert set(flops["fraction_of_best"]) == {"eager", *formats}
+    assert flops["best_gemm_gflops"]["fp32"] == max(v for k, v in flops["best_gemm_gflops"].items() if k != "fp32")
+    if onnx_available():  # ONNX Runtime's profile of the ONNX file: kernel time by op type, within the call's time
+        profile = flops["onnx_profile"]
+        assert "MatMul" in profile["by_op_s"] and sum(profile["share"].values()) == pytest.approx(1.0)
+        assert 0 < profile["kernel_s"] <= 1.5 * profile["call_s"]
     assert set(result["artifact_sizes"]) == {"w2vbert_speaker_script_preprocessed.pt", "w2vbert_speaker_script_waveform.pt"}
 
 

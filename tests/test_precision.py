@@ -12,6 +12,7 @@ import torch
 
 from w2vlab import bench
 from w2vlab.checkpoint import feature_extractor_for, load_speaker_encoder
+from w2vlab.contract import onnx_available
 from w2vlab.parity import INT8_BOUNDS, compare
 from w2vlab.precision import RECIPES, build, load_inputs, save_inputs
 from w2vlab.suite import synthetic_speech
@@ -99,7 +100,9 @@ def test_quality_holds_short_clips_to_their_bound_and_counts_flips():
 
 
 def test_gemm_ceilings_cover_each_arithmetic():
-    ceilings = bench.gemm_ceilings(64, 32, 64, repeats=1)
-    assert {"fp32", "bf16"} <= set(ceilings) and ceilings["fp32"] > 0 and ceilings["bf16"] > 0
+    ceilings = bench.gemm_ceilings(64, 32, 64, threads=1, repeats=1)
+    assert {"fp32", "fp32_torch", "fp32_numpy", "bf16"} <= set(ceilings) and ceilings["bf16"] > 0
+    assert ("fp32_onnxruntime" in ceilings) == onnx_available()
+    assert ceilings["fp32"] == max(v for k, v in ceilings.items() if k.startswith("fp32_")) > 0
     assert ceilings.get("int8", 1.0) > 0 and ("int8" in ceilings) != ("int8_error" in ceilings)
     assert [bench.ceiling_for(n) for n in ("onnx-int8-spin", "bf16-inductor", "onnx")] == ["int8", "bf16", "fp32"]

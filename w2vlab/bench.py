@@ -80,16 +80,6 @@ def flop_facts(model: torch.nn.Module) -> dict[str, Any]:
             "heads": [h for h, u in zip(heads, use) if u]}
 
 
-def best_gemm_flops(threads: int, size: int = 1024, repeats: int = 5) -> dict[str, float]:
-    """Dense GEMM FLOP/s on this machine right now: torch.mm and numpy (BLAS)."""
-    a, b = torch.randn(size, size * 4), torch.randn(size * 4, size)
-    flops = 2 * size * size * size * 4
-    out = {"torch_mm": flops / median_seconds(lambda: torch.mm(a, b), repeats)}
-    an, bn = a.numpy(), b.numpy()
-    out["numpy"] = flops / median_seconds(lambda: an @ bn, repeats)
-    return out
-
-
 # --------------------------------------------------------------------------- child processes
 
 
@@ -471,12 +461,19 @@ def metric_onnx_rewrites(ctx: BenchContext) -> Rows:
 TRIAL_DIR = Path(__file__).resolve().parents[1] / "tests" / "data" / "corpus"  # the corpus notebook's trials
 
 
-def gemm_ceilings(rows: int, inner: int, outer: int, repeats: int = 5) -> dict[str, float]:
-    """FLOP/s of one ``[rows, inner] x [inner, outer]`` GEMM, the model's feed-forward shape, in fp32
-    (``torch.mm``), bf16 (``torch.mm``) and int8 (``torch._int_mm``, int32 accumulation)."""
+def gemm_ceilings(rows: int, inner: int, outer: int, threads: int, repeats: int = 5) -> dict[str, float]:
+    """FLOP/s of one ``[rows, inner] x [inner, outer]`` GEMM, the model's feed-forward shape: fp32 in
+    ``torch.mm``, numpy (BLAS) and ONNX Runtime's ``MatMul`` (with the ``[onnx]`` extra), ``fp32``
+    being the best of them; bf16 (``torch.mm``); int8 (``torch._int_mm``, int32 accumulation)."""
     a, b = torch.randn(rows, inner), torch.randn(inner, outer)
     flops = 2.0 * rows * inner * outer
-    out = {"fp32": flops / median_seconds(lambda: torch.mm(a, b), repeats)}
+    an, bn = a.numpy(), b.numpy()
+    out = {"fp32_torch": flops / median_seconds(lambda: torch.mm(a, b), repeats),
+           "fp32_numpy": flops / median_seconds(lambda: an @ bn, repeats)}
+    session = onnx_matmul(bn, threads)
+    if session is not None:
+        out["fp32_onnxruntime"] = flops / median_seconds(lambda: session.run(None, {"a": an}), repeats)
+    out["fp32"] = max(out.values())
     ab, bb = a.bfloat16(), b.bfloat16()
     out["bf16"] = flops / median_seconds(lambda: torch.mm(ab, bb), repeats)
     rows8 = max(rows, 17)  # _int_mm needs more than 16 rows
@@ -487,6 +484,51 @@ def gemm_ceilings(rows: int, inner: int, outer: int, repeats: int = 5) -> dict[s
     except RuntimeError as e:  # shapes or a build without the int8 kernel
         out["int8_error"] = str(e).splitlines()[0]
     return out
+
+
+def onnx_matmul(b: np.ndarray, threads: int) -> Any:
+    """An ONNX Runtime session computing ``a @ b`` (``b`` a constant, as the model's weights are), or
+    None without the ``[onnx]`` extra."""
+    from .contract import onnx_available
+
+    if not onnx_available():
+        return None
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["y"])], "gemm",
+                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [None, b.shape[0]])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(b, "b")])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(helper.make_model(graph).SerializeToString(), options,
+                                providers=["CPUExecutionProvider"])
+
+
+def onnx_op_profile(path: Path, feats: torch.Tensor, threads: int, runs: int, work: Path) -> dict[str, Any]:
+    """ONNX Runtime's own profile of the preprocessed ONNX file at ``path`` on ``feats`` ``[1, T, 160]``:
+    kernel seconds per call by op type (after one warm-up call), and the calls' wall seconds."""
+    from .loaders import onnx_session
+
+    session = onnx_session(path, threads, profile_prefix=str(work / "onnx_profile"))
+    feed = {"input_features": feats.numpy(), "attention_mask": np.ones(feats.shape[:2], np.int64)}
+    for _ in range(runs + 1):
+        session.run(None, feed)
+    trace = Path(session.end_profiling())
+    events = json.loads(trace.read_text())
+    trace.unlink()
+    calls = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
+    after_warmup = calls[0]["ts"] + calls[0]["dur"]
+    by_op: dict[str, float] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= after_warmup:
+            op = e.get("args", {}).get("op_name", "?")
+            by_op[op] = by_op.get(op, 0.0) + e["dur"] / 1e6 / runs
+    kernel_s = sum(by_op.values())
+    return {"call_s": statistics.median(e["dur"] / 1e6 for e in calls[1:]), "kernel_s": kernel_s,
+            "by_op_s": dict(sorted(by_op.items(), key=lambda kv: -kv[1])),
+            "share": {op: s / kernel_s for op, s in sorted(by_op.items(), key=lambda kv: -kv[1])}}
 
 
 def ceiling_for(runner: str) -> str:
@@ -547,7 +589,8 @@ def metric_reduced_precision(ctx: BenchContext) -> Rows:
     with torch.inference_mode():
         ref = {name: ctx.model(x)[0].numpy() for name, x in feats.items()}
     cfg, frames = ctx.model.encoder.config, feats["clip10"].shape[1]
-    ceilings, flops = gemm_ceilings(frames, cfg.hidden_size, cfg.intermediate_size), encoder_flops(flop_facts(ctx.model), frames)
+    ceilings = gemm_ceilings(frames, cfg.hidden_size, cfg.intermediate_size, ctx.threads)
+    flops = encoder_flops(flop_facts(ctx.model), frames)
     rows = {}
     for recipe, words in RECIPES.items():
         child = run_child_report("precision_candidate", recipe, ctx.ckpt, ctx.art, inputs, out, ctx.threads,
@@ -614,18 +657,23 @@ def metric_fastest_artifact_vs_eager(ctx: BenchContext) -> Rows:
 
 
 def metric_encoder_flops_fraction(ctx: BenchContext) -> Rows:
-    """FLOP/s each format (and eager) reaches on the 10 s clip, over the best GEMM measured now."""
-    formats = ctx.formats
-    gemm = best_gemm_flops(ctx.threads, repeats=ctx.repeats)
-    flops = encoder_flops(flop_facts(ctx.model), ctx.feats.shape[1])
-    best = max(gemm.values())
+    """FLOP/s each format (and eager) reaches on the 10 s clip, over the best fp32 GEMM measured now at
+    the model's feed-forward shape (torch, numpy, ONNX Runtime); and ONNX Runtime's profile of the
+    ONNX file by op type: where the time outside the GEMMs goes."""
+    formats, cfg, frames = ctx.formats, ctx.model.encoder.config, ctx.feats.shape[1]
+    gemm = gemm_ceilings(frames, cfg.hidden_size, cfg.intermediate_size, ctx.threads, ctx.repeats)
+    flops = encoder_flops(flop_facts(ctx.model), frames)
+    best = gemm["fp32"]
     achieved = {"eager": flops / statistics.median(row["eager_s"] for row in formats.values()),
                 **{f: flops / row["s"] for f, row in formats.items()}}
     fp32 = fastest_fp32(formats)
+    profile = (onnx_op_profile(ctx.file("onnx"), ctx.feats, ctx.threads, ctx.repeats, ctx.work)
+               if "onnx" in formats else None)
     return {"encoder_flops_fraction": {
-        "gflop_per_clip": flops / 1e9, "best_gemm_gflops": {k: v / 1e9 for k, v in gemm.items()},
+        "gflop_per_clip": flops / 1e9, "best_gemm_gflops": {k: v / 1e9 for k, v in gemm.items() if k.startswith("fp32")},
+        "gemm_shape": [frames, cfg.hidden_size, cfg.intermediate_size],
         "achieved_gflops": {k: v / 1e9 for k, v in achieved.items()},
-        "fraction_of_best": {k: v / best for k, v in achieved.items()},
+        "fraction_of_best": {k: v / best for k, v in achieved.items()}, "onnx_profile": profile,
         "note": "fp32 FLOPs over the best fp32 GEMM; the int8 copy's fraction is not comparable (int8 GEMMs)",
         "target": ">= 0.8 for the fastest fp32 artifact", "fastest_fp32": fp32, "met": achieved[fp32] / best >= 0.8}}
 

@@ -113,10 +113,12 @@ class OnnxRuntimeCore(nn.Module):
         return torch.from_numpy(self.session.run([self.output_name], feeds)[0])
 
 
-def onnx_session(path: str | Path, threads: Optional[int] = None, spinning: bool = False) -> Any:
+def onnx_session(path: str | Path, threads: Optional[int] = None, spinning: bool = False,
+                 profile_prefix: Optional[str] = None) -> Any:
     """An ONNX Runtime CPU session for ``path``: all graph optimisations, ``threads`` intra-op threads
     (``None``: ONNX Runtime's default, one per physical core), and idle workers that sleep
     (``spinning=True``: that busy-wait, ONNX Runtime's default; the benchmark measures both).
+    ``profile_prefix``: write ONNX Runtime's per-node profile there (``session.end_profiling()``).
 
     ONNX Runtime's workers spin between calls by default, competing with torch's OpenMP threads
     for the same cores on a small machine.  Turned off here: in runs that alternate with eager
@@ -132,6 +134,8 @@ def onnx_session(path: str | Path, threads: Optional[int] = None, spinning: bool
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     if threads is not None:
         options.intra_op_num_threads = threads
+    if profile_prefix is not None:
+        options.enable_profiling, options.profile_file_prefix = True, profile_prefix
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

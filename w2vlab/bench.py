@@ -616,32 +616,70 @@ def metric_reduced_precision(ctx: BenchContext) -> Rows:
 
 
 def metric_allocator(ctx: BenchContext) -> Rows:
-    """Eager, TorchScript and ONNX on the 10 s clip in processes with and without
-    :func:`w2vlab.allocator.keep_freed_memory` (interleaved, two of each; one with ``--quick``): the
-    setting's effect on eager, and the fastest fp32 file's ratio against both eagers."""
+    """Eager, TorchScript and ONNX on the 10 s clip in two processes, one with
+    :func:`w2vlab.allocator.keep_freed_memory` and one with glibc's defaults, run in lockstep (a round
+    in one, then a round in the other): the setting's effect on each, per-round paired, with minor
+    page faults per call, and the fastest fp32 file's ratio against both eagers."""
     from .precision import save_inputs
 
     inputs = ctx.work / "allocator_inputs.npz"
     save_inputs(inputs, {"clip10": ctx.feats})
-    runs: dict[str, list[dict[str, Any]]] = {"default": [], "keep_freed_memory": []}
-    for _ in range(1 if ctx.quick else 2):
-        for setting, keep in (("default", 0), ("keep_freed_memory", 1)):
-            report = run_child_report("allocator_runs", ctx.ckpt, ctx.art, inputs, ctx.threads, ctx.repeats, keep,
-                                      env=ctx.env).report
-            runs[setting].append(report)
-    med = {setting: {name: float(np.median([r["s"][name] for r in reports])) for name in reports[0]["s"]}
-           for setting, reports in runs.items()}
-    faults = {setting: {name: float(np.median([r["minor_faults"][name] for r in reports]))
-                        for name in reports[0]["minor_faults"]} for setting, reports in runs.items()}
-    vs_eager = {setting: {name: med[setting][name] / med[setting]["eager"] for name in med[setting] if name != "eager"}
-                for setting in med}
+    settings = {"default": 0, "keep_freed_memory": 1}
+    children = {name: ["allocator_runs", ctx.ckpt, ctx.art, inputs, ctx.threads, keep] for name, keep in settings.items()}
+    rounds, reports = lockstep(children, ctx.env, ctx.repeats + 2, 2, ctx.work / "allocator_children.log")
+    runners = list(rounds["default"][0])
+    med = {name: {r: statistics.median(rnd[r][0] for rnd in rounds[name]) for r in runners} for name in settings}
+    faults = {name: {r: statistics.median(rnd[r][1] for rnd in rounds[name]) for r in runners} for name in settings}
+    paired = {r: statistics.median(k[r][0] / d[r][0] for d, k in zip(rounds["default"], rounds["keep_freed_memory"]))
+              for r in runners}
+    vs_eager = {name: {r: med[name][r] / med[name]["eager"] for r in runners if r != "eager"} for name in settings}
     return {"allocator_eager_10s": metric(
         "eager_keep_s", med["keep_freed_memory"]["eager"], "eager_default_s", med["default"]["eager"],
-        "< 1 (the setting the consumers use)", med["keep_freed_memory"]["eager"] < med["default"]["eager"],
-        seconds=med, minor_faults_per_call=faults, ratio_vs_eager_same_setting=vs_eager,
-        applied={setting: [r["keep_freed_memory"] for r in reports] for setting, reports in runs.items()},
-        keep_vs_default={name: med["keep_freed_memory"][name] / med["default"][name] for name in med["default"]},
-        timing="each process alternates its runners (paired); the two settings are separate processes, interleaved")}
+        "< 1 (the setting the consumers use)", paired["eager"] < 1, seconds=med, minor_faults_per_call=faults,
+        keep_vs_default_paired=paired, ratio_vs_eager_same_setting=vs_eager, rounds=len(rounds["default"]),
+        applied={name: report["keep_freed_memory"] for name, report in reports.items()},
+        timing="two processes, one per setting, alternating rounds; each round runs every runner once")}
+
+
+def lockstep(children: dict[str, list[Any]], env: dict[str, str], rounds: int, warmup: int,
+             log: Path) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, Any]]]:
+    """Start one :mod:`w2vlab.bench_child` process per entry of ``children`` (name -> child and its
+    arguments), then ask each in turn for a round, ``warmup + rounds`` times, so that the machine's
+    drift hits every process alike.  Returns name -> the last ``rounds`` answers, and name -> the
+    child's final report.  stderr goes to ``log``."""
+    from .bench_child import READY_MARKER, ROUND_MARKER
+
+    def answer(name: str, proc: subprocess.Popen, marker: str) -> str:
+        for line in proc.stdout:
+            if line.startswith(marker):
+                return line[len(marker):].strip()
+        raise RuntimeError(f"benchmark child {name} exited ({proc.wait()}); its stderr is in {log}")
+
+    with open(log, "w") as err:
+        procs = {name: subprocess.Popen([sys.executable, "-m", "w2vlab.bench_child", *map(str, args)], env=env,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
+                 for name, args in children.items()}
+        try:
+            for name, proc in procs.items():
+                answer(name, proc, READY_MARKER)
+            out: dict[str, list[dict[str, Any]]] = {name: [] for name in procs}
+            for i in range(warmup + rounds):
+                for name, proc in procs.items():
+                    proc.stdin.write("round\n")
+                    proc.stdin.flush()
+                    reply = json.loads(answer(name, proc, ROUND_MARKER))
+                    if i >= warmup:
+                        out[name].append(reply)
+            reports = {}
+            for name, proc in procs.items():
+                proc.stdin.close()
+                reports[name] = json.loads(answer(name, proc, REPORT_MARKER))
+                proc.wait(timeout=600)
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.kill()
+    return out, reports
 
 
 def metric_fastest_artifact_vs_eager(ctx: BenchContext) -> Rows:

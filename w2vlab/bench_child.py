@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 REPORT_MARKER = "w2vlab-bench-report"
 HWM_MARKER = "w2vlab-vmhwm-kib"
+READY_MARKER, ROUND_MARKER = "w2vlab-ready", "w2vlab-round"  # a lockstep child's lines (allocator_runs)
 SR = 16000
 # exporter, eager model and HF modelling code: none of these belongs in a consumer process
 HEAVY_MODULES = ("w2vlab.export", "w2vlab.checkpoint", "w2vlab.model", "w2vlab.demo", "w2vlab.suite",
@@ -153,13 +154,15 @@ def precision_candidate(recipe: str, ckpt: str, artifact_dir: str, inputs: str, 
             "s": {name: statistics.median(t) for name, t in zip(runners, times[1:])}}
 
 
-def allocator_runs(ckpt: str, artifact_dir: str, inputs: str, threads: str, repeats: str, keep: str) -> dict[str, Any]:
-    """The eager model and the artifact's preprocessed TorchScript and ONNX files (where present),
-    alternated on the ``clip10`` features of ``inputs``, in a process that calls
-    :func:`w2vlab.allocator.keep_freed_memory` (``keep`` "1") or leaves glibc's defaults ("0"):
-    median seconds and minor page faults per call of each."""
+def allocator_runs(ckpt: str, artifact_dir: str, inputs: str, threads: str, keep: str) -> dict[str, Any]:
+    """The eager model and the artifact's preprocessed TorchScript and ONNX files (where present) on the
+    ``clip10`` features of ``inputs``, in a process that calls :func:`w2vlab.allocator.keep_freed_memory`
+    (``keep`` "1") or leaves glibc's defaults ("0").  Runs in lockstep with a twin process of the
+    other setting (:func:`w2vlab.bench.lockstep`): after :data:`READY_MARKER`, each ``round`` line on
+    stdin runs every runner once and answers :data:`ROUND_MARKER` and, per runner, (seconds, minor
+    page faults)."""
     import resource
-    import statistics
+    import time
 
     import torch
 
@@ -168,7 +171,6 @@ def allocator_runs(ckpt: str, artifact_dir: str, inputs: str, threads: str, repe
     from .contract import FILES, format_entries, read_metadata
     from .loaders import load_format
     from .precision import load_inputs
-    from .timing import alternated_seconds
 
     kept = keep == "1" and keep_freed_memory()
     torch.set_num_threads(int(threads))
@@ -178,19 +180,20 @@ def allocator_runs(ckpt: str, artifact_dir: str, inputs: str, threads: str, repe
     for fmt in ("torchscript", "onnx"):
         if fmt in present:
             runners[fmt] = load_format(art / FILES[fmt, "preprocessed"], fmt, "preprocessed", threads=int(threads))
-    faults: dict[str, list[int]] = {name: [] for name in runners}
-
-    def counted(name: str) -> Callable[[], Any]:
-        def call() -> None:
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            runners[name](clip)
-            faults[name].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-        return call
-
+    sys.stdout.write(f"\n{READY_MARKER}\n")
+    sys.stdout.flush()
     with torch.inference_mode():
-        times = alternated_seconds([counted(name) for name in runners], int(repeats))
-    return {"keep_freed_memory": kept, "s": {name: statistics.median(t) for name, t in zip(runners, times)},
-            "minor_faults": {name: statistics.median(f[-int(repeats):]) for name, f in faults.items()}}
+        for line in sys.stdin:
+            if line.strip() != "round":
+                break
+            out = {}
+            for name, runner in runners.items():
+                faults, start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
+                runner(clip)
+                out[name] = (time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults)
+            sys.stdout.write(f"{ROUND_MARKER} {json.dumps(out)}\n")
+            sys.stdout.flush()
+    return {"keep_freed_memory": kept}
 
 
 CHILDREN: dict[str, Callable[..., dict[str, Any]]] = {

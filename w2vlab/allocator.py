@@ -6,13 +6,14 @@ Two opposite needs:
   hands the freed heap back to the OS at each of those points.
 * A process that embeds clip after clip wants the opposite.  By default glibc serves tensors over
   its (dynamic) mmap threshold with fresh ``mmap`` calls and returns them on ``free``, and trims
-  the heap's free top past twice that threshold, so every forward pass faults its pages in again: 530k minor page faults per 10 s clip for the full-size
-  eager model.  :func:`keep_freed_memory` raises the mmap threshold to glibc's 32 MB cap and the
-  trim threshold to 2 GB, so freed tensors are reused: 90k faults, and eager measured 4.67-5.19 s
-  per clip instead of 5.50-6.04 s (two rounds each, separate processes).  ``GLIBC_TUNABLES``
-  (no cap) removed every fault and measured the same (4.86-5.06 s).  The consumer's command line
-  (``embed``, ``score``, ``embed-corpus``) and the benchmark's timing processes call it; notebooks
-  and scripts may too.  The cost: the process keeps its peak heap.
+  the heap's free top past twice that threshold, so every forward pass faults its pages in again:
+  672k minor page faults per 10 s clip for the full-size eager model.  :func:`keep_freed_memory`
+  raises the mmap threshold to glibc's 32 MB cap and the trim threshold to 2 GB, so freed tensors
+  are reused: 16k faults, and eager took 0.87x and the TorchScript artifact 0.88x the time
+  (``python -m w2vlab.bench --only allocator``, full size, paired).  ``GLIBC_TUNABLES`` (no cap)
+  removed every fault and measured the same in an earlier probe.  The consumer's command line
+  (``embed``, ``score``, ``embed-corpus``), its Ray workers and the benchmark's timing processes
+  call it; notebooks and scripts may too.  The cost: the process keeps its peak heap.
 
 Each function is a no-op (returning ``False``) where the C library is not glibc.
 """

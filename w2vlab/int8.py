@@ -66,7 +66,7 @@ def quantize_onnx(source: str | Path, path: str | Path) -> None:
     model.graph.node.extend(nodes)
     used = {name for node in nodes for name in node.input} | {out.name for out in model.graph.output}
     inits = model.graph.initializer
-    for i in reversed(range(len(inits))):  # the fp32 weights now quantised: never read, so nothing to free
+    for i in reversed(range(len(inits))):  # the fp32 weights now quantised (external ones were never loaded)
         if inits[i].name not in used:
             del inits[i]
     for init in inits:

@@ -525,10 +525,10 @@ def onnx_op_profile(path: Path, feats: torch.Tensor, threads: int, runs: int, wo
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= after_warmup:
             op = e.get("args", {}).get("op_name", "?")
             by_op[op] = by_op.get(op, 0.0) + e["dur"] / 1e6 / runs
+    by_op = dict(sorted(by_op.items(), key=lambda kv: -kv[1]))  # slowest op type first
     kernel_s = sum(by_op.values())
     return {"call_s": statistics.median(e["dur"] / 1e6 for e in calls[1:]), "kernel_s": kernel_s,
-            "by_op_s": dict(sorted(by_op.items(), key=lambda kv: -kv[1])),
-            "share": {op: s / kernel_s for op, s in sorted(by_op.items(), key=lambda kv: -kv[1])}}
+            "by_op_s": by_op, "share": {op: s / kernel_s for op, s in by_op.items()}}
 
 
 def ceiling_for(runner: str) -> str:

@@ -92,18 +92,19 @@ def test_allocator_row_times_both_settings_in_lockstep(tiny):
 
 @pytest.mark.slow  # runs the benchmark but Ray (about 2-3 min on 2 cores)
 def test_time_to_first_embedding_goes_through_the_consumer_alone(tiny):
-    """Every format's first embedding is timed through load_artifact, and that process imports no
-    exporter, eager model or HF modelling code."""
+    """Every file's first embedding (both modes, every format) is timed through load_artifact, and that
+    process imports no exporter, eager model or HF modelling code."""
     result, _ = tiny
     first = result["metrics"]["time_to_first_embedding"]
     formats = list(result["metrics"]["formats_vs_eager_10s"]["formats"])
-    assert {"fastest_s", "eager_s", "ratio", "eager_modules_loaded", "consumer", "torchscript_ratio"} <= set(first)
-    assert {f"{fmt}_s" for fmt in formats} <= set(first)
-    assert first["fastest_s"] == min(first[f"{fmt}_s"] for fmt in formats) == first[f"{first['fastest']}_s"]
-    assert first["ratio"] == first["fastest_s"] / first["eager_s"]
-    assert set(first["consumer_modules_loaded"]) == set(first["consumer_heavy_modules"]) == set(formats)
+    files = {f"{mode} {fmt}" for mode in ("preprocessed", "waveform") for fmt in formats}
+    assert {"fastest_s", "eager_s", "ratio", "eager_modules_loaded", "consumer", "seconds", "ratios"} <= set(first)
+    assert set(first["seconds"]) == set(first["ratios"]) == set(first["peak_rss_bytes"]) == files
+    assert first["fastest_s"] == min(first["seconds"].values()) == first["seconds"][first["fastest"]]
+    assert first["ratio"] == first["fastest_s"] / first["eager_s"] == first["ratios"][first["fastest"]]
+    assert set(first["consumer_modules_loaded"]) == set(first["consumer_heavy_modules"]) == files
     assert all(isinstance(n, int) and n > 0 for n in first["consumer_modules_loaded"].values())
-    assert first["consumer_heavy_modules"] == {fmt: [] for fmt in formats}
+    assert first["consumer_heavy_modules"] == {name: [] for name in files}
 
 
 @pytest.mark.slow  # runs the benchmark but Ray (about 2-3 min on 2 cores)
@@ -153,8 +154,8 @@ def test_child_dispatcher_and_failure_message(tmp_path, capsys):
     assert "usage" in capsys.readouterr().err
     failed = r"(?s)benchmark child failed \(1\): first_embedding_artifact .*FileNotFoundError"  # + stderr tail
     with pytest.raises(RuntimeError, match=failed):
-        bench.run_child("first_embedding_artifact", tmp_path / "missing", "torchscript", tmp_path / "w.npy", 1,
-                        env=bench.child_env(1))
+        bench.run_child("first_embedding_artifact", tmp_path / "missing", "preprocessed", "torchscript",
+                        tmp_path / "w.npy", 1, env=bench.child_env(1))
     assert bench.child_env(3)["OMP_NUM_THREADS"] == "3"
 
 

@@ -129,6 +129,27 @@ def test_edited_embedded_metadata_is_refused(artifact, tmp_path):
         embed_metadata(edited / FORMAT_FILES["exported", "waveform"], "exported", "{}")
 
 
+@needs_onnx
+@pytest.mark.parametrize("fmt", ONNX_FORMATS)
+def test_an_onnx_file_with_one_weight_changed_is_refused(artifact, tmp_path, fmt):
+    """Metadata untouched, one float changed: the content hash refuses the file."""
+    import onnx
+    from onnx import numpy_helper
+
+    edited = tmp_path / "edited"
+    shutil.copytree(artifact[0], edited)
+    path = edited / FORMAT_FILES[fmt, "preprocessed"]
+    model = onnx.load(str(path))
+    init = next(i for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT and np.prod(i.dims) > 1)
+    array = numpy_helper.to_array(init).copy()
+    array.flat[0] += 1.0
+    init.CopyFrom(numpy_helper.from_array(array, init.name))
+    onnx.save_model(model, str(path))
+    with pytest.raises(ArtifactError, match="content does not match"):
+        load_artifact(edited, "preprocessed", fmt)
+    assert load_artifact(artifact[0], "preprocessed", fmt).embed(synthetic_speech(16000, seed=1), 16000).isfinite().all()
+
+
 def test_a_format_that_was_not_exported_says_how_to_get_it(tmp_path, tiny_dir):
     out = tmp_path / "ts_only"
     export(tiny_dir, out, cases=CASES[:1], progress=False)

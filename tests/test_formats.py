@@ -204,3 +204,77 @@ def test_onnx_without_the_extra_says_what_to_install(models, tmp_path, monkeypat
         export_onnx(models["dense"], "preprocessed", CONFIG, tmp_path / "m.onnx")
     with pytest.raises(ImportError, match="onnxruntime"):
         load_format(tmp_path / "m.onnx", "onnx", "preprocessed")
+
+
+def _hand_made_onnx():
+    """A one-node model whose initializers are stored every way the hash must read: raw bytes
+    (float32, int8, int64, bool), typed fields (``float_data``) and an empty tensor; two metadata_props."""
+    onnx = pytest.importorskip("onnx")
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((64, 32)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.integers(-128, 127, (40, 40), dtype=np.int8), "q"),
+             numpy_helper.from_array(np.arange(300, dtype=np.int64), "idx"),
+             numpy_helper.from_array(rng.random(2000) > 0.5, "flags"),
+             helper.make_tensor("typed", TensorProto.FLOAT, [3], [1.0, -2.5, 3.25]),
+             numpy_helper.from_array(np.zeros((0, 4), np.float32), "empty")]
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 32])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    helper.set_model_props(model, {"w2vlab_metadata": METADATA, "other": "x" * 300})
+    return onnx, model
+
+
+def test_onnx_hash_reads_stored_bytes_the_way_numpy_would(tmp_path):
+    """:func:`onnx_sha256` hashes each initializer from its bytes as stored, never through numpy; a
+    reference that converts every one with ``numpy_helper.to_array`` gives the same digest, inline and with the
+    weights in an external data file; one changed value changes it."""
+    import hashlib
+
+    from onnx import numpy_helper
+
+    from w2vlab.contract import onnx_sha256
+
+    onnx, model = _hand_made_onnx()
+
+    def reference(m):
+        digest = hashlib.sha256()
+        for proto in (*m.graph.input, *m.graph.output, *m.graph.node):
+            digest.update(proto.SerializeToString(deterministic=True))
+        for init in sorted(m.graph.initializer, key=lambda i: i.name):
+            t = torch.from_numpy(numpy_helper.to_array(init).copy())
+            digest.update(f"{init.name}|{t.dtype}|{tuple(t.shape)}|".encode() + t.numpy().tobytes())
+        return digest.hexdigest()
+
+    want = reference(model)
+    onnx.save_model(model, str(tmp_path / "inline.onnx"))
+    onnx.save_model(model, str(tmp_path / "external.onnx"), save_as_external_data=True, location="external.onnx.data",
+                    size_threshold=0)  # moves the model's weights out, in memory too
+    assert onnx.load(str(tmp_path / "external.onnx"), load_external_data=False).graph.initializer[0].external_data
+    assert onnx_sha256(tmp_path / "inline.onnx") == want
+    assert onnx_sha256(tmp_path / "external.onnx") == want
+    with open(tmp_path / "external.onnx.data", "r+b") as f:  # the first stored byte: the float32 weight's
+        first = f.read(1)
+        f.seek(0)
+        f.write(bytes([first[0] ^ 1]))
+    assert onnx_sha256(tmp_path / "external.onnx") != want
+
+
+def test_onnx_metadata_is_read_without_parsing_the_graph(tmp_path):
+    from w2vlab.contract import onnx_metadata_props
+
+    onnx, model = _hand_made_onnx()
+    path = tmp_path / "m.onnx"
+    onnx.save_model(model, str(path))
+    assert onnx_metadata_props(path) == {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert read_metadata(path, "onnx") == json.loads(METADATA)
+    data = path.read_bytes()
+    (tmp_path / "cut.onnx").write_bytes(data[:-10])  # the last field, a metadata entry, is cut short
+    with pytest.raises(ValueError, match="truncated|unreadable metadata_props"):
+        onnx_metadata_props(tmp_path / "cut.onnx")
+    (tmp_path / "text.onnx").write_text("not a model\n" * 10)
+    with pytest.raises(ValueError, match="not an ONNX model|truncated"):
+        onnx_metadata_props(tmp_path / "text.onnx")

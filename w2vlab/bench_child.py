@@ -83,8 +83,8 @@ def first_embedding_eager(ckpt: str, wav_npy: str, threads: str) -> dict[str, An
     return module_report()
 
 
-def first_embedding_artifact(artifact_dir: str, fmt: str, wav_npy: str, threads: str) -> dict[str, Any]:
-    """What a user runs: ``load_artifact(dir, "preprocessed", fmt).embed(wave, 16000)``."""
+def first_embedding_artifact(artifact_dir: str, mode: str, fmt: str, wav_npy: str, threads: str) -> dict[str, Any]:
+    """What a user runs: ``load_artifact(dir, mode, fmt).embed(wave, 16000)``."""
     import numpy as np
     import torch
 
@@ -92,7 +92,7 @@ def first_embedding_artifact(artifact_dir: str, fmt: str, wav_npy: str, threads:
 
     torch.set_num_threads(int(threads))
     wave = np.load(wav_npy)
-    load_artifact(artifact_dir, "preprocessed", fmt).embed(wave, SR)
+    load_artifact(artifact_dir, mode, fmt).embed(wave, SR)
     return module_report()
 
 

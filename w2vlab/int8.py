@@ -22,12 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .contract import require
+from .contract import read_external_bytes, require
 
 logger = logging.getLogger(__name__)
 
 INT8_MAX = 127  # symmetric int8: [-127, 127], zero point 0
-PROTOBUF_LIMIT = 2**31 - 1  # bytes: a larger model keeps its weights in ``<file>.data``
 
 
 def quantize_weight(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -40,8 +39,13 @@ def quantize_weight(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def quantize_onnx(source: str | Path, path: str | Path) -> None:
-    """Write the dynamic-int8 copy of the fp32 ONNX file ``source`` to ``path`` (inline weights;
-    external data beside it only past protobuf's 2 GB).
+    """Write the dynamic-int8 copy of the fp32 ONNX file ``source`` to ``path``, its weights in
+    ``<path>.data`` beside it.
+
+    External weights are what a consumer opens fastest: at full size (0.82 GB of int8 weights)
+    ONNX Runtime built its session in 2.0 s instead of 3.1 s and peaked at 1.2 GB instead of
+    1.8 GB, and the content hash (:func:`w2vlab.contract.onnx_sha256`) reads the weights as
+    bytes instead of parsing them out of the protobuf (1.1 s).
 
     About 2.9x smaller (0.82 GB for 2.35 GB at full size) and, on 2 CPU threads at full size,
     0.37-0.47x eager's latency in the committed benchmark (from the rewritten graph of
@@ -72,8 +76,8 @@ def quantize_onnx(source: str | Path, path: str | Path) -> None:
     for init in inits:
         weights.inline(init)
     logger.info("quantised %d MatMul weights of %s", quantised, source.name)
-    onnx.save_model(model, str(path), save_as_external_data=model.ByteSize() > PROTOBUF_LIMIT,
-                    location=path.name + ".data", size_threshold=1024)
+    path.with_name(path.name + ".data").unlink(missing_ok=True)  # onnx appends to an existing data file
+    onnx.save_model(model, str(path), save_as_external_data=True, location=path.name + ".data", size_threshold=1024)
 
 
 class _Weights:
@@ -92,20 +96,14 @@ class _Weights:
         if init.data_location != init.EXTERNAL:
             return numpy_helper.to_array(init)
         dtype = helper.tensor_dtype_to_np_dtype(init.data_type)
-        return np.frombuffer(self._read(init), dtype=dtype).reshape(tuple(init.dims))
+        return np.frombuffer(read_external_bytes(init, self.base), dtype=dtype).reshape(tuple(init.dims))
 
     def inline(self, init) -> None:
         """Read an externally stored initializer's bytes into it (``raw_data``)."""
         if init.data_location == init.EXTERNAL:
-            init.raw_data = self._read(init)
+            init.raw_data = read_external_bytes(init, self.base)
             del init.external_data[:]
             init.data_location = init.DEFAULT
-
-    def _read(self, init) -> bytes:
-        info = {entry.key: entry.value for entry in init.external_data}
-        with open(self.base / info["location"], "rb") as f:
-            f.seek(int(info.get("offset", 0)))
-            return f.read(int(info["length"])) if "length" in info else f.read()
 
     def is_float_matrix(self, name: str) -> bool:
         init = self.by_name.get(name)

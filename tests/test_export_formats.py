@@ -66,6 +66,9 @@ def test_every_format_is_listed_with_its_own_parity(artifact):
             assert entry["parity"]["passed"] and entry["parity"]["n_clips"] == 6
             # ONNX files run w2vlab.rewrites: the tiny demo's 2 attention and 2 conv blocks
             assert entry.get("rewrites") == ({ATTENTION: 2, POINTWISE: 2} if fmt in ONNX_FORMATS else None), fmt
+            if fmt == "onnx-int8":  # its weights beside it, named in the entry and in the card
+                assert entry["external_data"] == entry["file"] + ".data" and (out / entry["external_data"]).is_file()
+                assert f"`{entry['external_data']}`" in (out / "README.md").read_text()
     parity = json.loads((out / "parity.json").read_text())
     assert sorted(parity["formats"]) == sorted(set(formats) - {"torchscript"})
     assert all(len(parity["formats"][f][m]["clips"]) == 6 for f in parity["formats"] for m in MODES)

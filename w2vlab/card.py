@@ -138,6 +138,11 @@ def _program_snippets(md: Mapping[str, Any], dirname: str) -> list[str]:
     if any(fmt == "onnx-int8" for fmt, _ in files):
         lines += ["The `_int8.onnx` files are dynamic-int8 copies (MatMul weights int8 per channel): smaller "
                   "and faster on CPU, verified to cosine >= 0.999 against eager, not bit-exact.", ""]
+    data = sorted(entry["external_data"] for mode in md["artifacts"] for entry in format_entries(md, mode).values()
+                  if "external_data" in entry)
+    if data:
+        lines += [f"Weights of the ONNX graphs are in {', '.join(f'`{name}`' for name in data)}: keep each "
+                  "beside its `.onnx` file.", ""]
     values = dict(dirname=dirname, extractor=EXTRACTOR_DIR, sr=md["sample_rate"], dim=md["embedding_dim"],
                   fd=md["feature_dim"])
     for (fmt, mode), file in sorted(files.items(), key=lambda kv: (FORMATS.index(kv[0][0]), kv[0][1])):

@@ -34,6 +34,8 @@ def _export(args) -> int:
 
     modes = MODES if args.mode == "both" else (args.mode,)
     formats = ALL_FORMATS if args.format == "all" else (args.format,)
+    for name in ("w2vlab.export", "w2vlab.int8"):  # progress between the bars: each capture, conversion, check
+        logging.getLogger(name).setLevel(logging.INFO)
     try:
         result = export(args.model_path, args.output, checkpoint=args.checkpoint, config=args.config,
                         modes=modes, formats=formats, force=args.force, cases=named_suite(args.suite))

@@ -111,6 +111,7 @@ def check_request(modes: Sequence[str], formats: Sequence[str]) -> tuple[tuple[s
 
 def load(model_path: str | Path, checkpoint: str | Path | None, config: Any) -> tuple[LoadedModel, Any]:
     """The eager model (eval mode) and the HF feature extractor it was trained with."""
+    logger.info("loading %s", model_path)
     loaded = load_speaker_encoder(model_path, checkpoint, config)
     return loaded, feature_extractor_for(loaded)
 

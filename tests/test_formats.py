@@ -273,7 +273,7 @@ def test_onnx_metadata_is_read_without_parsing_the_graph(tmp_path):
     assert read_metadata(path, "onnx") == json.loads(METADATA)
     data = path.read_bytes()
     (tmp_path / "cut.onnx").write_bytes(data[:-10])  # the last field, a metadata entry, is cut short
-    with pytest.raises(ValueError, match="truncated|unreadable metadata_props"):
+    with pytest.raises(ValueError, match="is truncated"):
         onnx_metadata_props(tmp_path / "cut.onnx")
     (tmp_path / "text.onnx").write_text("not a model\n" * 10)
     with pytest.raises(ValueError, match="not an ONNX model|truncated"):

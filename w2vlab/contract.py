@@ -191,8 +191,11 @@ def onnx_metadata_props(path: str | Path) -> dict[str, str]:
                 f.seek(_varint(f), os.SEEK_CUR)
             else:
                 length = _varint(f)
+                data = f.read(length)
+                if len(data) != length:
+                    raise ValueError(f"{path} is truncated: a metadata_props entry of {length} bytes has {len(data)}")
                 try:
-                    entry = StringStringEntryProto.FromString(f.read(length))
+                    entry = StringStringEntryProto.FromString(data)
                 except DecodeError as e:
                     raise ValueError(f"{path}: unreadable metadata_props entry: {e}") from e
                 props[entry.key] = entry.value

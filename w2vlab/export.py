@@ -142,7 +142,9 @@ def capture(model: nn.Module, config: FeatureConfig, modes: Sequence[str], forma
     for mode in modes:
         program = onnx_program = None
         for fmt in formats[1:]:
-            logger.info("writing the %s %s file", mode, fmt)
+            if fmt == "onnx-int8" and "onnx" in formats:
+                continue  # quantize_files quantises the ONNX file written above
+            logger.info("writing the %s %s file%s", mode, fmt, " (its fp32 source)" if fmt == "onnx-int8" else "")
             path = tmp / FILES[fmt, mode]
             if fmt == "exported":
                 program = export_program(model, mode, config, path)
@@ -154,7 +156,7 @@ def capture(model: nn.Module, config: FeatureConfig, modes: Sequence[str], forma
                         onnx_program = capture_program(model, mode, config)
                 if fmt == "onnx":
                     export_onnx(onnx_program, mode, config, path)
-                elif "onnx" not in formats:  # the int8 copy's source: quantised by quantize_files
+                else:  # onnx-int8 without onnx: its hidden fp32 source, quantised by quantize_files
                     export_onnx(onnx_program, mode, config, _int8_source(tmp, mode, formats))
     return info, rewrites
 

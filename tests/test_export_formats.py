@@ -128,6 +128,8 @@ def test_edited_embedded_metadata_is_refused(artifact, tmp_path):
     embed_metadata(edited / FORMAT_FILES["onnx", "waveform"], "onnx", json.dumps({"format": "w2vlab-artifact/2"}))
     with pytest.raises(ArtifactError, match="embeds metadata that differs"):
         load_artifact(edited, "waveform", "onnx")
+    with pytest.raises(RuntimeError, match="changed"):  # checked against the hash the file was verified with
+        embed_metadata(edited / FORMAT_FILES["onnx", "preprocessed"], "onnx", "{}", verified_sha256="0" * 64)
     with pytest.raises(ValueError, match="already embeds metadata.json"):  # a .pt2 is never edited in place
         embed_metadata(edited / FORMAT_FILES["exported", "waveform"], "exported", "{}")
 

@@ -271,8 +271,8 @@ def write(tmp: Path, metadata: dict[str, Any], checked: Mapping[str, Mapping[str
     """Store the metadata in every verified file and beside them, with parity.json, the extractor and the card."""
     metadata_json = json.dumps(metadata, indent=2, sort_keys=True) + "\n"
     for fmt, by_mode in checked.items():
-        for mode in by_mode:  # raises if storing the metadata changed the verified program
-            embed_metadata(tmp / FILES[fmt, mode], fmt, metadata_json)
+        for mode, (_, entry) in by_mode.items():  # raises if storing the metadata changed the verified program
+            embed_metadata(tmp / FILES[fmt, mode], fmt, metadata_json, entry["content_sha256"])
     fe.save_pretrained(str(tmp / EXTRACTOR_DIR))
     (tmp / METADATA_FILE).write_text(metadata_json)
     parity = {mode: report.to_dict() for mode, (report, _) in checked["torchscript"].items()}

@@ -136,8 +136,9 @@ def _program_snippets(md: Mapping[str, Any], dirname: str) -> list[str]:
                   "shared library, loadable from C++ with `torch::inductor::AOTIModelPackageLoader` (w2vlab's "
                   "`cpp/w2vlab-embed --aoti` embeds audio files with the waveform one, no Python).", ""]
     if any(fmt == "onnx-int8" for fmt, _ in files):
-        lines += ["The `_int8.onnx` files are dynamic-int8 copies (MatMul weights int8 per channel): smaller "
-                  "and faster on CPU, verified to cosine >= 0.999 against eager, not bit-exact.", ""]
+        lines += ["The `_int8.onnx` files are dynamic-int8 copies (MatMul weights int8 per channel, the conv "
+                  "blocks' pointwise convolutions kept fp32): smaller and faster on CPU, verified to cosine "
+                  ">= 0.999 against eager, not bit-exact.", ""]
     data = sorted(entry["external_data"] for mode in md["artifacts"] for entry in format_entries(md, mode).values()
                   if "external_data" in entry)
     if data:

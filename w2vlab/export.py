@@ -43,7 +43,7 @@ from .entry import min_program_samples
 from .features import FeatureConfig
 from .formats import capture as capture_program
 from .formats import embed_metadata, export_aoti, export_onnx, export_program
-from .int8 import quantize_onnx
+from .int8 import quantize_onnx, recipe as int8_recipe
 from .loaders import open_format
 from .parity import ParityBounds, ParityReport, compare, format_bounds, merge_reports
 from .rewrites import faster_blocks
@@ -321,7 +321,8 @@ def export(
         trim()
         quantize_files(tmp, modes, formats)
         checked = verify_files(tmp, modes, formats, fe, ref, bounds, progress)
-        entries = {mode: {fmt: {**checked[fmt][mode][1], **({"rewrites": rewrites} if fmt in ONNX_FORMATS else {})}
+        entries = {mode: {fmt: {**checked[fmt][mode][1], **({"rewrites": rewrites} if fmt in ONNX_FORMATS else {}),
+                                **({"quantisation": int8_recipe()} if fmt == "onnx-int8" else {})}
                           for fmt in formats} for mode in modes}
         metadata = build_metadata(loaded, fe, info, entries)
         write(tmp, metadata, checked, fe)

@@ -22,7 +22,8 @@ Runner = Callable[[torch.Tensor], torch.Tensor]
 # recipe -> what it is, in words (the JSON repeats this beside each row)
 RECIPES: dict[str, str] = {
     "onnx-int8": "the artifact's fp32 ONNX program (rewritten blocks) quantised as onnxruntime's "
-                 "quantize_dynamic does (w2vlab.int8): MatMul weights int8 per output channel, activations "
+                 "quantize_dynamic does (w2vlab.int8): MatMul weights int8 per output channel (the conv "
+                 "blocks' pointwise convolutions kept fp32), activations "
                  "quantised per call; sessions with intra-op spinning off (as shipped) and on",
     "bf16": "model.to(torch.bfloat16), run eagerly; features cast to bf16, embedding back to fp32",
     "bf16-inductor": "torch.compile(model.to(torch.bfloat16), dynamic=True) with inductor freezing; "

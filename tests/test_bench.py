@@ -38,6 +38,7 @@ def tiny(tmp_path_factory):
 def test_quick_tiny_run_produces_every_field(tiny):
     result, written = tiny
     assert result == written
+    assert result["failed"] == {}
     assert result["threads"] == 2 and result["size"] == "tiny"
     expected = {"export_peak_rss", "frontend_vs_hf_10s", "frontend_vs_hf_60s", "frontend_busy_10s",
                 "torchscript_vs_eager_10s", "waveform_artifact_vs_hf_plus_eager_10s", "encoder_flops_fraction",
@@ -147,6 +148,32 @@ def test_only_selects_metrics_by_name_and_keeps_the_export(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--only", "no_such"])
     assert "unknown metric" in capsys.readouterr().err
+
+
+def test_a_failing_metric_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch, caplog):
+    """A metric that raises (a child killed for memory, say) is listed under "failed" and the next one
+    runs; --json holds each finished metric before the next starts, and the exit status says it."""
+    path, seen = tmp_path / "b.json", []
+
+    def metric_boom(ctx):
+        raise RuntimeError("benchmark child failed (-9)")
+
+    def metric_fine(ctx):
+        seen.append(json.loads(path.read_text()))  # what --json held when this metric started
+        return {"fine": {"target": "-", "met": True}}
+
+    monkeypatch.setattr(bench, "METRICS", (metric_boom, metric_fine))
+    monkeypatch.setattr(bench, "metric_export_peak_rss", lambda ctx: {"export_peak_rss": {"target": "-", "met": True}})
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert bench.main(["--size", "tiny", "--quick", "--json", str(path)]) == 1
+    written = json.loads(path.read_text())
+    assert written["failed"] == {"boom": "RuntimeError: benchmark child failed (-9)"}
+    assert set(written["metrics"]) == {"export_peak_rss", "fine"} and set(written["wall_s"]) >= {"boom", "fine"}
+    assert seen[0]["failed"] == written["failed"] and "fine" not in seen[0]["metrics"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "w2vlab.bench"]
+    assert "bench: boom (1 of 2)" in logged and "bench: boom failed" in logged
+    assert logged[-1] == "bench: 1 metric(s) failed: boom"
+    assert not list(tmp_path.glob(".*"))  # no temporary file left beside the JSON
 
 
 def test_child_dispatcher_and_failure_message(tmp_path, capsys):

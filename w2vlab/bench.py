@@ -44,7 +44,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from .allocator import keep_freed_memory
+from .allocator import keep_freed_memory, trim
 from .bench_child import HWM_MARKER, REPORT_MARKER
 from .contract import MODES
 from .timing import alternated_seconds, median_seconds, paired_seconds
@@ -194,6 +194,13 @@ class BenchContext:
     def pre(self) -> Callable[..., torch.Tensor]:
         """The preprocessed-mode TorchScript artifact."""
         return self.load("torchscript")
+
+    def release_models(self) -> None:
+        """Drop the eager model and the TorchScript artifact this process holds (reloaded on next use)
+        and hand their memory back: before a metric whose children hold several full-size models."""
+        for name in ("loaded", "pre"):
+            self.__dict__.pop(name, None)
+        trim()
 
     @cached_property
     def clip10(self) -> np.ndarray:
@@ -625,6 +632,7 @@ def metric_allocator(ctx: BenchContext) -> Rows:
 
     inputs = ctx.work / "allocator_inputs.npz"
     save_inputs(inputs, {"clip10": ctx.feats})
+    ctx.release_models()  # its two children hold three models each: 16 GB at full size, on a 24 GB machine
     settings = {"default": 0, "keep_freed_memory": 1}
     children = {name: ["allocator_runs", ctx.ckpt, ctx.art, inputs, ctx.threads, keep] for name, keep in settings.items()}
     rounds, reports = lockstep(children, ctx.env, ctx.repeats + 2, 2, ctx.work / "allocator_children.log")
@@ -1017,17 +1025,22 @@ def select_metrics(only: Sequence[str] | None) -> tuple[Callable[[BenchContext],
 
 
 def run(size: str = "tiny", quick: bool = False, threads: int = 2, workdir: str | Path | None = None,
-        only: Sequence[str] | None = None) -> dict[str, Any]:
+        only: Sequence[str] | None = None,
+        progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Measure everything (or the metrics named in ``only``, after the export, which always runs) for the
     demo model of ``size``; returns the JSON-able result.
 
-    Checkpoints and artifacts go to ``workdir`` (kept), else to a temporary directory that is
-    removed afterwards (at full size, every format of both modes: several times the weights' 2.3 GB).
+    A metric that raises is logged and listed under ``"failed"`` (type and message), and the
+    run goes on with the next one; ``progress`` is called with the result so far after each
+    metric (the command line writes it to ``--json``, so a run stopped at hour two keeps what
+    it measured).  Checkpoints and artifacts go to ``workdir`` (kept), else to a temporary
+    directory that is removed afterwards (at full size, every format of both modes: several
+    times the weights' 2.3 GB).
     """
     measures = select_metrics(only)
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="w2vlab-bench-") as tmp:
-            return run(size, quick, threads, tmp, only)
+            return run(size, quick, threads, tmp, only, progress)
     torch.set_num_threads(threads)
     keep_freed_memory()  # time as the consumers run; the export child keeps glibc's defaults
     ctx = make_context(size, quick, threads, Path(workdir))
@@ -1040,11 +1053,20 @@ def run(size: str = "tiny", quick: bool = False, threads: int = 2, workdir: str 
     result["metrics"] = metric_export_peak_rss(ctx)
     result["wall_s"] = {SHARED: time.perf_counter() - start}  # what each metric took to measure, this run
     result["artifact_sizes"] = artifact_sizes(ctx)
-    for measure in measures:
-        logger.info("bench: %s", measure.__name__)
+    result["failed"] = {}
+    for i, measure in enumerate(measures, 1):
+        name = metric_name(measure)
+        logger.info("bench: %s (%d of %d)", name, i, len(measures))
         start = time.perf_counter()
-        result["metrics"].update(measure(ctx))
-        result["wall_s"][metric_name(measure)] = time.perf_counter() - start
+        try:
+            result["metrics"].update(measure(ctx))
+        except Exception as e:  # noqa: BLE001 - recorded, logged and reported by the exit status
+            logger.exception("bench: %s failed", name)
+            result["failed"][name] = f"{type(e).__name__}: {e}"
+        result["wall_s"][name] = time.perf_counter() - start
+        trim()  # this process keeps freed memory (keep_freed_memory): give back what the metric freed
+        if progress is not None:
+            progress(result)
     return result
 
 
@@ -1063,12 +1085,22 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         parser.error(str(e))
     logging.basicConfig(level=logging.WARNING)
-    result = run(args.size, args.quick, args.threads, only=args.only)
-    text = json.dumps(result, indent=2)
-    sys.stdout.write(text + "\n")
+    logger.setLevel(logging.INFO)  # which metric is running: a full-size run takes about two hours
+    result = run(args.size, args.quick, args.threads, only=args.only,
+                 progress=None if args.json is None else lambda partial: write_json(args.json, partial))
+    sys.stdout.write(json.dumps(result, indent=2) + "\n")
     if args.json:
-        args.json.write_text(text + "\n")
-    return 0
+        write_json(args.json, result)
+    if result["failed"]:
+        logger.error("bench: %d metric(s) failed: %s", len(result["failed"]), ", ".join(result["failed"]))
+    return 1 if result["failed"] else 0
+
+
+def write_json(path: Path, result: dict[str, Any]) -> None:
+    """``result`` to ``path``, atomically (a reader never sees half a file)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

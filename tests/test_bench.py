@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 
 import pytest
 import torch
@@ -174,6 +175,31 @@ def test_a_failing_metric_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch,
     assert "bench: boom (1 of 2)" in logged and "bench: boom failed" in logged
     assert logged[-1] == "bench: 1 metric(s) failed: boom"
     assert not list(tmp_path.glob(".*"))  # no temporary file left beside the JSON
+
+
+def test_reuse_measures_an_earlier_runs_artifact_without_exporting(tmp_path, tiny_dir, tiny_all_formats,
+                                                                   monkeypatch, capsys):
+    """--reuse --workdir: a metric of a kept run's artifact in seconds, without a second export; refused,
+    naming what is missing, where no earlier run left its files."""
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(tiny_dir, work / "demo_tiny")
+    shutil.copytree(tiny_all_formats[0], work / "artifact_tiny")
+    monkeypatch.setattr(bench, "metric_export_peak_rss", lambda ctx: pytest.fail("exported again"))
+    path = tmp_path / "b.json"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert bench.main(["--size", "tiny", "--quick", "--workdir", str(work), "--reuse", "--only", "frontend_vs_hf",
+                           "--json", str(path)]) == 0
+    result = json.loads(path.read_text())
+    assert result["reused"] == str(work) and result["only"] == ["frontend_vs_hf"] and result["failed"] == {}
+    assert set(result["metrics"]) == {"frontend_vs_hf_10s", "frontend_vs_hf_60s"}
+    assert result["metrics"]["frontend_vs_hf_10s"]["torch_frontend_s"] > 0
+    for argv, message in ((["--reuse"], "--reuse needs --workdir"),
+                          (["--reuse", "--workdir", str(tmp_path / "empty")], "missing: .*demo_tiny")):
+        with pytest.raises(SystemExit):
+            bench.main(["--size", "tiny", *argv])
+        assert re.search(message, capsys.readouterr().err)
 
 
 def test_child_dispatcher_and_failure_message(tmp_path, capsys):

@@ -244,13 +244,27 @@ class BenchContext:
         return ArtifactEmbedder(self.art, "preprocessed", "torchscript")
 
 
-def make_context(size: str, quick: bool, threads: int, work: Path) -> BenchContext:
-    """The context, with the demo checkpoint of ``size`` written into ``work``."""
+def make_context(size: str, quick: bool, threads: int, work: Path, reuse: bool = False) -> BenchContext:
+    """The context, with the demo checkpoint of ``size`` written into ``work``; with ``reuse``, the
+    checkpoint and artifact an earlier run left in ``work`` (``ValueError`` if either is missing)."""
     from .demo import write_demo_checkpoint
 
     ctx = BenchContext(size, quick, threads, Path(work))
+    if reuse:
+        check_reusable(ctx)
+        return ctx
     write_demo_checkpoint(ctx.ckpt, size=size, overwrite=True)
     return ctx
+
+
+def check_reusable(ctx: BenchContext) -> None:
+    """``ValueError`` naming what is missing unless an earlier run left its checkpoint and artifact in ``ctx.work``."""
+    from .contract import METADATA_FILE
+
+    missing = [str(p) for p in (ctx.ckpt, ctx.art / METADATA_FILE) if not p.exists()]
+    if missing:
+        raise ValueError(f"reusing {ctx.work} needs the checkpoint and artifact of an earlier --size {ctx.size} run "
+                         f"there; missing: {', '.join(missing)}")
 
 
 def file_bytes(path: Path) -> int:
@@ -1025,8 +1039,8 @@ def select_metrics(only: Sequence[str] | None) -> tuple[Callable[[BenchContext],
 
 
 def run(size: str = "tiny", quick: bool = False, threads: int = 2, workdir: str | Path | None = None,
-        only: Sequence[str] | None = None,
-        progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        only: Sequence[str] | None = None, progress: Callable[[dict[str, Any]], None] | None = None,
+        reuse: bool = False) -> dict[str, Any]:
     """Measure everything (or the metrics named in ``only``, after the export, which always runs) for the
     demo model of ``size``; returns the JSON-able result.
 
@@ -1035,23 +1049,28 @@ def run(size: str = "tiny", quick: bool = False, threads: int = 2, workdir: str 
     metric (the command line writes it to ``--json``, so a run stopped at hour two keeps what
     it measured).  Checkpoints and artifacts go to ``workdir`` (kept), else to a temporary
     directory that is removed afterwards (at full size, every format of both modes: several
-    times the weights' 2.3 GB).
+    times the weights' 2.3 GB).  ``reuse``: measure the checkpoint and artifact an earlier run
+    left in ``workdir`` instead of exporting again (a full-size export takes about 7 minutes);
+    the export's own row is then absent.
     """
     measures = select_metrics(only)
     if workdir is None:
+        if reuse:
+            raise ValueError("reuse needs the workdir of an earlier run")
         with tempfile.TemporaryDirectory(prefix="w2vlab-bench-") as tmp:
             return run(size, quick, threads, tmp, only, progress)
     torch.set_num_threads(threads)
     keep_freed_memory()  # time as the consumers run; the export child keeps glibc's defaults
-    ctx = make_context(size, quick, threads, Path(workdir))
+    ctx = make_context(size, quick, threads, Path(workdir), reuse)
     result: dict[str, Any] = {
         "size": size, "quick": quick, "threads": threads, "repeats": ctx.repeats,
-        "only": None if only is None else [SHARED, *map(metric_name, measures)],
+        "only": None if only is None else [*([] if reuse else [SHARED]), *map(metric_name, measures)],
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
+        "reused": str(workdir) if reuse else None,
     }
     start = time.perf_counter()
-    result["metrics"] = metric_export_peak_rss(ctx)
-    result["wall_s"] = {SHARED: time.perf_counter() - start}  # what each metric took to measure, this run
+    result["metrics"] = {} if reuse else metric_export_peak_rss(ctx)
+    result["wall_s"] = {} if reuse else {SHARED: time.perf_counter() - start}  # what each metric took, this run
     result["artifact_sizes"] = artifact_sizes(ctx)
     result["failed"] = {}
     for i, measure in enumerate(measures, 1):
@@ -1076,6 +1095,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats: a smoke run for CI")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the result here")
+    parser.add_argument("--workdir", type=Path, help="keep the checkpoint and artifact here (default: a temporary "
+                                                     "directory, removed afterwards)")
+    parser.add_argument("--reuse", action="store_true", help="measure the checkpoint and artifact an earlier run left "
+                                                             "in --workdir instead of exporting again")
     parser.add_argument("--only", metavar="METRIC[,METRIC]", type=lambda text: [n for n in text.split(",") if n],
                         help=f"only these metrics (after the export, which always runs): "
                              f"{', '.join(metric_name(m) for m in METRICS)}")
@@ -1084,10 +1107,17 @@ def main(argv: list[str] | None = None) -> int:
         select_metrics(args.only)
     except ValueError as e:
         parser.error(str(e))
+    if args.reuse:
+        if args.workdir is None:
+            parser.error("--reuse needs --workdir (the directory of an earlier run)")
+        try:
+            check_reusable(BenchContext(args.size, args.quick, args.threads, args.workdir))
+        except ValueError as e:
+            parser.error(str(e))
     logging.basicConfig(level=logging.WARNING)
     logger.setLevel(logging.INFO)  # which metric is running: a full-size run takes about two hours
-    result = run(args.size, args.quick, args.threads, only=args.only,
-                 progress=None if args.json is None else lambda partial: write_json(args.json, partial))
+    result = run(args.size, args.quick, args.threads, args.workdir, args.only,
+                 None if args.json is None else lambda partial: write_json(args.json, partial), args.reuse)
     sys.stdout.write(json.dumps(result, indent=2) + "\n")
     if args.json:
         write_json(args.json, result)

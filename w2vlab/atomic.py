@@ -1,4 +1,4 @@
-"""Atomic directory writes: build in a temporary sibling, then rename into place.
+"""Atomic writes: a JSON file, or a whole directory built in a temporary sibling, then renamed into place.
 
 A failed write leaves nothing behind and an existing directory byte-identical; an existing
 directory is replaced only when ``overwrite`` is true.  The replacement is one atomic swap on
@@ -12,14 +12,26 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 
 _AT_FDCWD, _RENAME_EXCHANGE = -100, 2  # <fcntl.h>, <linux/fs.h>
+
+
+def write_json(path: Path, obj: Any, sort_keys: bool = False) -> None:
+    """Replace ``path`` with ``obj`` as indented JSON, atomically (temporary sibling, fsync, rename):
+    a reader, or a run stopped part way, never finds half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w") as f:
+        f.write(json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def exchange(a: Path, b: Path) -> bool:

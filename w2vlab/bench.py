@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from .allocator import keep_freed_memory, trim
+from .atomic import write_json
 from .bench_child import HWM_MARKER, REPORT_MARKER
 from .contract import MODES
 from .timing import alternated_seconds, median_seconds, paired_seconds
@@ -1124,13 +1125,6 @@ def main(argv: list[str] | None = None) -> int:
     if result["failed"]:
         logger.error("bench: %d metric(s) failed: %s", len(result["failed"]), ", ".join(result["failed"]))
     return 1 if result["failed"] else 0
-
-
-def write_json(path: Path, result: dict[str, Any]) -> None:
-    """``result`` to ``path``, atomically (a reader never sees half a file)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

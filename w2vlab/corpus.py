@@ -55,6 +55,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .artifact import load_artifact
+from .atomic import write_json
 from .audio import pad_waveforms, prepare_waveform, read_audio
 from .contract import CORPUS_ARK, CORPUS_SCP, file_entry
 from .features import extractor_inputs
@@ -427,16 +428,6 @@ def embed_prepared(embedder: Embedder, batch: PreparedBatch) -> tuple[list[str],
 # --------------------------------------------------------------------------- writing
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    """Replace ``path`` atomically (temporary sibling, fsync, rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w") as f:
-        f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class CorpusWriter:
     """Embeddings to ``DIR/embeddings.ark`` + ``.scp`` (kaldiio), failures to ``failures.tsv``.
 
@@ -495,8 +486,8 @@ class CorpusWriter:
 
     def _commit(self, ark_bytes: int, scp_bytes: int, embedded: int) -> None:
         """Replace progress.json: from here on the ark and scp up to these sizes are the run's output."""
-        _write_json(self.output / PROGRESS, {"format": TAG, "identity": self.identity, "ark_bytes": ark_bytes,
-                                             "scp_bytes": scp_bytes, "embedded": embedded})
+        write_json(self.output / PROGRESS, {"format": TAG, "identity": self.identity, "ark_bytes": ark_bytes,
+                                            "scp_bytes": scp_bytes, "embedded": embedded}, sort_keys=True)
 
     def write(self, keys: Sequence[str], embeddings: np.ndarray) -> None:
         """Append one batch, embeddings ``[B, D]``, and commit it."""
@@ -524,7 +515,7 @@ class CorpusWriter:
         if not self._failures.closed:
             self._failures.close()
         if summary is not None:
-            _write_json(self.output / SUMMARY, dict(summary))
+            write_json(self.output / SUMMARY, dict(summary), sort_keys=True)
 
     def __enter__(self) -> "CorpusWriter":
         return self

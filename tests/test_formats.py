@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ from w2vlab.contract import read_embedded_metadata as read_metadata
 from w2vlab.demo import build_demo_model
 from w2vlab.entry import Core, waveform_encoder
 from w2vlab.features import FeatureConfig
+import w2vlab
 from w2vlab.formats import export_onnx, export_program
 from w2vlab.loaders import load_format
 from w2vlab.parity import compare, format_bounds
@@ -178,6 +180,33 @@ def test_onnx_names_axes_and_metadata(onnx_files):
     assert shapes == {"waveform": ["batch", "samples"], "lengths": ["batch"], "embedding": ["batch", 32]}
     assert {p.key: p.value for p in model.metadata_props}["w2vlab_metadata"] == METADATA
     assert read_metadata(onnx_files["pruned", "preprocessed"], "onnx") == json.loads(METADATA)
+
+
+def _machine_paths(data: bytes) -> list[str]:
+    """The install folders of torch and w2vlab on this machine that ``data`` names."""
+    roots = {str(Path(module.__file__).resolve().parent) for module in (torch, w2vlab)}
+    return [root for root in roots if root.encode() in data]
+
+
+def test_onnx_files_name_no_path_of_the_exporting_machine(onnx_files):
+    """The exporter's per-node stack traces named this machine's files (torch's and w2vlab's
+    install folders), so the file said where it was made and its content hash depended on it:
+    no byte of either file names them now, and the module names :mod:`w2vlab.int8` reads stay."""
+    onnx = pytest.importorskip("onnx")
+    for path in onnx_files.values():
+        assert not _machine_paths(path.read_bytes()), path.name
+        keys = {p.key for node in onnx.load(str(path)).graph.node for p in node.metadata_props}
+        assert "pkg.torch.onnx.class_hierarchy" in keys and "pkg.torch.onnx.stack_trace" not in keys, keys
+
+
+def test_pt2_files_name_no_path_of_the_exporting_machine(programs):
+    """Same for the .pt2 archives' graph (``model.json`` held a stack trace per node)."""
+    import zipfile
+
+    for _, path in programs.values():
+        with zipfile.ZipFile(path) as archive:
+            named = {name: _machine_paths(archive.read(name)) for name in archive.namelist()}
+        assert not {name: roots for name, roots in named.items() if roots}, path.name
 
 
 def test_onnx_export_lets_go_of_the_model_weights(tmp_path):

@@ -64,6 +64,7 @@ from .torchscript import trace_example
 
 MAX_BATCH = 1024
 MAX_FRAMES = 30_000  # stacked rows (10 min of audio); longer inputs are refused by the program
+STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"  # node metadata the ONNX exporter writes; dropped
 
 
 # --------------------------------------------------------------------------- capture
@@ -103,9 +104,14 @@ def export_program(
 
     ``metadata_json`` is stored in the archive as ``metadata.json`` (read it back with
     :func:`w2vlab.contract.read_embedded_metadata`).  Pass the returned program to
-    :func:`export_onnx` to skip a second capture.
+    :func:`export_onnx` to skip a second capture.  Each node's ``stack_trace`` (this machine's
+    file paths) is dropped first, as in the ONNX files; ``nn_module_stack`` still names its layer.
     """
     program = capture(model, mode, config)
+    for module in program.graph_module.modules():
+        if isinstance(module, torch.fx.GraphModule):
+            for node in module.graph.nodes:
+                node.meta.pop("stack_trace", None)
     extra = {METADATA_FILE: metadata_json} if metadata_json is not None else None
     torch.export.save(program, str(path), extra_files=extra)
     return program
@@ -155,11 +161,26 @@ def export_onnx(
     with _quiet_onnx_exporter():
         onnx_program = torch.onnx.export(program, dynamo=True, verbose=False, optimize=True)
     _name_graph(onnx_program.model, mode)
+    _drop_stack_traces(onnx_program.model)
     if metadata_json is not None:
         onnx_program.model.metadata_props[ONNX_METADATA_KEY] = metadata_json
     onnx_program.save(str(path), external_data=external_data)
     del onnx_program
     _forget_last_graph()
+
+
+def _drop_stack_traces(model: Any) -> None:
+    """Remove each node's ``pkg.torch.onnx.stack_trace`` from an ``onnx_ir.Model``.
+
+    The exporter records the Python stack that made each node, with this machine's file paths
+    (site-packages, the exporting script): a fifth of the graph's bytes on the tiny demo, and,
+    since :func:`w2vlab.contract.onnx_sha256` hashes nodes whole, a content hash that depended on
+    where w2vlab was installed.  The module names (``namespace``, ``pkg.torch.onnx.class_hierarchy``,
+    which :mod:`w2vlab.int8` reads) stay, and still say which layer made each node.
+    """
+    for graph in (model.graph, *model.functions.values()):
+        for node in graph.all_nodes():
+            node.metadata_props.pop(STACK_TRACE_KEY, None)
 
 
 def _forget_last_graph() -> None:

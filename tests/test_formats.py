@@ -14,13 +14,13 @@ import pytest
 import torch
 from transformers import SeamlessM4TFeatureExtractor
 
+import w2vlab
 from w2vlab.config import W2VBERT_PREPROCESSOR
 from w2vlab.contract import FILES as FORMAT_FILES
 from w2vlab.contract import read_embedded_metadata as read_metadata
 from w2vlab.demo import build_demo_model
 from w2vlab.entry import Core, waveform_encoder
 from w2vlab.features import FeatureConfig
-import w2vlab
 from w2vlab.formats import export_onnx, export_program
 from w2vlab.loaders import load_format
 from w2vlab.parity import compare, format_bounds

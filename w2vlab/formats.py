@@ -176,7 +176,9 @@ def _drop_stack_traces(model: Any) -> None:
     (site-packages, the exporting script): a fifth of the graph's bytes on the tiny demo, and,
     since :func:`w2vlab.contract.onnx_sha256` hashes nodes whole, a content hash that depended on
     where w2vlab was installed.  The module names (``namespace``, ``pkg.torch.onnx.class_hierarchy``,
-    which :mod:`w2vlab.int8` reads) stay, and still say which layer made each node.
+    which :mod:`w2vlab.int8` reads) stay, and still say which layer made each node.  Dropping the
+    program's own traces first (as :func:`export_program` does) is not enough: the exporter's
+    decompositions trace again and record new ones (178 of 187 nodes on the tiny demo).
     """
     for graph in (model.graph, *model.functions.values()):
         for node in graph.all_nodes():

@@ -5,7 +5,7 @@
 // ARTIFACT is an export directory or the file itself: the TorchScript archive
 // (w2vbert_speaker_script_waveform.pt), or with --aoti the AOTInductor package
 // (w2vbert_speaker_aoti_waveform.pt2).  The artifact computes the SeamlessM4T features inside
-// its graph, so this program only does what w2vlab.audio does in Python: read the file with
+// its graph, so this program only does what w2vlab._audio does in Python: read the file with
 // libsndfile (float in [-1, 1]), downmix by the channel mean, resample to the artifact's rate with
 // libsoxr (HQ, float32, the python-soxr recipe), then call the graph on [1, N] float32.
 //
@@ -40,7 +40,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The contract (w2vlab/contract.py): these names and the tag are what the exporter writes.
+// The contract (w2vlab/_contract.py): these names and the tag are what the exporter writes.
 const char* kFormatTag = "w2vlab-artifact/2";
 const char* kScriptFile = "w2vbert_speaker_script_waveform.pt";
 const char* kAotiFile = "w2vbert_speaker_aoti_waveform.pt2";
@@ -151,7 +151,7 @@ Encoder load_torchscript(const fs::path& artifact) {
                         "this program needs the waveform artifact, " + kScriptFile);
   module->eval();
   // frontend -> core as two calls, the frontend on one intra-op thread, as the Python consumer
-  // does (w2vlab/loaders.py, FRONTEND_THREADS): its small parallel regions stall on a busy machine.
+  // does (w2vlab/runtime/_loaders.py, FRONTEND_THREADS): its small parallel regions stall on a busy machine.
   auto frontend = std::make_shared<torch::jit::Module>(module->attr("frontend").toModule());
   auto core = std::make_shared<torch::jit::Module>(module->attr("core").toModule());
   return {meta, [frontend, core](const at::Tensor& wave) {
@@ -194,7 +194,7 @@ Encoder load_aoti(const fs::path& artifact) {
   if (meta.min_program_samples <= 0) throw ArtifactError(file.string() + " metadata lacks min_program_samples");
   const int64_t min_samples = meta.min_program_samples;
   // The program always takes (waveform [B, N], lengths [B]) and was captured for N >= min_samples:
-  // pad shorter clips past their length, as w2vlab.entry.ProgramWaveformEntry does.
+  // pad shorter clips past their length, as w2vlab.runtime._entry.ProgramWaveformEntry does.
   return {meta, [loader, min_samples](const at::Tensor& wave) {
             auto lengths = torch::full({1}, wave.size(1), torch::kLong);
             at::Tensor input = wave.size(1) < min_samples
@@ -207,7 +207,7 @@ Encoder load_aoti(const fs::path& artifact) {
 // ------------------------------------------------------------------ audio
 
 // A RIFF/WAVE header that declares more bytes than the file holds is a cut-off copy:
-// libsndfile would read what is there, w2vlab refuses it (w2vlab.audio._check_riff_complete).
+// libsndfile would read what is there, w2vlab refuses it (w2vlab._audio._check_riff_complete).
 void check_riff_complete(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   unsigned char head[12] = {0};
@@ -246,7 +246,7 @@ std::vector<float> read_mono(const fs::path& path, int& rate) {
 }
 
 // soxr HQ, float32 in and out, fed in 48000-output-sample chunks and flushed: python-soxr's
-// soxr.resample(x, in_rate, out_rate, quality="HQ"), the call w2vlab.audio makes.
+// soxr.resample(x, in_rate, out_rate, quality="HQ"), the call w2vlab._audio makes.
 std::vector<float> resample(const std::vector<float>& x, double in_rate, double out_rate) {
   soxr_error_t err = nullptr;
   soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);

@@ -6,7 +6,7 @@ upgrade that moves both sides together passes unnoticed.  This stores, for the c
 fixture ``speech_en_m3_2s.wav`` and a tiny model with numpy-seeded weights:
 
 * the HF ``SeamlessM4TFeatureExtractor`` ``input_features`` shape and 8 values at fixed
-  (row, column) indices, and the same indices from ``w2vlab.features.TorchFeatureExtractor``;
+  (row, column) indices, and the same indices from ``w2vlab._features.TorchFeatureExtractor``;
 * the eager embedding: shape, first 8 values, L2 norm.
 
 The weights come from ``numpy.random.default_rng`` (:func:`seed_weights`), not from torch's init
@@ -74,8 +74,8 @@ def write_golden_checkpoint(out_dir: str | Path, seed: int = SEED) -> Path:
     ``write_demo_checkpoint`` writes the layout (config.json, preprocessor_config.json, head
     JSON, both safetensors files); the two weight files are then rewritten the same way.
     """
-    from w2vlab.checkpoint import HEAD_WEIGHTS
-    from w2vlab.demo import build_demo_model, write_demo_checkpoint
+    from w2vlab.model._checkpoint import HEAD_WEIGHTS
+    from w2vlab.model._demo import build_demo_model, write_demo_checkpoint
 
     out_dir = write_demo_checkpoint(out_dir, "tiny", seed=seed)
     model, _ = build_demo_model("tiny", seed=seed)
@@ -105,10 +105,10 @@ def measure(model_dir: str | Path, fixture: str | Path = FIXTURE, index: list[li
     """
     from transformers import SeamlessM4TFeatureExtractor
 
-    from w2vlab.audio import prepare_waveform, read_audio
-    from w2vlab.checkpoint import load_speaker_encoder
-    from w2vlab.demo import W2VBERT_PREPROCESSOR
-    from w2vlab.features import FeatureConfig, TorchFeatureExtractor
+    from w2vlab._audio import prepare_waveform, read_audio
+    from w2vlab.model._checkpoint import load_speaker_encoder
+    from w2vlab.model._demo import W2VBERT_PREPROCESSOR
+    from w2vlab._features import FeatureConfig, TorchFeatureExtractor
 
     loaded = load_speaker_encoder(model_dir)
     fe = SeamlessM4TFeatureExtractor(**(loaded.preprocessor_config or W2VBERT_PREPROCESSOR))
@@ -142,7 +142,7 @@ def versions() -> dict[str, str]:
 
 
 def main() -> None:
-    from w2vlab.checkpoint import sha256_file
+    from w2vlab.model._checkpoint import sha256_file
 
     with tempfile.TemporaryDirectory() as tmp:
         values = measure(write_golden_checkpoint(Path(tmp) / "tiny"))
@@ -156,7 +156,7 @@ def main() -> None:
         "about": "absolute reference values checked by tests/test_golden.py; see tests/data/README.md",
         "provenance": {
             "script": "scripts/make_golden_slice.py",
-            "model": "w2vlab.demo tiny structure, weights from seed_weights(numpy.random.default_rng(seed))",
+            "model": "w2vlab.model._demo tiny structure, weights from seed_weights(numpy.random.default_rng(seed))",
             "seed": SEED,
             "fixture": f"tests/data/{FIXTURE.name}",
             "fixture_sha256": sha256_file(FIXTURE),

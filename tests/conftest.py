@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from w2vlab.demo import write_demo_checkpoint
+from w2vlab.model._demo import write_demo_checkpoint
 
 DATA = Path(__file__).parent / "data"
 # Modules that take minutes (the two AOTInductor compiles alone take about 2 min with a cold
@@ -39,9 +39,9 @@ def tiny_all_formats(tmp_path_factory, tiny_dir) -> tuple[Path, tuple[str, ...],
     by the pytest-xdist workers (under a lock; the export itself is atomic), because each such
     export costs about 30 s of CPU.  The demo weights are deterministic, so every worker's
     ``tiny_dir`` holds the same model.  Tests must copy it before changing anything in it."""
-    from w2vlab.contract import ALL_FORMATS, MODES, onnx_available
-    from w2vlab.export import export
-    from w2vlab.suite import build_suite
+    from w2vlab._contract import ALL_FORMATS, MODES, onnx_available
+    from w2vlab.export._pipeline import export
+    from w2vlab.export._suite import build_suite
 
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # xdist: this run's root

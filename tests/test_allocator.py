@@ -1,4 +1,4 @@
-"""w2vlab.allocator.trim hands freed heap memory back to the OS (glibc), where free() alone keeps it."""
+"""w2vlab._allocator.trim hands freed heap memory back to the OS (glibc), where free() alone keeps it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from w2vlab.allocator import _libc, is_glibc, keep_freed_memory, trim
+from w2vlab._allocator import _libc, is_glibc, keep_freed_memory, trim
 
 
 def rss_bytes() -> int:
@@ -46,7 +46,7 @@ def test_keep_freed_memory_keeps_freed_blocks_for_reuse():
         pytest.skip("not glibc")
     code = """
 import ctypes, resource, sys
-from w2vlab.allocator import _libc, keep_freed_memory
+from w2vlab._allocator import _libc, keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory() is True
 libc = _libc()

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from w2vlab import atomic
-from w2vlab.atomic import atomic_directory
+from w2vlab import _atomic as atomic
+from w2vlab._atomic import atomic_directory
 
 
 def _write(out, text: str) -> None:

@@ -1,4 +1,4 @@
-"""w2vlab.audio: fixtures read and prepare; bad inputs fail with errors that name what was received."""
+"""w2vlab._audio: fixtures read and prepare; bad inputs fail with errors that name what was received."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from w2vlab.audio import prepare_waveform, read_audio
+from w2vlab._audio import prepare_waveform, read_audio
 
 DATA = Path(__file__).parent / "data"
 WAVS = sorted(DATA.glob("*.wav"))

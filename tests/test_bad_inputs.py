@@ -17,14 +17,14 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from w2vlab.artifact import ArtifactError, load_artifact
-from w2vlab.audio import prepare_waveform, read_audio
-from w2vlab.checkpoint import CheckpointMismatchError, load_speaker_encoder
-from w2vlab.contract import FILES
-from w2vlab.export import export
-from w2vlab.loaders import load_script
-from w2vlab.torchscript import save_script
-from w2vlab.suite import QUICK_LENGTHS, build_suite, synthetic_speech
+from w2vlab.runtime._artifact import ArtifactError, load_artifact
+from w2vlab._audio import prepare_waveform, read_audio
+from w2vlab.model._checkpoint import CheckpointMismatchError, load_speaker_encoder
+from w2vlab._contract import FILES
+from w2vlab.export._pipeline import export
+from w2vlab.runtime._loaders import load_script
+from w2vlab.export._torchscript import save_script
+from w2vlab.export._suite import QUICK_LENGTHS, build_suite, synthetic_speech
 
 PRE = FILES["torchscript", "preprocessed"]
 SPEECH = synthetic_speech(16160, seed=1)

@@ -11,10 +11,12 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from w2vlab import bench, bench_child
-from w2vlab.allocator import is_glibc
-from w2vlab.contract import ALL_FORMATS, onnx_available
-from w2vlab.demo import build_demo_model
+from w2vlab.bench import _harness as bench
+
+from w2vlab.bench import _child as bench_child
+from w2vlab._allocator import is_glibc
+from w2vlab._contract import ALL_FORMATS, onnx_available
+from w2vlab.model._demo import build_demo_model
 
 CORPUS_METRICS = ("corpus_pipeline_overhead", "corpus_bucketing_vs_one_by_one", "corpus_peak_rss_n_vs_10n")
 # Every metric but Ray vs local (about 40 s of Ray start-up and actors here): Ray's embeddings are
@@ -171,7 +173,7 @@ def test_a_failing_metric_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch,
     assert written["failed"] == {"boom": "RuntimeError: benchmark child failed (-9)"}
     assert set(written["metrics"]) == {"export_peak_rss", "fine"} and set(written["wall_s"]) >= {"boom", "fine"}
     assert seen[0]["failed"] == written["failed"] and "fine" not in seen[0]["metrics"]
-    logged = [r.getMessage() for r in caplog.records if r.name == "w2vlab.bench"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "w2vlab.bench._harness"]
     assert "bench: boom (1 of 2)" in logged and "bench: boom failed" in logged
     assert logged[-1] == "bench: 1 metric(s) failed: boom"
     assert not list(tmp_path.glob(".*"))  # no temporary file left beside the JSON

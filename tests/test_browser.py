@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from w2vlab.widgets import PICKER_MAX_ROWS
+from w2vlab.lab._widgets import PICKER_MAX_ROWS
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from w2vlab.checkpoint import CheckpointMismatchError, load_speaker_encoder, read_state_dict
-from w2vlab.config import normalise_pruning
-from w2vlab.demo import build_demo_model, encoder_config, write_demo_checkpoint
+from w2vlab.model._checkpoint import CheckpointMismatchError, load_speaker_encoder, read_state_dict
+from w2vlab.model._config import normalise_pruning
+from w2vlab.model._demo import build_demo_model, encoder_config, write_demo_checkpoint
 
 X = torch.randn(2, 23, 160)
 
@@ -110,7 +110,7 @@ def test_pruned_list_of_wrong_length_is_resolved_from_weights(tmp_path, pruned_d
     assert any("conv_group: 1 entries for 4 layers, taken from the weights" in n for n in loaded.notes)
 
 
-# The pruned demo's weights (w2vlab.demo.encoder_config): heads [4, 0, 2, 1], ffn widths
+# The pruned demo's weights (w2vlab.model._demo.encoder_config): heads [4, 0, 2, 1], ffn widths
 # [[128, 64], [112, 72], [96, 0], [80, 88]], conv [[64, 64], [64, 56], [64, 48], [64, 64]].
 @pytest.mark.parametrize("field, given, message", [
     ("num_attention_heads_group", [2, 0],
@@ -184,7 +184,7 @@ def test_read_state_dict_rejects_non_tensor_mapping(tmp_path):
 
 
 def test_read_safetensors_matches_the_reference_reader(tmp_path):
-    from w2vlab.checkpoint import read_safetensors
+    from w2vlab.model._checkpoint import read_safetensors
 
     tensors = {
         "f32": torch.randn(3, 5), "f16": torch.randn(7).half(), "bf16": torch.randn(2, 2).bfloat16(),

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from w2vlab.artifact import load_artifact
+from w2vlab.runtime._artifact import load_artifact
 from w2vlab.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +88,7 @@ def test_verify_passes_for_its_model_and_fails_for_another(cli_artifact, tiny_di
 
 
 def test_named_suites():
-    from w2vlab.suite import DEFAULT_BATCHES, QUICK_LENGTHS, named_suite
+    from w2vlab.export._suite import DEFAULT_BATCHES, QUICK_LENGTHS, named_suite
 
     full, quick = named_suite("full"), named_suite("quick")
     assert len(full) == 26 and [len(c.waves) for c in quick] == [1] * len(QUICK_LENGTHS) + [len(DEFAULT_BATCHES[0])]
@@ -118,7 +118,8 @@ def test_seed_export_script(tmp_path, tiny_dir):
 
 def test_choices_and_defaults_come_from_the_contract():
     """The parser offers exactly the contract's modes, formats and demo sizes (and the demo builds each size)."""
-    from w2vlab import contract, demo
+    from w2vlab import _contract as contract
+    from w2vlab.model import _demo as demo
     from w2vlab.cli import build_parser
 
     sub = next(a for a in build_parser()._actions if a.dest == "command").choices

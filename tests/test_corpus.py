@@ -19,17 +19,17 @@ import pytest
 import soundfile as sf
 import torch
 
-from w2vlab import corpus
-from w2vlab.artifact import load_artifact
-from w2vlab.audio import prepare_waveform, read_audio
-from w2vlab.checkpoint import feature_extractor_for, load_speaker_encoder
+from w2vlab.corpus import _embed as corpus
+from w2vlab.runtime._artifact import load_artifact
+from w2vlab._audio import prepare_waveform, read_audio
+from w2vlab.model._checkpoint import feature_extractor_for, load_speaker_encoder
 from w2vlab.cli import main
-from w2vlab.corpus import (ARK, FAILURES, PROGRESS, SCP, SUMMARY, ArtifactEmbedder, CorpusItem, embed_corpus,
+from w2vlab.corpus._embed import (ARK, FAILURES, PROGRESS, SCP, SUMMARY, ArtifactEmbedder, CorpusItem, embed_corpus,
                            plan_batches, read_source)
-from w2vlab.eager import EagerEmbedder
-from w2vlab.export import export
-from w2vlab.features import extractor_inputs
-from w2vlab.suite import build_suite
+from w2vlab.model._eager import EagerEmbedder
+from w2vlab.export._pipeline import export
+from w2vlab._features import extractor_inputs
+from w2vlab.export._suite import build_suite
 
 ATOL = 1e-5  # batched vs one-by-one: float32 padding/masking differences only
 BUDGET = 8.0  # seconds: small enough that the 0.5-3 s clips share batches, the 8 s one goes alone

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from w2vlab.corpus import ArtifactEmbedder, embed_corpus
-from w2vlab.export import export
-from w2vlab.suite import build_suite
-from w2vlab.trials import load_embeddings
+from w2vlab.corpus._embed import ArtifactEmbedder, embed_corpus
+from w2vlab.export._pipeline import export
+from w2vlab.export._suite import build_suite
+from w2vlab.corpus._trials import load_embeddings
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
 
@@ -51,7 +51,7 @@ def _failures(out: Path) -> dict[str, str]:
 
 
 def test_ray_engine_equals_local(ray_local, corpus, embedder, tmp_path):
-    from w2vlab.corpus_ray import run_ray
+    from w2vlab.corpus._ray import run_ray
 
     local = embed_corpus(corpus / "wav.scp", tmp_path / "local", embedder, batch_seconds=8, progress=False)
     remote = embed_corpus(corpus / "wav.scp", tmp_path / "ray", embedder, batch_seconds=8, progress=False,
@@ -66,7 +66,7 @@ def test_ray_engine_equals_local(ray_local, corpus, embedder, tmp_path):
 
 
 def test_ray_engine_resumes_a_local_run(ray_local, corpus, embedder, tmp_path):
-    from w2vlab.corpus_ray import run_ray
+    from w2vlab.corpus._ray import run_ray
 
     out = tmp_path / "out"
     embed_corpus(corpus / "head.scp", out, embedder, progress=False)  # 10 keys, as if interrupted
@@ -93,7 +93,7 @@ def test_ray_engine_without_ray_says_what_to_install(monkeypatch, corpus, tmp_pa
 
 def test_ray_actors_refuse_another_embedder(ray_local, corpus, embedder, tmp_path):
     """An actor that builds a different embedder (another artifact on a cluster node) fails the run."""
-    from w2vlab.corpus_ray import run_ray
+    from w2vlab.corpus._ray import run_ray
 
     other = tmp_path / "other"
     shutil.copytree(embedder.artifact.directory, other)

@@ -2,7 +2,7 @@
 
 The program is built once per session by ``scripts/build_cpp_consumer.sh`` (which installs its
 build dependencies as root when missing); the tests skip only when that script says the
-dependencies cannot be installed here (exit status 3, :class:`w2vlab.cpp_consumer.MissingBuildDependencies`).  Every embedding it prints is compared
+dependencies cannot be installed here (exit status 3, :class:`w2vlab.runtime._cpp.MissingBuildDependencies`).  Every embedding it prints is compared
 with ``load_artifact(...).embed_file(...)`` on the same file: the reference is the Python
 consumer, which the export itself verified against HF extractor + eager model.
 """
@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from w2vlab import cpp_consumer
-from w2vlab.artifact import load_artifact
-from w2vlab.contract import FILES, MODES, read_embedded_metadata
-from w2vlab.export import export
-from w2vlab.suite import build_suite
+from w2vlab.runtime import _cpp as cpp_consumer
+from w2vlab.runtime._artifact import load_artifact
+from w2vlab._contract import FILES, MODES, read_embedded_metadata
+from w2vlab.export._pipeline import export
+from w2vlab.export._suite import build_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
@@ -155,7 +155,7 @@ def test_aoti_packages_are_verified_and_carry_the_metadata(artifact):
 
 def test_card_aoti_snippets_run_and_match_the_consumer(artifact):
     """The model card's AOTInductor blocks, run as written, give the embedding load_artifact gives."""
-    from w2vlab.card import render_model_card
+    from w2vlab.export._card import render_model_card
 
     card = render_model_card(json.loads((artifact / "metadata.json").read_text()), dirname=str(artifact))
     blocks = [b.split("```")[0] for b in card.split("```python\n")[1:] if "aoti_load_package" in b.split("```")[0]]

@@ -9,7 +9,7 @@ import pytest
 import torch
 import transformers
 
-from w2vlab import envcheck
+from w2vlab.lab import _envcheck as envcheck
 
 NAMES = ["python", "torch", "torchscript", "numpy", "transformers", "safetensors", "soundfile",
          "soxr", "librosa", "matplotlib", "ipywidgets", "jupyter kernel"]
@@ -121,7 +121,7 @@ def test_optional_checks_are_warnings_even_when_they_pass():
 
 def test_kernel_of_another_environment_is_flagged(monkeypatch):
     """Another checkout's setup can re-point the per-user kernel name at its own venv."""
-    from w2vlab import envcheck
+    from w2vlab.lab import _envcheck as envcheck
 
     if not envcheck.check_kernel().ok:
         pytest.skip("no w2vlab kernel registered for this environment")

@@ -18,13 +18,13 @@ import pytest
 import torch
 from transformers import SeamlessM4TFeatureExtractor
 
-from w2vlab import export as export_mod
-from w2vlab.artifact import ArtifactError, load_artifact
-from w2vlab.checkpoint import load_speaker_encoder
-from w2vlab.contract import FILES
-from w2vlab.export import ExportParityError, export
-from w2vlab.parity import ParityBounds, compare
-from w2vlab.suite import DEFAULT_LENGTHS, QUICK_LENGTHS, build_suite, synthetic_speech
+from w2vlab.export import _pipeline as export_mod
+from w2vlab.runtime._artifact import ArtifactError, load_artifact
+from w2vlab.model._checkpoint import load_speaker_encoder
+from w2vlab._contract import FILES
+from w2vlab.export._pipeline import ExportParityError, export
+from w2vlab._parity import ParityBounds, compare
+from w2vlab.export._suite import DEFAULT_LENGTHS, QUICK_LENGTHS, build_suite, synthetic_speech
 
 PRE = FILES["torchscript", "preprocessed"]
 

@@ -12,22 +12,22 @@ import numpy as np
 import pytest
 import torch
 
-from w2vlab.artifact import ArtifactError, load_artifact
-from w2vlab.checkpoint import feature_extractor_for, load_speaker_encoder
+from w2vlab.runtime._artifact import ArtifactError, load_artifact
+from w2vlab.model._checkpoint import feature_extractor_for, load_speaker_encoder
 from w2vlab.cli import main
-from w2vlab.contract import FILES as FORMAT_FILES
-from w2vlab.contract import ALL_FORMATS, MODES, ONNX_FORMATS, onnx_available
-from w2vlab.export import ExportParityError, export
-from w2vlab.formats import embed_metadata
-from w2vlab.parity import ParityBounds, compare
-from w2vlab.rewrites import ATTENTION, POINTWISE
-from w2vlab.suite import build_suite, synthetic_speech
+from w2vlab._contract import FILES as FORMAT_FILES
+from w2vlab._contract import ALL_FORMATS, MODES, ONNX_FORMATS, onnx_available
+from w2vlab.export._pipeline import ExportParityError, export
+from w2vlab.export._formats import embed_metadata
+from w2vlab._parity import ParityBounds, compare
+from w2vlab.export._rewrites import ATTENTION, POINTWISE
+from w2vlab.export._suite import build_suite, synthetic_speech
 
 needs_onnx = pytest.mark.skipif(not onnx_available(), reason="the [onnx] extra is not installed")
 CASES = build_suite(lengths=(560, 16160, 40037), batches=((16160, 8000, 561),))
 # What a consumer must not load: the exporter, the eager model and transformers' modelling code.
-EXPORTER_MODULES = ("w2vlab.export", "w2vlab.checkpoint", "w2vlab.model", "w2vlab.demo", "w2vlab.suite",
-                    "w2vlab.torchscript", "w2vlab.formats", "w2vlab.rewrites",
+EXPORTER_MODULES = ("w2vlab.export._pipeline", "w2vlab.model._checkpoint", "w2vlab.model._encoder", "w2vlab.model._demo", "w2vlab.export._suite",
+                    "w2vlab.export._torchscript", "w2vlab.export._formats", "w2vlab.export._rewrites",
                     "transformers.models.wav2vec2_bert.modeling_wav2vec2_bert")
 CONSUMER = """
 import json, sys
@@ -64,7 +64,7 @@ def test_every_format_is_listed_with_its_own_parity(artifact):
         for fmt, entry in entries.items():
             assert entry["file"] == FORMAT_FILES[fmt, mode] and (out / entry["file"]).is_file()
             assert entry["parity"]["passed"] and entry["parity"]["n_clips"] == 6
-            # ONNX files run w2vlab.rewrites: the tiny demo's 2 attention and 2 conv blocks
+            # ONNX files run w2vlab.export._rewrites: the tiny demo's 2 attention and 2 conv blocks
             assert entry.get("rewrites") == ({ATTENTION: 2, POINTWISE: 2} if fmt in ONNX_FORMATS else None), fmt
             if fmt == "onnx-int8":  # its weights beside it, named in the entry and in the card
                 assert entry["external_data"] == entry["file"] + ".data" and (out / entry["external_data"]).is_file()
@@ -94,7 +94,7 @@ def test_loaded_artifact_matches_eager_in_every_format(artifact, eager, fmt, mod
     report = compare(want, got)
     if fmt == "onnx-int8":  # a quantised copy: close in angle, not in value (measured cosine ~0.9999)
         assert 0.999 <= report.worst_cosine < 0.999999 and report.worst_max_abs_diff > 1e-4, report
-    else:  # ONNX waveform: ONNX Runtime's DFT is not pocketfft (see w2vlab.formats); the rest <= 1e-5
+    else:  # ONNX waveform: ONNX Runtime's DFT is not pocketfft (see w2vlab.export._formats); the rest <= 1e-5
         max_abs = 1e-4 if (fmt, mode) == ("onnx", "waveform") else 1e-5
         assert report.worst_cosine >= 0.99999 and report.worst_max_abs_diff <= max_abs, report
     with pytest.raises(ValueError, match="audio too short"):
@@ -191,8 +191,8 @@ def test_onnx_without_the_extra_fails_before_any_work(tmp_path, tiny_dir, monkey
 
 def test_cli_export_format_then_verify_and_embed(tmp_path, tiny_dir, speech_files, capsys, monkeypatch):
     # the CLI's suites, shortened to this module's (the full 32-clip suites run in test_cli.py)
-    monkeypatch.setattr("w2vlab.export.build_suite", lambda: CASES)  # export's
-    monkeypatch.setattr("w2vlab.suite.build_suite", lambda audio=(): CASES)  # verify's
+    monkeypatch.setattr("w2vlab.export._pipeline.build_suite", lambda: CASES)  # export's
+    monkeypatch.setattr("w2vlab.export._suite.build_suite", lambda audio=(): CASES)  # verify's
     out = tmp_path / "art"
     assert main(["export", "--model-path", str(tiny_dir), "--output", str(out), "--format", "exported"]) == 0
     printed = capsys.readouterr().out
@@ -219,7 +219,7 @@ def test_consumer_imports_no_exporter_and_no_modelling_code(artifact, speech_fil
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     loaded = json.loads(run.stdout.strip().splitlines()[-1])
-    assert "w2vlab.artifact" in loaded["w2vlab"] and "w2vlab.loaders" in loaded["w2vlab"]  # it did run the consumer
+    assert "w2vlab.runtime._artifact" in loaded["w2vlab"] and "w2vlab.runtime._loaders" in loaded["w2vlab"]  # it did run the consumer
     assert loaded["exporter"] == [] and loaded["modeling"] == [], loaded
     if mode == "waveform":  # the features are computed inside the graph: torch alone
         assert loaded["transformers"] is False, loaded["w2vlab"]
@@ -247,8 +247,8 @@ def _program_devices(program) -> set[str]:
 def test_torchscript_archives_fix_no_device(artifact, mode):
     """Tracing bakes ``device=x.device`` in as the example's device (HF's relative-position
     ``arange``); the export replaces every such constant, so ``map_location="cuda"`` is enough."""
-    from w2vlab.loaders import load_script
-    from w2vlab.torchscript import device_constants
+    from w2vlab.runtime._loaders import load_script
+    from w2vlab.export._torchscript import device_constants
 
     out, _ = artifact
     path = out / FORMAT_FILES["torchscript", mode]
@@ -258,12 +258,12 @@ def test_torchscript_archives_fix_no_device(artifact, mode):
 
 def test_device_checks_catch_a_plain_trace(eager):
     """The two checks above are not vacuous: a trace without the export's fix carries the constant."""
-    from w2vlab.entry import Core
-    from w2vlab.torchscript import device_constants, trace_example, unbake_devices
+    from w2vlab.runtime._entry import Core
+    from w2vlab.export._torchscript import device_constants, trace_example, unbake_devices
 
     import io
 
-    from w2vlab.loaders import quiet_jit
+    from w2vlab.runtime._loaders import quiet_jit
 
     model, _ = eager
     x, mask = trace_example(160)
@@ -287,7 +287,7 @@ def test_pt2_is_moved_whole_to_another_device(artifact):
     (``meta`` stands in for a GPU on a machine without one)."""
     from torch.export.passes import move_to_device_pass
 
-    from w2vlab.loaders import load_format
+    from w2vlab.runtime._loaders import load_format
 
     out, _ = artifact
     for mode in MODES:
@@ -300,7 +300,7 @@ def test_pt2_is_moved_whole_to_another_device(artifact):
 
 
 def _card_blocks(out, section: str) -> list[str]:
-    from w2vlab.card import render_model_card
+    from w2vlab.export._card import render_model_card
 
     card = render_model_card(json.loads((out / "metadata.json").read_text()), dirname=str(out))
     body = card.split(f"## {section}")[1].split("\n## ")[0]

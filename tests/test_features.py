@@ -1,4 +1,4 @@
-"""w2vlab.features against the independent reference, HF ``SeamlessM4TFeatureExtractor``.
+"""w2vlab._features against the independent reference, HF ``SeamlessM4TFeatureExtractor``.
 
 Every numeric check compares with HF's own output (or with HF's internals, for the log-mel
 before normalisation); the only self-comparisons are scripted/reloaded/exported vs eager,
@@ -16,8 +16,8 @@ import pytest
 import torch
 from transformers import SeamlessM4TFeatureExtractor
 
-from w2vlab.audio import prepare_waveform, read_audio
-from w2vlab.features import (
+from w2vlab._audio import prepare_waveform, read_audio
+from w2vlab._features import (
     FeatureConfig,
     TorchFeatureExtractor,
     compute_input_features_from_wave,

@@ -15,17 +15,17 @@ import torch
 from transformers import SeamlessM4TFeatureExtractor
 
 import w2vlab
-from w2vlab.config import W2VBERT_PREPROCESSOR
-from w2vlab.contract import FILES as FORMAT_FILES
-from w2vlab.contract import read_embedded_metadata as read_metadata
-from w2vlab.demo import build_demo_model
-from w2vlab.entry import Core, waveform_encoder
-from w2vlab.features import FeatureConfig
-from w2vlab.formats import export_onnx, export_program
-from w2vlab.loaders import load_format
-from w2vlab.parity import compare, format_bounds
-from w2vlab.suite import Case, build_suite, hf_features, synthetic_speech, verify
-from w2vlab.torchscript import compile_core, save_script, wrap
+from w2vlab.model._config import W2VBERT_PREPROCESSOR
+from w2vlab._contract import FILES as FORMAT_FILES
+from w2vlab._contract import read_embedded_metadata as read_metadata
+from w2vlab.model._demo import build_demo_model
+from w2vlab.runtime._entry import Core, waveform_encoder
+from w2vlab._features import FeatureConfig
+from w2vlab.export._formats import export_onnx, export_program
+from w2vlab.runtime._loaders import load_format
+from w2vlab._parity import compare, format_bounds
+from w2vlab.export._suite import Case, build_suite, hf_features, synthetic_speech, verify
+from w2vlab.export._torchscript import compile_core, save_script, wrap
 
 FE = SeamlessM4TFeatureExtractor(**W2VBERT_PREPROCESSOR)
 CONFIG = FeatureConfig.from_extractor(FE)
@@ -191,7 +191,7 @@ def _machine_paths(data: bytes) -> list[str]:
 def test_onnx_files_name_no_path_of_the_exporting_machine(onnx_files):
     """The exporter's per-node stack traces named this machine's files (torch's and w2vlab's
     install folders), so the file said where it was made and its content hash depended on it:
-    no byte of either file names them now, and the module names :mod:`w2vlab.int8` reads stay."""
+    no byte of either file names them now, and the module names :mod:`w2vlab.export._int8` reads stay."""
     onnx = pytest.importorskip("onnx")
     for path in onnx_files.values():
         assert not _machine_paths(path.read_bytes()), path.name
@@ -265,7 +265,7 @@ def test_onnx_hash_reads_stored_bytes_the_way_numpy_would(tmp_path):
 
     from onnx import numpy_helper
 
-    from w2vlab.contract import onnx_sha256
+    from w2vlab._contract import onnx_sha256
 
     onnx, model = _hand_made_onnx()
 
@@ -293,7 +293,7 @@ def test_onnx_hash_reads_stored_bytes_the_way_numpy_would(tmp_path):
 
 
 def test_onnx_metadata_is_read_without_parsing_the_graph(tmp_path):
-    from w2vlab.contract import onnx_metadata_props
+    from w2vlab._contract import onnx_metadata_props
 
     onnx, model = _hand_made_onnx()
     path = tmp_path / "m.onnx"

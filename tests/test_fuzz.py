@@ -14,11 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import SeamlessM4TFeatureExtractor
 
-from w2vlab.artifact import load_artifact
-from w2vlab.config import W2VBERT_PREPROCESSOR
-from w2vlab.export import export
-from w2vlab.features import FeatureConfig, TorchFeatureExtractor
-from w2vlab.suite import QUICK_LENGTHS, build_suite
+from w2vlab.runtime._artifact import load_artifact
+from w2vlab.model._config import W2VBERT_PREPROCESSOR
+from w2vlab.export._pipeline import export
+from w2vlab._features import FeatureConfig, TorchFeatureExtractor
+from w2vlab.export._suite import QUICK_LENGTHS, build_suite
 
 FE = SeamlessM4TFeatureExtractor(**W2VBERT_PREPROCESSOR)
 FRONTEND = TorchFeatureExtractor(FeatureConfig.from_extractor(FE)).eval()

@@ -66,8 +66,8 @@ def measured(golden_dir) -> dict:
 
 @pytest.fixture(scope="module")
 def artifact_dir(golden_dir, tmp_path_factory) -> Path:
-    from w2vlab.export import export
-    from w2vlab.suite import build_suite
+    from w2vlab.export._pipeline import export
+    from w2vlab.export._suite import build_suite
 
     out = tmp_path_factory.mktemp("golden_art") / "art"
     export(golden_dir, out, modes=("preprocessed", "waveform"), cases=build_suite(lengths=(16000,), batches=()),
@@ -76,7 +76,7 @@ def artifact_dir(golden_dir, tmp_path_factory) -> Path:
 
 
 def test_fixture_unchanged():
-    from w2vlab.checkpoint import sha256_file
+    from w2vlab.model._checkpoint import sha256_file
 
     assert sha256_file(golden_script.FIXTURE) == GOLDEN["provenance"]["fixture_sha256"], (
         f"{golden_script.FIXTURE.name} changed since the golden slice was made; "

@@ -1,4 +1,4 @@
-"""w2vlab.int8 against its reference, ONNX Runtime's own ``quantize_dynamic``: the same int8 weights,
+"""w2vlab.export._int8 against its reference, ONNX Runtime's own ``quantize_dynamic``: the same int8 weights,
 the same graph, the same outputs, from inline or external weights."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 
-from w2vlab.contract import FILES, METADATA_FILE, MODES, onnx_available
+from w2vlab._contract import FILES, METADATA_FILE, MODES, onnx_available
 
 pytestmark = pytest.mark.skipif(not onnx_available(), reason="the [onnx] extra is not installed")
 
@@ -67,7 +67,7 @@ def model_feeds(mode: str) -> dict[str, np.ndarray]:
 def test_same_graph_weights_and_outputs_as_onnxruntime(tiny_all_formats, tmp_path, mode, external):
     import onnx
 
-    from w2vlab.int8 import quantize_onnx
+    from w2vlab.export._int8 import quantize_onnx
 
     art, formats, _ = tiny_all_formats
     source = tmp_path / "fp32.onnx"
@@ -103,10 +103,10 @@ def test_same_graph_weights_and_outputs_as_onnxruntime(tiny_all_formats, tmp_pat
 def test_conv_block_matmuls_stay_fp32(tiny_all_formats, tmp_path, mode):
     """The shipped recipe leaves the conv block's pointwise MatMuls fp32 (full size refused them
     quantised): the same file as quantize_dynamic told to exclude the nodes whose exporter scope
-    (the ``namespace`` entry, not the class list w2vlab.int8 reads) is a ``conv_module``."""
+    (the ``namespace`` entry, not the class list w2vlab.export._int8 reads) is a ``conv_module``."""
     import onnx
 
-    from w2vlab.int8 import quantize_onnx
+    from w2vlab.export._int8 import quantize_onnx
 
     art, _, _ = tiny_all_formats
     source = art / FILES["onnx", mode]
@@ -160,7 +160,7 @@ def handmade(tmp_path, opset: int = 17):
 
 
 def test_gemm_shared_weights_and_other_dtypes_as_onnxruntime_does(tmp_path):
-    from w2vlab.int8 import quantize_onnx
+    from w2vlab.export._int8 import quantize_onnx
 
     source = handmade(tmp_path)
     quantize_onnx(source, tmp_path / "ours.onnx")
@@ -181,7 +181,7 @@ def test_gemm_shared_weights_and_other_dtypes_as_onnxruntime_does(tmp_path):
 
 
 def test_weight_quantisation_is_symmetric_per_output_channel():
-    from w2vlab.int8 import quantize_weight
+    from w2vlab.export._int8 import quantize_weight
 
     w = np.array([[1.0, -0.5, 0.0], [-2.54, 0.3, 0.0]], np.float32)  # [K=2, N=3]
     q, scale = quantize_weight(w)
@@ -191,7 +191,7 @@ def test_weight_quantisation_is_symmetric_per_output_channel():
 
 
 def test_old_opset_is_refused_before_writing(tmp_path):
-    from w2vlab.int8 import quantize_onnx
+    from w2vlab.export._int8 import quantize_onnx
 
     source = handmade(tmp_path, opset=10)
     with pytest.raises(ValueError, match="opset 10.*needs opset >= 11"):

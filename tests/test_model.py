@@ -7,11 +7,11 @@ import pytest
 import torch
 from transformers import SeamlessM4TFeatureExtractor
 
-from w2vlab.config import PRUNING_FIELDS, HeadConfig, normalise_pruning
-from w2vlab.config import W2VBERT_PREPROCESSOR
-from w2vlab.demo import build_demo_model, encoder_config
-from w2vlab.model import SpeakerEncoder, build_encoder, count_parameters
-from w2vlab.suite import synthetic_speech
+from w2vlab.model._config import PRUNING_FIELDS, HeadConfig, normalise_pruning
+from w2vlab.model._config import W2VBERT_PREPROCESSOR
+from w2vlab.model._demo import build_demo_model, encoder_config
+from w2vlab.model._encoder import SpeakerEncoder, build_encoder, count_parameters
+from w2vlab.export._suite import synthetic_speech
 
 FE = SeamlessM4TFeatureExtractor(**W2VBERT_PREPROCESSOR)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from w2vlab.parity import ClipParity, ParityBounds, ParityReport, as_matrix, compare, format_bounds, merge_reports
+from w2vlab._parity import ClipParity, ParityBounds, ParityReport, as_matrix, compare, format_bounds, merge_reports
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from w2vlab import plots
-from w2vlab.parity import compare
+from w2vlab.lab import _plots as plots
+from w2vlab._parity import compare
 
 
 def _bars(ax):

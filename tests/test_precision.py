@@ -1,4 +1,4 @@
-"""Reduced-precision candidates (:mod:`w2vlab.precision`): each cheap recipe against the eager model,
+"""Reduced-precision candidates (:mod:`w2vlab.export._precision`): each cheap recipe against the eager model,
 the benchmark child that builds and times one, and how the benchmark judges parity and decisions.
 
 ``bf16-inductor`` is built only by the benchmark (``--only reduced_precision``): its inductor
@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from w2vlab import bench
-from w2vlab.checkpoint import feature_extractor_for, load_speaker_encoder
-from w2vlab.contract import onnx_available
-from w2vlab.parity import INT8_BOUNDS, compare
-from w2vlab.precision import RECIPES, build, load_inputs, save_inputs
-from w2vlab.suite import synthetic_speech
-from w2vlab.trials import compare_embeddings, read_trials
+from w2vlab.bench import _harness as bench
+from w2vlab.model._checkpoint import feature_extractor_for, load_speaker_encoder
+from w2vlab._contract import onnx_available
+from w2vlab._parity import INT8_BOUNDS, compare
+from w2vlab.export._precision import RECIPES, build, load_inputs, save_inputs
+from w2vlab.export._suite import synthetic_speech
+from w2vlab.corpus._trials import compare_embeddings, read_trials
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_child_builds_times_and_embeds_every_input(eager, tiny_dir, tiny_all_for
 
 def test_quality_holds_short_clips_to_their_bound_and_counts_flips():
     """Parity uses the int8 bounds (0.998 under 0.5 s, else 0.999); flips are those of
-    :func:`w2vlab.trials.compare_embeddings` on the corpus notebook's trials."""
+    :func:`w2vlab.corpus._trials.compare_embeddings` on the corpus notebook's trials."""
     trials = read_trials(bench.TRIAL_DIR / "trials.txt")
     keys = sorted({k for trial in zip(trials.enroll, trials.test) for k in trial})
     rng = np.random.default_rng(0)

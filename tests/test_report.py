@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 
 from w2vlab.cli import main
-from w2vlab.report import (DENSE_NOTEBOOKS, NOTEBOOKS, NOTEBOOKS_DIR, PRUNED_NOTEBOOKS, default_notebooks, parse_notebooks,
+from w2vlab.lab._report import (DENSE_NOTEBOOKS, NOTEBOOKS, NOTEBOOKS_DIR, PRUNED_NOTEBOOKS, default_notebooks, parse_notebooks,
                            render_index)
 
 needs_papermill = pytest.mark.skipif(importlib.util.find_spec("papermill") is None,

@@ -1,12 +1,12 @@
-"""w2vlab.rewrites (the ONNX captures' faster blocks) against the stock transformers blocks."""
+"""w2vlab.export._rewrites (the ONNX captures' faster blocks) against the stock transformers blocks."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from w2vlab.checkpoint import load_speaker_encoder
-from w2vlab.rewrites import ATTENTION, POINTWISE, faster_blocks, relative_key_bias
+from w2vlab.model._checkpoint import load_speaker_encoder
+from w2vlab.export._rewrites import ATTENTION, POINTWISE, faster_blocks, relative_key_bias
 
 
 def stock_bias(query: torch.Tensor, table: torch.Tensor, left: int, right: int) -> torch.Tensor:

@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from w2vlab.artifact import load_artifact
-from w2vlab.audio import prepare_waveform, read_audio
-from w2vlab.checkpoint import feature_extractor_for, load_speaker_encoder
-from w2vlab.contract import FILES, METADATA_FILE, ArtifactError
-from w2vlab.export import export
-from w2vlab.loaders import load_script
-from w2vlab.torchscript import save_script
-from w2vlab.naive import ignores_input, naive_trace_report
-from w2vlab.parity import compare
-from w2vlab.suite import QUICK_LENGTHS, build_suite, synthetic_speech
+from w2vlab.runtime._artifact import load_artifact
+from w2vlab._audio import prepare_waveform, read_audio
+from w2vlab.model._checkpoint import feature_extractor_for, load_speaker_encoder
+from w2vlab._contract import FILES, METADATA_FILE, ArtifactError
+from w2vlab.export._pipeline import export
+from w2vlab.runtime._loaders import load_script
+from w2vlab.export._torchscript import save_script
+from w2vlab.export._naive import ignores_input, naive_trace_report
+from w2vlab._parity import compare
+from w2vlab.export._suite import QUICK_LENGTHS, build_suite, synthetic_speech
 
 WAV = FILES["torchscript", "waveform"]
 
@@ -120,7 +120,7 @@ def test_hash_covers_the_frontend(both, tmp_path):
 def test_consumer_runs_the_frontend_on_one_thread_with_the_same_values(both):
     """Artifact.forward calls frontend then core (the frontend on FRONTEND_THREADS), giving exactly
     what the whole module gives, and leaves torch's thread count as it found it, also on an error."""
-    from w2vlab.loaders import FRONTEND_THREADS
+    from w2vlab.runtime._loaders import FRONTEND_THREADS
 
     art = load_artifact(both, "waveform")
     frontend, core = art._stages

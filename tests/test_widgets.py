@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from w2vlab.widgets import LABEL_WIDTH, PICKER_MAX_ROWS, build_workbench, explore, explorer_panel
+from w2vlab.lab._widgets import LABEL_WIDTH, PICKER_MAX_ROWS, build_workbench, explore, explorer_panel
 
 DATA = Path(__file__).parent / "data"  # not cwd-relative: pytest may run from anywhere
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"

@@ -10,13 +10,13 @@ __all__ = ["load_speaker_encoder", "load_artifact", "compute_input_features_from
 
 def __getattr__(name):
     if name == "load_speaker_encoder":
-        from .checkpoint import load_speaker_encoder as f
+        from w2vlab.model._checkpoint import load_speaker_encoder as f
     elif name == "load_artifact":
-        from .artifact import load_artifact as f
+        from w2vlab.runtime._artifact import load_artifact as f
     elif name == "compute_input_features_from_wave":
-        from .features import compute_input_features_from_wave as f
+        from w2vlab._features import compute_input_features_from_wave as f
     elif name == "compare":
-        from .parity import compare as f
+        from w2vlab._parity import compare as f
     else:
         raise AttributeError(f"module 'w2vlab' has no attribute {name!r}")
     return f

@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from w2vlab.cli import main
 
 sys.exit(main())

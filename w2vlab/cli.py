@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .contract import ALL_FORMATS, DEFAULT_OUTPUT, DEMO_SIZES, FORMATS, MODES, SUITES, format_entries, read_metadata
+from w2vlab._contract import ALL_FORMATS, DEFAULT_OUTPUT, DEMO_SIZES, FORMATS, MODES, SUITES, format_entries, read_metadata
 
 logger = logging.getLogger("w2vlab")
 
@@ -21,7 +21,7 @@ def _add_suite(p: argparse.ArgumentParser) -> None:
 
 
 def _demo_checkpoint(args) -> int:
-    from .demo import write_demo_checkpoint
+    from w2vlab.model._demo import write_demo_checkpoint
 
     out = write_demo_checkpoint(args.out_dir, size=args.size, pruned=args.pruned, seed=args.seed, overwrite=args.force)
     print(out)
@@ -29,12 +29,12 @@ def _demo_checkpoint(args) -> int:
 
 
 def _export(args) -> int:
-    from .export import ExportParityError, export
-    from .suite import named_suite
+    from w2vlab.export._pipeline import ExportParityError, export
+    from w2vlab.export._suite import named_suite
 
     modes = MODES if args.mode == "both" else (args.mode,)
     formats = ALL_FORMATS if args.format == "all" else (args.format,)
-    for name in ("w2vlab.export", "w2vlab.int8"):  # progress between the bars: each capture, conversion, check
+    for name in ("w2vlab.export._pipeline", "w2vlab.export._int8"):  # progress between the bars: each capture, conversion, check
         logging.getLogger(name).setLevel(logging.INFO)
     try:
         result = export(args.model_path, args.output, checkpoint=args.checkpoint, config=args.config,
@@ -56,10 +56,10 @@ def _embed(args) -> int:
     import numpy as np
     import torch
 
-    from .allocator import keep_freed_memory
-    from .artifact import load_artifact
+    from w2vlab._allocator import keep_freed_memory
+    from w2vlab.runtime._artifact import load_artifact
 
-    keep_freed_memory()  # clip after clip: reuse freed tensors' pages (w2vlab.allocator)
+    keep_freed_memory()  # clip after clip: reuse freed tensors' pages (w2vlab._allocator)
     art = load_artifact(args.artifact, args.mode, args.format)
     embeddings = torch.stack([art.embed_file(p) for p in args.audio]).numpy()
     if args.out:
@@ -72,8 +72,8 @@ def _embed(args) -> int:
 
 
 def _score(args) -> int:
-    from .allocator import keep_freed_memory
-    from .artifact import load_artifact
+    from w2vlab._allocator import keep_freed_memory
+    from w2vlab.runtime._artifact import load_artifact
 
     keep_freed_memory()
     art = load_artifact(args.artifact, args.mode, args.format)
@@ -82,7 +82,7 @@ def _score(args) -> int:
 
 
 def _info(args) -> int:
-    from .artifact import load_artifact
+    from w2vlab.runtime._artifact import load_artifact
 
     metadata = read_metadata(args.artifact)  # format tag and schema
     for mode in metadata["artifacts"]:  # each file: embedded metadata and content hash
@@ -93,10 +93,10 @@ def _info(args) -> int:
 
 
 def _verify(args) -> int:
-    from .artifact import load_artifact
-    from .checkpoint import feature_extractor_for, load_speaker_encoder
-    from .parity import format_bounds
-    from .suite import audio_files, named_suite, verify
+    from w2vlab.runtime._artifact import load_artifact
+    from w2vlab.model._checkpoint import feature_extractor_for, load_speaker_encoder
+    from w2vlab._parity import format_bounds
+    from w2vlab.export._suite import audio_files, named_suite, verify
 
     loaded = load_speaker_encoder(args.model_path, args.checkpoint, args.config)
     fe = feature_extractor_for(loaded)
@@ -114,13 +114,13 @@ def _verify(args) -> int:
 
 
 def _doctor(args) -> int:
-    from .envcheck import main as doctor_main
+    from w2vlab.lab._envcheck import main as doctor_main
 
     return doctor_main((["--json"] if args.json else []) + (["--artifact", str(args.artifact)] if args.artifact else []))
 
 
 def _score_trials(args) -> int:
-    from .trials import load_embeddings, read_trials, score_trials
+    from w2vlab.corpus._trials import load_embeddings, read_trials, score_trials
 
     scores = score_trials(load_embeddings(args.embeddings), read_trials(args.trials), skip_missing=args.skip_missing)
     if args.output:
@@ -130,7 +130,7 @@ def _score_trials(args) -> int:
 
 
 def _compare_trials(args) -> int:
-    from .trials import compare_embeddings, load_embeddings, read_trials
+    from w2vlab.corpus._trials import compare_embeddings, load_embeddings, read_trials
 
     comparison = compare_embeddings(load_embeddings(args.reference), load_embeddings(args.candidate),
                                     read_trials(args.trials), skip_missing=args.skip_missing,
@@ -140,7 +140,7 @@ def _compare_trials(args) -> int:
 
 
 def _add_trial_parsers(sub) -> None:
-    """``score-trials`` and ``compare-trials`` (w2vlab.trials)."""
+    """``score-trials`` and ``compare-trials`` (w2vlab.corpus._trials)."""
     p = sub.add_parser("score-trials", help="cosine-score a trial list from Kaldi embeddings: EER and minDCF")
     p.add_argument("embeddings", type=Path, help="embed-corpus output directory or embeddings .scp")
     p.add_argument("trials", type=Path, help="VoxCeleb (1|0 enroll test) or WeSpeaker (enroll test target) trials")
@@ -159,8 +159,8 @@ def _add_trial_parsers(sub) -> None:
 
 
 def _embed_corpus(args) -> int:
-    from .allocator import keep_freed_memory
-    from .corpus import DEFAULT_BATCH_SECONDS, FAILURES, ArtifactEmbedder, embed_corpus
+    from w2vlab._allocator import keep_freed_memory
+    from w2vlab.corpus._embed import DEFAULT_BATCH_SECONDS, FAILURES, ArtifactEmbedder, embed_corpus
 
     if (args.artifact is None) == (args.model_path is None):
         raise ValueError("give exactly one of --artifact ARTIFACT_DIR or --model-path CKPT")
@@ -168,15 +168,15 @@ def _embed_corpus(args) -> int:
         raise ValueError("--checkpoint and --config go with --model-path, not --artifact")
     if args.model_path is not None and (args.format or args.mode):
         raise ValueError("--format and --mode go with --artifact; --model-path runs the eager model on HF features")
-    keep_freed_memory()  # batch after batch: reuse freed tensors' pages (w2vlab.allocator)
+    keep_freed_memory()  # batch after batch: reuse freed tensors' pages (w2vlab._allocator)
     engine = args.engine
     if engine == "ray":
-        from .corpus_ray import require_ray, run_ray
+        from w2vlab.corpus._ray import require_ray, run_ray
 
         require_ray()  # says what to install, before any work
         engine = run_ray
     if args.model_path is not None:
-        from .eager import EagerEmbedder
+        from w2vlab.model._eager import EagerEmbedder
 
         embedder = EagerEmbedder(args.model_path, args.checkpoint, args.config)
     else:
@@ -206,7 +206,7 @@ def _add_embed_corpus(sub) -> None:
     p.add_argument("--checkpoint", type=Path, help="speaker checkpoint (with --model-path)")
     p.add_argument("--config", type=Path, help="override JSON (with --model-path)")
     p.add_argument("--batch-seconds", type=float,
-                   help="padded audio per batch: longest clip x clips (default: w2vlab.corpus.DEFAULT_BATCH_SECONDS, 60)")
+                   help="padded audio per batch: longest clip x clips (default: w2vlab.corpus._embed.DEFAULT_BATCH_SECONDS, 60)")
     p.add_argument("--workers", type=int, default=0,
                    help="processes that read and prepare audio (default 0); with --engine ray, actors (default 1)")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
@@ -217,9 +217,9 @@ def _add_embed_corpus(sub) -> None:
 
 
 def _report(args) -> int:
-    from .report import write_report
+    from w2vlab.lab._report import write_report
 
-    logging.getLogger("w2vlab.report").setLevel(logging.INFO)  # progress: each notebook's start and finish
+    logging.getLogger("w2vlab.lab._report").setLevel(logging.INFO)  # progress: each notebook's start and finish
     report = write_report(args.model_path, args.output, checkpoint=args.checkpoint, config=args.config,
                           audio=args.audio, notebooks=args.notebooks, force=args.force)
     for result in report.results:
@@ -229,7 +229,7 @@ def _report(args) -> int:
 
 
 def _add_report(sub) -> None:
-    from .report import DENSE_NOTEBOOKS, NOTEBOOKS, PRUNED_NOTEBOOKS
+    from w2vlab.lab._report import DENSE_NOTEBOOKS, NOTEBOOKS, PRUNED_NOTEBOOKS
 
     p = sub.add_parser("report", help="run the export notebooks on a checkpoint (papermill): executed notebooks, "
                                       "HTML and an index.html with PASS / FAIL / ERROR per notebook")

@@ -1,0 +1,333 @@
+"""Parity: how close two sets of embeddings are, clip by clip.
+
+:func:`compare` is the one parity check in w2vlab; tests, the CLI report, the notebooks and
+:mod:`w2vlab.lab._plots` all read its :class:`ParityReport`.  Everything is computed in float64
+so the measurement adds no error of its own, and a NaN or Inf on either side is an error,
+never a silent pass (every comparison with NaN is False, so ``nan <= bound`` cannot fail).
+
+Cosine is computed as ``1 - ||a/|a| - b/|b|||^2 / 2``: equal to the usual dot-product form,
+but exact for identical rows and free of cancellation when ``1 - cos`` is ~1e-12.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ParityBounds:
+    """Pass/fail bounds for one clip.
+
+    The defaults are for eager vs export of the same float32 graph (TorchScript, reloaded
+    artifact), where only kernel-order rounding differs.  Loosen them for anything that
+    changes the arithmetic (fp16/bf16, quantisation, another frontend).
+    """
+
+    min_cosine: float = 0.99999  # a clip passes if cosine >= min_cosine ...
+    max_abs_diff: float = 1e-5  # ... and max |reference - candidate| <= max_abs_diff
+    # Clips of fewer than short_clip_samples samples (when the report knows each clip's length) are
+    # held to short_clip_min_cosine instead: noise that stats pooling averages away over many frames
+    # stays whole on a clip of one or two.  0 (the default) holds every clip to min_cosine.
+    short_clip_samples: int = 0
+    short_clip_min_cosine: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("min_cosine", "short_clip_min_cosine"):
+            if not -1.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name}={getattr(self, name)} is not a cosine; expected a value in [-1, 1]")
+        if not self.max_abs_diff >= 0.0:  # also rejects NaN
+            raise ValueError(f"max_abs_diff={self.max_abs_diff}; expected a non-negative number")
+        if self.short_clip_samples < 0:
+            raise ValueError(f"short_clip_samples={self.short_clip_samples}; expected a count >= 0")
+
+    def min_cosine_for(self, num_samples: int | None) -> float:
+        """The cosine bound of a clip of ``num_samples`` samples (None: length unknown, the main bound)."""
+        if num_samples is not None and num_samples < self.short_clip_samples:
+            return self.short_clip_min_cosine
+        return self.min_cosine
+
+    def describe(self, spec: str = ".0e") -> str:
+        """The bounds in words, e.g. ``cosine >= 0.999 (>= 0.998 under 8000 samples), max|diff| <= 1e-01``;
+        ``spec`` formats max|diff|."""
+        short = (f" (>= {self.short_clip_min_cosine} under {self.short_clip_samples} samples)"
+                 if self.short_clip_samples else "")
+        return f"cosine >= {self.min_cosine}{short}, max|diff| <= {self.max_abs_diff:{spec}}"
+
+
+# ONNX Runtime's DFT is not pocketfft (torch's and numpy's FFT), so the ONNX waveform program's
+# log-mels differ from HF's by an ulp in ~5% of values; per-bin normalisation amplifies that on
+# the shortest clips.  Measured on one 560-sample clip: 1.5e-5 ("small" demo), 4.7e-5 ("full",
+# cosine 1 - 3e-9); every other clip of the suite stays within 4e-6.
+ONNX_WAVEFORM_MAX_ABS_DIFF = 1e-4
+# Dynamic int8 (weights of every MatMul quantised per output channel, activations per call) is a
+# different model, not a bit-exact copy: it is held to cosine >= 0.999 as WeSpeaker's int8
+# exports are; max|diff| (measured 7e-3 tiny, 1e-2 full size) is recorded and only loosely bounded.
+# Clips under 0.5 s are held to 0.998: at full size the quantisation noise of one or two feature
+# rows is not averaged away (cosine 0.99843-0.99862 on one row, 0.9988 on two, 0.9992 on three,
+# 0.9996 on nine, the stock ONNX graph the same), and no verification system scores such clips.
+INT8_BOUNDS = ParityBounds(min_cosine=0.999, max_abs_diff=0.1, short_clip_samples=8000, short_clip_min_cosine=0.998)
+
+
+def format_bounds(fmt: str, mode: str, bounds: ParityBounds = ParityBounds()) -> ParityBounds:
+    """The bounds a ``fmt``/``mode`` artifact file is verified with: ``bounds``, with max|diff|
+    loosened to :data:`ONNX_WAVEFORM_MAX_ABS_DIFF` for ONNX waveform programs (cosine unchanged),
+    and :data:`INT8_BOUNDS` (its short-clip bound included) for the int8 copy, which is judged by cosine."""
+    if fmt == "onnx-int8":
+        return dataclasses.replace(INT8_BOUNDS, min_cosine=min(bounds.min_cosine, INT8_BOUNDS.min_cosine),
+                                   max_abs_diff=max(bounds.max_abs_diff, INT8_BOUNDS.max_abs_diff),
+                                   short_clip_min_cosine=min(bounds.min_cosine, INT8_BOUNDS.short_clip_min_cosine))
+    if (fmt, mode) == ("onnx", "waveform") and bounds.max_abs_diff < ONNX_WAVEFORM_MAX_ABS_DIFF:
+        return ParityBounds(bounds.min_cosine, ONNX_WAVEFORM_MAX_ABS_DIFF)
+    return bounds
+
+
+@dataclass(frozen=True)
+class ClipParity:
+    """Parity of one clip's embedding: reference (eager) vs candidate (export)."""
+
+    name: str
+    cosine: float  # cos(reference, candidate), in [-1, 1]
+    l2: float  # ||reference - candidate||_2
+    max_abs_diff: float  # max_d |reference[d] - candidate[d]|
+    num_samples: int | None = None  # the clip's length, where the caller gave it (short-clip bounds)
+
+    def passed(self, bounds: ParityBounds) -> bool:
+        return self.cosine >= bounds.min_cosine_for(self.num_samples) and self.max_abs_diff <= bounds.max_abs_diff
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """Per-clip parity of a whole suite, judged against one set of bounds."""
+
+    clips: tuple[ClipParity, ...]
+    bounds: ParityBounds = ParityBounds()
+    label: str = ""  # what was compared, e.g. "eager vs TorchScript (padded batch)"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "clips", tuple(self.clips))
+        if not self.clips:
+            raise ValueError("a ParityReport needs at least one clip; received none")
+        names = [c.name for c in self.clips]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"clip names must be unique; {duplicates} occur more than once")
+
+    @property
+    def worst_cosine(self) -> float:
+        return min(c.cosine for c in self.clips)
+
+    @property
+    def worst_l2(self) -> float:
+        return max(c.l2 for c in self.clips)
+
+    @property
+    def worst_max_abs_diff(self) -> float:
+        return max(c.max_abs_diff for c in self.clips)
+
+    @property
+    def failures(self) -> tuple[str, ...]:
+        """Names of the clips outside the bounds."""
+        return tuple(c.name for c in self.clips if not c.passed(self.bounds))
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def summary(self) -> dict[str, Any]:
+        """Worst values and the verdict, as JSON-ready plain Python values."""
+        return {
+            "label": self.label,
+            "n_clips": len(self.clips),
+            "passed": self.passed,
+            "failures": list(self.failures),
+            "worst_cosine": self.worst_cosine,
+            "worst_l2": self.worst_l2,
+            "worst_max_abs_diff": self.worst_max_abs_diff,
+            "bounds": dataclasses.asdict(self.bounds),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """:meth:`summary` plus one entry per clip; ``json.dumps``-able."""
+        return {**self.summary(), "clips": [dataclasses.asdict(c) for c in self.clips]}
+
+    def headline(self) -> str:
+        """One line: verdict, clip count and the worst value of each metric."""
+        verdict = "PASS" if self.passed else f"FAIL ({len(self.failures)} clips)"
+        return (f"{self.label or 'parity'}: {verdict} on {len(self.clips)} clips; worst cosine "
+                f"{self.worst_cosine:.9f}, worst L2 {self.worst_l2:.2e}, worst max|diff| {self.worst_max_abs_diff:.2e} "
+                f"(bounds: {self.bounds.describe()})")
+
+    def to_markdown(self) -> str:
+        """A compact Markdown table: verdict line, then one row per clip."""
+        b = self.bounds
+        head = f"**{self.label}**: " if self.label else ""
+        lines = [
+            f"{head}{'PASS' if self.passed else 'FAIL'} ({len(self.clips)} clips; bounds: {b.describe('.1e')})",
+            "",
+            "| clip | cosine | 1 - cos | L2 | max abs diff | ok |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for c in self.clips:
+            ok = "ok" if c.passed(b) else "FAIL"
+            lines.append(
+                f"| {c.name} | {c.cosine:.9f} | {1.0 - c.cosine:.2e} | {c.l2:.2e} | {c.max_abs_diff:.2e} | {ok} |"
+            )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_markdown()
+
+    @classmethod
+    def merge(cls, *reports: "ParityReport", label: str = "") -> "ParityReport":
+        """Concatenate reports judged against the same bounds into one.
+
+        Clip names are prefixed with their report's label (``"padded/clip0"``) where it has
+        one, so suites that reuse ``clip0, clip1, ...`` stay distinguishable.
+        """
+        if not reports:
+            raise ValueError("merge needs at least one ParityReport; received none")
+        for r in reports:
+            if not isinstance(r, ParityReport):
+                raise TypeError(f"merge expects ParityReport objects; received {type(r).__name__}")
+        bounds = reports[0].bounds
+        if any(r.bounds != bounds for r in reports):
+            found = sorted({str(r.bounds) for r in reports})
+            raise ValueError(f"cannot merge reports judged against different bounds: {found}")
+        clips = [
+            dataclasses.replace(c, name=f"{r.label}/{c.name}" if r.label else c.name) for r in reports for c in r.clips
+        ]
+        return cls(tuple(clips), bounds, label)
+
+
+def merge_reports(reports: Sequence[ParityReport], label: str = "") -> ParityReport:
+    """Module-level spelling of :meth:`ParityReport.merge`."""
+    return ParityReport.merge(*reports, label=label)
+
+
+def _to_float64(x: Any, side: str) -> np.ndarray:
+    """torch tensor / numpy array / nested lists / list of row vectors -> float64 ndarray."""
+    if hasattr(x, "detach"):  # torch.Tensor, without importing torch here
+        return x.detach().cpu().double().numpy()
+    if isinstance(x, (list, tuple)) and x and all(hasattr(v, "shape") for v in x):  # list of [D] or [1, D] rows
+        rows = [_to_float64(v, side) for v in x]
+        rows = [r[0] if r.ndim == 2 and r.shape[0] == 1 else r for r in rows]
+        shapes = sorted({r.shape for r in rows})
+        if len(shapes) != 1 or len(shapes[0]) != 1:
+            raise ValueError(f"{side}: a list of rows must hold [D] vectors of one length; received shapes {shapes}")
+        return np.stack(rows)
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise TypeError(
+            f"{side}: expected a torch tensor, numpy array or list of vectors; received {type(x).__name__}"
+        ) from e
+
+
+def _matrix(x: Any, side: str, expected: str) -> np.ndarray:
+    m = _to_float64(x, side)
+    if m.ndim != 2:
+        raise ValueError(f"{side}: expected 2-D {expected}; received shape {tuple(m.shape)}")
+    if m.shape[0] < 1 or m.shape[1] < 1:
+        raise ValueError(f"{side}: expected at least one row and one column; received shape {tuple(m.shape)}")
+    return m
+
+
+def _check_finite(m: np.ndarray, side: str, names: Sequence[str] | None = None) -> str | None:
+    """A message naming the rows of ``m`` holding NaN/Inf, or None when all are finite."""
+    bad = np.flatnonzero(~np.isfinite(m).all(axis=1))
+    if bad.size == 0:
+        return None
+    shown = bad[:10].tolist()
+    more = f" and {bad.size - 10} more" if bad.size > 10 else ""
+    which = f" ({', '.join(names[i] for i in shown)}{more})" if names is not None else more
+    return f"{side} has NaN/Inf in rows {shown}{which}"
+
+
+def as_matrix(x: Any, side: str = "input", expected: str = "[N, D] embeddings") -> np.ndarray:
+    """Convert ``x`` to a finite float64 matrix, or raise a ValueError saying what is wrong.
+
+    Args:
+        x: torch tensor, numpy array, or a list of [D] (or [1, D]) vectors.
+        side: what ``x`` is, for the error message.
+        expected: the 2-D layout expected, for the error message.
+
+    Returns:
+        float64 ndarray of shape [N, D].
+    """
+    m = _matrix(x, side, expected)
+    problem = _check_finite(m, side)
+    if problem:
+        raise ValueError(problem)
+    return m
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine of [N, D] float64 matrices -> [N] in [-1, 1]; zero rows: 1 if both are zero, else 0.
+
+    The one cosine of w2vlab (parity, scores, similarity plots)."""
+    na = np.linalg.norm(a, axis=1, keepdims=True)  # (N, 1)
+    nb = np.linalg.norm(b, axis=1, keepdims=True)
+    u = np.divide(a, na, out=np.zeros_like(a), where=na > 0)
+    v = np.divide(b, nb, out=np.zeros_like(b), where=nb > 0)
+    cos = 1.0 - 0.5 * np.sum((u - v) ** 2, axis=1)  # (N,)
+    zero_a, zero_b = na[:, 0] == 0, nb[:, 0] == 0
+    cos = np.where(zero_a | zero_b, np.where(zero_a & zero_b, 1.0, 0.0), cos)
+    return np.clip(cos, -1.0, 1.0)
+
+
+def compare(
+    reference: Any,
+    candidate: Any,
+    names: Sequence[str] | None = None,
+    bounds: ParityBounds = ParityBounds(),
+    label: str = "",
+    num_samples: Sequence[int] | None = None,
+) -> ParityReport:
+    """Compare two sets of embeddings row by row.
+
+    Args:
+        reference: [N, D] embeddings from the trusted side (eager model); torch tensor,
+            numpy array, or a list of N [D] vectors.
+        candidate: [N, D] embeddings from the side under test (exported artifact).
+        names: N clip names; default ``clip0, clip1, ...``.
+        bounds: pass/fail bounds applied to every clip.
+        label: what was compared, shown in summaries and plot titles.
+        num_samples: N clip lengths, for bounds with a short-clip cosine; default unknown.
+
+    Returns:
+        A :class:`ParityReport` with cosine, L2 and max|diff| per clip, computed in float64.
+
+    Raises:
+        ValueError: shapes differ or are not [N, D] with N, D >= 1; ``names`` has the wrong
+            length; either side holds NaN/Inf (the message names the side and rows).
+    """
+    ref = _matrix(reference, "reference", "[N, D] embeddings")
+    cand = _matrix(candidate, "candidate", "[N, D] embeddings")
+    if ref.shape != cand.shape:
+        raise ValueError(
+            f"reference has shape {tuple(ref.shape)} but candidate has shape {tuple(cand.shape)}; "
+            "both must be the same [N, D]"
+        )
+    n = ref.shape[0]
+    names = [f"clip{i}" for i in range(n)] if names is None else [str(s) for s in names]
+    if len(names) != n:
+        raise ValueError(f"received {len(names)} names for {n} embeddings; expected one name per row")
+    lengths = [None] * n if num_samples is None else [int(k) for k in num_samples]
+    if len(lengths) != n:
+        raise ValueError(f"received {len(lengths)} clip lengths for {n} embeddings; expected one per row")
+    problems = [p for p in (_check_finite(ref, "reference", names), _check_finite(cand, "candidate", names)) if p]
+    if problems:
+        raise ValueError("; ".join(problems) + "; a non-finite embedding cannot be compared")
+
+    diff = ref - cand  # (N, D)
+    cosine = cosine_rows(ref, cand)  # (N,)
+    l2 = np.linalg.norm(diff, axis=1)
+    max_abs = np.abs(diff).max(axis=1)
+    clips = tuple(
+        ClipParity(name, float(c), float(d), float(m), k) for name, c, d, m, k in zip(names, cosine, l2, max_abs, lengths)
+    )
+    return ParityReport(clips, bounds, label)

@@ -1,0 +1,182 @@
+"""The artifact's README.md: a model card rendered from its metadata."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from w2vlab._contract import EXTRACTOR_DIR, FILES, FORMATS, format_entries
+
+_PREPROCESSED_SNIPPET = """\
+```python
+import torch, numpy as np
+from transformers import AutoFeatureExtractor
+
+artifact_dir = "{dirname}"
+model = torch.jit.load(f"{{artifact_dir}}/{file}").eval()
+fe = AutoFeatureExtractor.from_pretrained(f"{{artifact_dir}}/feature_extractor")
+
+wave = np.random.default_rng(0).standard_normal(2 * {sr}).astype(np.float32) * 0.1  # your 16 kHz mono audio
+out = fe(wave, sampling_rate={sr}, return_tensors="pt", return_attention_mask=True)
+feats = out["input_features"][0][out["attention_mask"][0].bool()]  # [T, {fd}], valid rows only
+with torch.inference_mode():
+    embedding = model(feats.unsqueeze(0))[0]  # [{dim}]
+    # a padded batch: pass the extractor's mask, model(out["input_features"], out["attention_mask"])
+```"""
+
+_WAVEFORM_SNIPPET = """\
+```python
+import torch
+model = torch.jit.load("{dirname}/{file}").eval()
+wave = torch.randn(1, 2 * {sr}, generator=torch.Generator().manual_seed(0)) * 0.1  # [batch, samples], {sr} Hz mono
+with torch.inference_mode():
+    embedding = model(wave)[0]  # [{dim}]; padded batch: model(waves, lengths)
+```"""
+
+# The .pt2 and ONNX programs take every input, with the dtypes of the metadata: the HF
+# extractor's mask is int32, so it is cast (the program was captured with an int64 mask).
+_PROGRAM_INPUTS = {
+    "preprocessed": """\
+import numpy as np, torch
+from transformers import AutoFeatureExtractor
+
+fe = AutoFeatureExtractor.from_pretrained("{dirname}/{extractor}")
+wave = np.random.default_rng(0).standard_normal(2 * {sr}).astype(np.float32) * 0.1  # your {sr} Hz mono audio
+out = fe(wave, sampling_rate={sr}, return_tensors="pt", return_attention_mask=True)
+inputs = out["input_features"], out["attention_mask"].long()  # [1, T, {fd}] float32, [1, T] int64""",
+    "waveform": """\
+import torch
+wave = torch.randn(1, 2 * {sr}, generator=torch.Generator().manual_seed(0)) * 0.1  # [batch, samples], {sr} Hz mono
+inputs = wave, torch.tensor([wave.shape[1]])  # [1, N] float32 (N >= 720), lengths [1] int64""",
+}
+_PROGRAM_CALLS = {
+    "exported": """\
+program = torch.export.load("{dirname}/{file}").module()
+with torch.inference_mode():
+    embedding = program(*inputs)[0]  # [{dim}]""",
+    "onnx": """\
+import onnxruntime as ort
+session = ort.InferenceSession("{dirname}/{file}")
+feeds = {{i.name: x.numpy() for i, x in zip(session.get_inputs(), inputs)}}
+embedding = torch.from_numpy(session.run(["embedding"], feeds)[0][0])  # [{dim}]""",
+    "aoti": """\
+from torch._inductor import aoti_load_package
+program = aoti_load_package("{dirname}/{file}")  # compiled for this CPU architecture and torch
+with torch.inference_mode():  # the package reads its inputs as contiguous: pass them so
+    embedding = program(*(x.contiguous() for x in inputs))[0]  # [{dim}]""",
+}
+
+
+def render_model_card(metadata: Mapping[str, Any], dirname: str = "w2vbert_speaker") -> str:
+    """Markdown model card: what the artifact is, its inputs, extractor, parity, usage."""
+    md, model = metadata, metadata["model"]
+    enc = model["encoder_config"]
+    pruned = "num_attention_heads_group" in enc
+    lines = [
+        "# W2V-BERT 2.0 speaker encoder (TorchScript)",
+        "",
+        f"Exported by w2vlab {md['versions']['w2vlab']} (format `{md['format']}`) with torch "
+        f"{md['versions']['torch']} and transformers {md['versions']['transformers']}.",
+        "",
+        f"- Encoder: `Wav2Vec2BertModel`, {enc['num_hidden_layers']} conformer layers, hidden "
+        f"{enc['hidden_size']}{', structured-pruning student' if pruned else ''}; "
+        f"{model['parameters']:,} parameters in all.",
+        f"- Head: {model['head']} (MFA adapters -> masked attentive statistics pooling -> bottleneck).",
+        f"- Output: a {md['embedding_dim']}-d speaker embedding per clip; compare with cosine similarity.",
+        f"- Audio: {md['sample_rate']} Hz mono; at least {md['min_num_samples']} samples "
+        f"({md['min_duration_s'] * 1000:.0f} ms).",
+        f"- Compiled by `torch.jit.{md['export']['path']}`"
+        + (f" (script failed: {md['export']['script_error']})" if md["export"]["script_error"] else "") + ".",
+        f"- Feature extractor: `feature_extractor/preprocessor_config.json` "
+        f"({md['feature_extractor']['config'].get('feature_extractor_type')}, sha256 "
+        f"`{md['feature_extractor']['sha256'][:12]}`).",
+        "",
+        "## Files and parity",
+        "",
+        *_parity_table(md),
+        "",
+        "Parity was measured after saving and reloading each file, against HF's feature "
+        "extractor and the eager PyTorch model; per-clip numbers are in `parity.json`.",
+        "",
+        "## Usage (needs only torch and transformers)",
+        "",
+    ]
+    sr, dim, fd = md["sample_rate"], md["embedding_dim"], md["feature_dim"]
+    if "preprocessed" in md["artifacts"]:
+        lines += [_PREPROCESSED_SNIPPET.format(dirname=dirname, file=FILES["torchscript", "preprocessed"], sr=sr, dim=dim, fd=fd), ""]
+        lines += ["For an odd number of 10 ms frames the extractor pads its last stacked row; run a "
+                  "single clip on the valid rows only (as above) or pass the mask.", ""]
+    if "waveform" in md["artifacts"]:
+        lines += [_WAVEFORM_SNIPPET.format(dirname=dirname, file=FILES["torchscript", "waveform"], sr=sr, dim=dim), ""]
+    lines += _program_snippets(md, dirname)
+    lines += _gpu_section(md, dirname)
+    lines += [
+        "## Security",
+        "",
+        "A TorchScript archive is a program: `torch.jit.load` runs its code (a `.pt2` is loaded with "
+        "`torch.export.load`, an ONNX graph run by ONNX Runtime: trust their source the same way). Load archives only "
+        "from sources you trust; `w2vlab info` checks the embedded metadata against `metadata.json` "
+        "and the content hash of the file it opens before use.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _program_snippets(md: Mapping[str, Any], dirname: str) -> list[str]:
+    """Markdown for the ``.pt2`` and ONNX files of each mode: one runnable block per file."""
+    files = {(fmt, mode): entry["file"] for mode in md["artifacts"]
+             for fmt, entry in format_entries(md, mode).items() if fmt != "torchscript"}
+    if not files:
+        return []
+    lines = ["## The `.pt2` and ONNX files", "",
+             "`w2vlab.load_artifact(dir, mode, format=\"exported\" | \"onnx\" | \"onnx-int8\" | \"aoti\")` opens them with the "
+             "checks and call signature above. Without w2vlab, pass every input (the optional ones too) with the "
+             "dtypes below; a waveform program needs at least two feature rows (720 samples at 16 kHz).", ""]
+    if any(fmt == "aoti" for fmt, _ in files):
+        lines += ["The `_aoti_` files are AOTInductor packages: the `.pt2` program compiled ahead of time to a "
+                  "shared library, loadable from C++ with `torch::inductor::AOTIModelPackageLoader` (w2vlab's "
+                  "`cpp/w2vlab-embed --aoti` embeds audio files with the waveform one, no Python).", ""]
+    if any(fmt == "onnx-int8" for fmt, _ in files):
+        lines += ["The `_int8.onnx` files are dynamic-int8 copies (MatMul weights int8 per channel, the conv "
+                  "blocks' pointwise convolutions kept fp32): smaller and faster on CPU, verified to cosine "
+                  ">= 0.999 against eager, not bit-exact.", ""]
+    data = sorted(entry["external_data"] for mode in md["artifacts"] for entry in format_entries(md, mode).values()
+                  if "external_data" in entry)
+    if data:
+        lines += [f"Weights of the ONNX graphs are in {', '.join(f'`{name}`' for name in data)}: keep each "
+                  "beside its `.onnx` file.", ""]
+    values = dict(dirname=dirname, extractor=EXTRACTOR_DIR, sr=md["sample_rate"], dim=md["embedding_dim"],
+                  fd=md["feature_dim"])
+    for (fmt, mode), file in sorted(files.items(), key=lambda kv: (FORMATS.index(kv[0][0]), kv[0][1])):
+        code = _PROGRAM_INPUTS[mode].format(**values) + "\n" + _PROGRAM_CALLS[fmt.split("-")[0]].format(file=file, **values)
+        lines += [f"{fmt}, {mode} mode:", "", f"```python\n{code}\n```", ""]
+    return lines
+
+
+def _gpu_section(md: Mapping[str, Any], dirname: str) -> list[str]:
+    """How to run the files on a GPU: what moves the weights, and what moves a ``.pt2``'s graph."""
+    mode = next(iter(md["artifacts"]))
+    lines = ["## On a GPU", "",
+             "The TorchScript archives hold no device constant (the export replaces the ones tracing bakes "
+             "in), so mapping the weights is enough; pass the inputs on the same device. A `.pt2` program "
+             "names its capture device (the CPU) in its graph and must be moved whole.", "",
+             "```python",
+             f'art = w2vlab.load_artifact("{dirname}", "{mode}", device="cuda")  # embeddings come back on the CPU',
+             f'model = torch.jit.load("{dirname}/{FILES["torchscript", mode]}", map_location="cuda")']
+    if "exported" in format_entries(md, mode):
+        lines += ["from torch.export.passes import move_to_device_pass",
+                  f'program = move_to_device_pass(torch.export.load("{dirname}/{FILES["exported", mode]}"), "cuda").module()']
+    return lines + ["```", "", "ONNX files run on ONNX Runtime's CPU provider here.", ""]
+
+
+def _parity_table(md: Mapping[str, Any]) -> list[str]:
+    """One Markdown row per file: mode, format, file, inputs, worst cosine and max|diff|, clips."""
+    lines = ["| mode | format | file | inputs | worst cosine | worst max abs diff | clips |",
+             "|---|---|---|---|---|---|---|"]
+    for mode, art in md["artifacts"].items():
+        inputs = ", ".join(f"`{i['name']}` {i['shape']}" + (" (optional)" if i.get("optional") else "") for i in art["inputs"])
+        entries = format_entries(md, mode)
+        for fmt in sorted(entries, key=FORMATS.index):
+            p = entries[fmt]["parity"]
+            lines.append(f"| {mode} | {fmt} | `{entries[fmt]['file']}` | {inputs} | {p['worst_cosine']:.9f} | "
+                         f"{p['worst_max_abs_diff']:.3g} | {p['n_clips']} |")
+    return lines

@@ -1,0 +1,332 @@
+"""The exporter: load -> reference -> capture -> verify -> write, each step a function below.
+
+1. :func:`load` reads the checkpoint (+ override config, normalised) and its feature extractor;
+2. :func:`reference` embeds the parity suite with HF extractor + eager model, once;
+3. :func:`capture` compiles TorchScript (:mod:`w2vlab.export._torchscript`) and the other formats
+   (:mod:`w2vlab.export._formats`) into the staging directory, then the eager weights are released, so
+   at most one copy of the weights is in memory at a time;
+4. :func:`verify_files` reloads every file from disk (:mod:`w2vlab.runtime._loaders`, as a consumer
+   would) and compares it with the reference, at its format's bounds;
+5. :func:`write` stores the final metadata inside each file (without touching the verified
+   program: checked) and beside it, with ``parity.json`` and the model card.
+
+Everything happens in a temporary sibling directory that replaces ``output`` only when every
+file passed (:mod:`w2vlab._atomic`); a failed export raises :class:`ExportParityError` and leaves
+any previous artifact byte-identical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import transformers
+from torch import nn
+
+from w2vlab import __version__
+from w2vlab._allocator import trim
+from w2vlab._atomic import atomic_directory
+from w2vlab.export._card import render_model_card
+from w2vlab.model._checkpoint import LoadedModel, feature_extractor_for, load_speaker_encoder
+from w2vlab._contract import (CARD_FILE, DEFAULT_OUTPUT, EXTRACTOR_DIR, FILES, FORMAT_TAG, FORMATS, METADATA_FILE, MODES, ONNX_FORMATS,
+                       ONNX_PACKAGES, PARITY_FILE, canonical_sha256, check_format, check_mode, require,
+                       require_compiler, validate_metadata)
+from w2vlab.runtime._entry import min_program_samples
+from w2vlab._features import FeatureConfig
+from w2vlab.export._formats import capture as capture_program
+from w2vlab.export._formats import embed_metadata, export_aoti, export_onnx, export_program
+from w2vlab.export._int8 import quantize_onnx, recipe as int8_recipe
+from w2vlab.runtime._loaders import open_format
+from w2vlab._parity import ParityBounds, ParityReport, compare, format_bounds, merge_reports
+from w2vlab.export._rewrites import faster_blocks
+from w2vlab.export._suite import Case, build_suite, candidate_fn, case_lengths, embed_cases, reference_fn
+from w2vlab.export._torchscript import TraceInfo, compile_core, save_script, wrap
+
+logger = logging.getLogger(__name__)
+
+class ExportParityError(RuntimeError):
+    """A reloaded file did not match the eager model; ``reports`` say where."""
+
+    def __init__(self, *failed: ParityReport):
+        self.reports = failed
+        self.report = failed[0]
+        where = "; ".join(f"{r.label}: {list(r.failures)}" for r in failed)
+        super().__init__(f"export refused: reloaded artifact failed parity on {where}\n" + "\n\n".join(map(str, failed)))
+
+
+@dataclass
+class ExportResult:
+    output: Path
+    metadata: dict[str, Any]
+    reports: dict[str, ParityReport]  # TorchScript, per mode
+    seconds: float
+    format_reports: dict[str, dict[str, ParityReport]] = field(default_factory=dict)  # other format -> mode -> report
+
+    @property
+    def report(self) -> ParityReport:
+        """The TorchScript reports of every mode merged into one."""
+        return merge_reports(list(self.reports.values()), label="export parity")
+
+    @property
+    def all_reports(self) -> list[ParityReport]:
+        """TorchScript's per mode, then each other format's (their bounds may differ: not merged)."""
+        return [*self.reports.values(), *(r for by_mode in self.format_reports.values() for r in by_mode.values())]
+
+
+@dataclass
+class Reference:
+    """Eager embeddings of the parity suite: row names and [N, D] embeddings."""
+
+    cases: Sequence[Case]
+    names: list[str]
+    embeddings: torch.Tensor
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def check_request(modes: Sequence[str], formats: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(modes, formats) de-duplicated in contract order, TorchScript always first; errors before any work."""
+    if not modes:
+        raise ValueError(f"no export mode given; expected some of {MODES}")
+    for mode in modes:
+        check_mode(mode)
+    for fmt in formats:
+        check_format(fmt)
+    formats = tuple(f for f in FORMATS if f == "torchscript" or f in formats)  # contract order: aoti reuses the .pt2 capture
+    if set(formats) & set(ONNX_FORMATS):
+        require(*ONNX_PACKAGES)
+    if "aoti" in formats:
+        require_compiler()
+    return tuple(m for m in MODES if m in modes), formats
+
+
+def load(model_path: str | Path, checkpoint: str | Path | None, config: Any) -> tuple[LoadedModel, Any]:
+    """The eager model (eval mode) and the HF feature extractor it was trained with."""
+    logger.info("loading %s", model_path)
+    loaded = load_speaker_encoder(model_path, checkpoint, config)
+    return loaded, feature_extractor_for(loaded)
+
+
+def reference(model: nn.Module, fe: Any, cases: Sequence[Case], progress: bool) -> Reference:
+    """Embed ``cases`` with HF extractor + eager ``model``: what every file is compared with."""
+    logger.info("eager reference on %d cases", len(cases))
+    names, embeddings = embed_cases(cases, reference_fn(model, fe), progress, "eager reference")
+    return Reference(cases, names, embeddings)
+
+
+def capture(model: nn.Module, config: FeatureConfig, modes: Sequence[str], formats: Sequence[str],
+            tmp: Path) -> tuple[TraceInfo, dict[str, int]]:
+    """Write every ``(format, mode)`` file into ``tmp`` under its contract name, without metadata;
+    returns the trace facts and the blocks the ONNX files run rewritten (:mod:`w2vlab.export._rewrites`).
+
+    One ``torch.export`` capture per mode serves the ``.pt2`` and the AOTInductor package; a
+    second, of the model with :func:`w2vlab.export._rewrites.faster_blocks`, serves the ONNX file and
+    the source of its int8 copy (the fp32 ONNX file, or one written under a hidden name if ONNX
+    was not asked for), which :func:`quantize_files` quantises later.
+    """
+    logger.info("compiling the TorchScript core")
+    core, info = compile_core(model, config.feature_dim)
+    for mode in modes:
+        save_script(wrap(mode, core, config), tmp / FILES["torchscript", mode])
+    del core
+    rewrites: dict[str, int] = {}
+    for mode in modes:
+        program = onnx_program = None
+        for fmt in formats[1:]:
+            if fmt == "onnx-int8" and "onnx" in formats:
+                continue  # quantize_files quantises the ONNX file written above
+            logger.info("writing the %s %s file%s", mode, fmt, " (its fp32 source)" if fmt == "onnx-int8" else "")
+            path = tmp / FILES[fmt, mode]
+            if fmt == "exported":
+                program = export_program(model, mode, config, path)
+            elif fmt == "aoti":
+                export_aoti(program if program is not None else capture_program(model, mode, config), mode, path)
+            else:
+                if onnx_program is None:
+                    with faster_blocks(model) as rewrites:
+                        onnx_program = capture_program(model, mode, config)
+                if fmt == "onnx":
+                    export_onnx(onnx_program, mode, config, path)
+                else:  # onnx-int8 without onnx: its hidden fp32 source, quantised by quantize_files
+                    export_onnx(onnx_program, mode, config, _int8_source(tmp, mode, formats))
+    return info, rewrites
+
+
+def _int8_source(tmp: Path, mode: str, formats: Sequence[str]) -> Path:
+    """The fp32 ONNX file ``mode``'s int8 copy is quantised from: the written one, or a hidden one made for it."""
+    fp32 = tmp / FILES["onnx", mode]
+    return fp32 if "onnx" in formats else fp32.with_name(f".fp32_{fp32.name}")
+
+
+def quantize_files(tmp: Path, modes: Sequence[str], formats: Sequence[str]) -> None:
+    """The int8 copy of each mode's ONNX file, quantised from its fp32 source once the caller has released
+    the eager model and the captures (:func:`w2vlab.export._int8.quantize_onnx` holds the int8 copy it writes,
+    about a third of the fp32 weights).  Hidden sources are removed afterwards."""
+    if "onnx-int8" not in formats:
+        return
+    for mode in modes:
+        fp32 = _int8_source(tmp, mode, formats)
+        logger.info("quantising %s to int8", fp32.name)
+        quantize_onnx(fp32, tmp / FILES["onnx-int8", mode])
+        trim()
+        if "onnx" not in formats:
+            for staged in (fp32, fp32.with_name(fp32.name + ".data")):
+                staged.unlink(missing_ok=True)
+
+
+def verify_file(path: Path, fmt: str, mode: str, fe: Any, ref: Reference, bounds: ParityBounds,
+                progress: bool) -> tuple[ParityReport, dict[str, Any]]:
+    """Reload ``path`` as a consumer would and compare it with ``ref``: (report, metadata entry)."""
+    config = FeatureConfig.from_extractor(fe)
+    logger.info("verifying %s", path.name)
+    module, digest = open_format(path, fmt, mode, config, threads=torch.get_num_threads())
+    _, candidate = embed_cases(ref.cases, candidate_fn(mode, module, fe), progress, f"{mode} {fmt}")
+    del module
+    trim()  # the next file loads into this memory, not on top of it
+    report = compare(ref.embeddings, candidate, names=ref.names, bounds=format_bounds(fmt, mode, bounds),
+                     num_samples=case_lengths(ref.cases),
+                     label=f"{mode} vs eager" if fmt == "torchscript" else f"{mode} {fmt} vs eager")
+    entry = {"file": path.name, "parity": report.summary(), "content_sha256": digest}
+    data = path.with_name(path.name + ".data")  # ONNX weights past protobuf's 2 GB limit
+    if data.exists():
+        entry["external_data"] = data.name
+    return report, entry
+
+
+def verify_files(tmp: Path, modes: Sequence[str], formats: Sequence[str], fe: Any, ref: Reference,
+                 bounds: ParityBounds, progress: bool) -> dict[str, dict[str, tuple[ParityReport, dict[str, Any]]]]:
+    """format -> mode -> (report, entry) for every written file; raises :class:`ExportParityError`
+    naming every file that missed its bounds."""
+    checked = {fmt: {mode: verify_file(tmp / FILES[fmt, mode], fmt, mode, fe, ref, bounds, progress) for mode in modes}
+               for fmt in formats}
+    failed = [report for by_mode in checked.values() for report, _ in by_mode.values() if not report.passed]
+    if failed:
+        raise ExportParityError(*failed)
+    return checked
+
+
+def _io_spec(mode: str, config: FeatureConfig, embd_dim: int) -> dict[str, Any]:
+    if mode == "preprocessed":
+        inputs = [
+            {"name": "input_features", "shape": ["batch", "frames", config.feature_dim], "dtype": "float32"},
+            {"name": "attention_mask", "shape": ["batch", "frames"], "dtype": "int64", "optional": True},
+        ]
+    else:
+        inputs = [
+            {"name": "waveform", "shape": ["batch", "samples"], "dtype": "float32", "sample_rate": config.sampling_rate},
+            {"name": "lengths", "shape": ["batch"], "dtype": "int64", "optional": True},
+        ]
+    return {"inputs": inputs, "output": {"name": "embedding", "shape": ["batch", embd_dim], "dtype": "float32"}}
+
+
+def build_metadata(loaded: LoadedModel, fe: Any, info: TraceInfo,
+                   entries: Mapping[str, Mapping[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Everything a consumer needs to trust and use the artifact (no paths, no user names).
+
+    ``entries`` maps mode -> format -> that file's entry (file, parity, content_sha256)."""
+    fe_config = json.loads(fe.to_json_string())
+    config = FeatureConfig.from_extractor(fe)
+    return validate_metadata({
+        "format": FORMAT_TAG,
+        "artifacts": {mode: {**_io_spec(mode, config, loaded.head.embd_dim), "formats": dict(by_format)}
+                      for mode, by_format in entries.items()},
+        "sample_rate": config.sampling_rate,
+        "feature_dim": config.feature_dim,
+        "embedding_dim": loaded.head.embd_dim,
+        "min_num_samples": config.min_num_samples,
+        "min_duration_s": config.min_num_samples / config.sampling_rate,
+        "min_program_samples": min_program_samples(config),  # .pt2/ONNX/aoti programs: pad shorter waveforms to this
+        "export": {
+            "path": info.path,
+            "script_error": info.script_error,
+            "trace_example_shape": list(info.example_shape),
+            "trace_example_valid_frames": list(info.example_valid_frames),
+            "compile_warnings": info.warnings,
+        },
+        "versions": {"w2vlab": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+                     "numpy": np.__version__, "python": platform.python_version()},
+        "feature_extractor": {"config": fe_config, "sha256": canonical_sha256(fe_config)},
+        "model": {
+            "encoder_config": loaded.encoder_config,
+            "encoder_config_sha256": canonical_sha256(loaded.encoder_config),
+            "head": loaded.head.to_dict(),
+            "parameters": loaded.parameters,
+            "config_notes": loaded.notes,
+        },
+        "source_weights_sha256": loaded.source_sha256,
+    }, "the metadata being exported")
+
+
+def write(tmp: Path, metadata: dict[str, Any], checked: Mapping[str, Mapping[str, tuple[ParityReport, Any]]],
+          fe: Any) -> None:
+    """Store the metadata in every verified file and beside them, with parity.json, the extractor and the card."""
+    metadata_json = json.dumps(metadata, indent=2, sort_keys=True) + "\n"
+    for fmt, by_mode in checked.items():
+        for mode, (_, entry) in by_mode.items():  # raises if storing the metadata changed the verified program
+            embed_metadata(tmp / FILES[fmt, mode], fmt, metadata_json, entry["content_sha256"])
+    fe.save_pretrained(str(tmp / EXTRACTOR_DIR))
+    (tmp / METADATA_FILE).write_text(metadata_json)
+    parity = {mode: report.to_dict() for mode, (report, _) in checked["torchscript"].items()}
+    parity["formats"] = {fmt: {mode: report.to_dict() for mode, (report, _) in by_mode.items()}
+                         for fmt, by_mode in checked.items() if fmt != "torchscript"}
+    (tmp / PARITY_FILE).write_text(json.dumps(parity, indent=2) + "\n")
+    (tmp / CARD_FILE).write_text(render_model_card(metadata))
+
+
+# --------------------------------------------------------------------------- the whole export
+
+
+def export(
+    model_path: str | Path,
+    output: str | Path = DEFAULT_OUTPUT,
+    *,
+    checkpoint: str | Path | None = None,
+    config: str | Path | Mapping[str, Any] | None = None,
+    modes: Sequence[str] = ("preprocessed",),
+    formats: Sequence[str] = ("torchscript",),
+    force: bool = False,
+    cases: Sequence[Case] | None = None,
+    bounds: ParityBounds = ParityBounds(),
+    progress: bool = True,
+) -> ExportResult:
+    """Export the speaker encoder at ``model_path`` to a verified artifact directory ``output``.
+
+    ``formats`` adds ``"exported"`` (``torch.export`` ``.pt2``), ``"onnx"`` and ``"onnx-int8"``
+    (a dynamic-int8 copy, judged by cosine) files beside the TorchScript archive, which is always
+    written (the model card, ``embed`` and the workbench use it).  Every file is verified on
+    ``cases`` (default: :func:`w2vlab.export._suite.build_suite`) with :func:`w2vlab._parity.format_bounds`.
+
+    Raises:
+        ExportParityError: a reloaded file missed its bounds; nothing is written.
+        FileExistsError: ``output`` exists and ``force`` is false (checked before any work).
+        ImportError: an ONNX format was asked for without the ``[onnx]`` extra (checked before any work).
+    """
+    start = time.perf_counter()
+    modes, formats = check_request(modes, formats)
+    output = Path(output)
+    with atomic_directory(output, overwrite=force) as tmp:  # fails early on an existing output
+        loaded, fe = load(model_path, checkpoint, config)
+        ref = reference(loaded.model, fe, build_suite() if cases is None else cases, progress)
+        info, rewrites = capture(loaded.model, FeatureConfig.from_extractor(fe), modes, formats, tmp)
+        loaded = dataclasses.replace(loaded, model=None)  # keep the facts, release the weights
+        trim()
+        quantize_files(tmp, modes, formats)
+        checked = verify_files(tmp, modes, formats, fe, ref, bounds, progress)
+        entries = {mode: {fmt: {**checked[fmt][mode][1], **({"rewrites": rewrites} if fmt in ONNX_FORMATS else {}),
+                                **({"quantisation": int8_recipe()} if fmt == "onnx-int8" else {})}
+                          for fmt in formats} for mode in modes}
+        metadata = build_metadata(loaded, fe, info, entries)
+        write(tmp, metadata, checked, fe)
+    seconds = time.perf_counter() - start
+    logger.info("exported %s (%s) to %s in %.1f s", "+".join(modes), "+".join(formats), output, seconds)
+    reports = {fmt: {mode: report for mode, (report, _) in by_mode.items()} for fmt, by_mode in checked.items()}
+    return ExportResult(output, metadata, reports.pop("torchscript"), seconds, reports)

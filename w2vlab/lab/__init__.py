@@ -1,0 +1,4 @@
+"""The workbench: figures, widgets, notebook reports, the environment check.
+
+Imports anything but the benchmark.
+"""

@@ -1,0 +1,166 @@
+"""Consumer side: open an exported artifact directory and embed audio with it.
+
+>>> art = load_artifact("artifacts/w2vbert_speaker")
+>>> art.score(art.embed_file("a.wav"), art.embed_file("b.wav"))
+
+Opening checks the format tag, that the file's embedded metadata equals ``metadata.json``
+and that its content hash (code and every tensor) matches, for TorchScript (``.pt``),
+``torch.export`` (``.pt2``) and ONNX files alike; a newer/older torch than the exporter's only warns.  This module is the
+consumer: it imports the artifact contract and the loaders, never the exporter, the eager model
+or transformers' modelling code (preprocessed mode loads the saved HF feature extractor).
+"""
+
+from __future__ import annotations
+
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from w2vlab._audio import pad_waveforms, prepare_waveform, read_audio
+from w2vlab._contract import (EXTRACTOR_DIR, METADATA_FILE, ArtifactError, check_mode, file_entry, read_embedded_metadata,
+                       read_metadata)
+from w2vlab._features import FeatureConfig, extractor_inputs
+from w2vlab.runtime._loaders import FRONTEND_THREADS, intra_op_threads, open_format
+from w2vlab._parity import cosine_rows
+
+ArrayLike = np.ndarray | torch.Tensor
+__all__ = ["Artifact", "ArtifactError", "load_artifact"]
+
+
+class Artifact:
+    """A loaded artifact: ``embed``, ``embed_file``, ``embed_batch`` and ``score``."""
+
+    def __init__(self, directory: str | Path, mode: str | None = None, format: str = "torchscript",
+                 device: str | torch.device = "cpu"):
+        self.directory = Path(directory)
+        self.metadata = read_metadata(self.directory)
+        available = list(self.metadata["artifacts"])
+        self.mode = mode or ("preprocessed" if "preprocessed" in available else available[0])
+        self.format = format
+        self.device = torch.device(device)
+        entry = file_entry(self.metadata, self.mode, format, where=str(self.directory))
+        path = self.directory / entry["file"]
+        if not path.is_file():
+            raise ArtifactError(f"{path} is missing; {self.directory / METADATA_FILE} lists it")
+        self.feature_config = FeatureConfig.from_dict(self.metadata["feature_extractor"]["config"])
+        self.module = self._open(path, entry)
+        # A TorchScript waveform module is frontend -> core: run as two calls, the frontend on
+        # FRONTEND_THREADS (see w2vlab.runtime._loaders); the other formats compile the frontend in.
+        scripted_waveform = format == "torchscript" and self.mode == "waveform"
+        self._stages = (self.module.frontend, self.module.core) if scripted_waveform else None
+        exported = self.metadata["versions"]["torch"]
+        if exported.split("+")[0] != torch.__version__.split("+")[0]:
+            warnings.warn(f"artifact exported with torch {exported}, running torch {torch.__version__}", stacklevel=2)
+        self.sample_rate: int = self.metadata["sample_rate"]
+        self.embedding_dim: int = self.metadata["embedding_dim"]
+        self._extractor = None
+
+    def _open(self, path: Path, entry: dict) -> torch.nn.Module:
+        """Load ``path`` and check it against ``metadata.json``: embedded metadata, then content hash."""
+        try:
+            module, digest = open_format(path, self.format, self.mode, self.feature_config,
+                                         threads=torch.get_num_threads(), device=self.device)
+            embedded = read_embedded_metadata(path, self.format)
+        except (RuntimeError, OSError, ValueError, zipfile.BadZipFile) as e:
+            reader = {"torchscript": "a TorchScript archive torch.jit.load", "exported": "a .pt2 program torch.export.load"}
+            raise ArtifactError(f"{path} is not {reader.get(self.format, 'an ONNX model ONNX Runtime')} can read: "
+                                f"{str(e).splitlines()[0]}") from e
+        if embedded != self.metadata:
+            raise ArtifactError(
+                f"{path.name} embeds metadata that differs from {self.directory / METADATA_FILE}: the files "
+                f"come from different exports or were edited; re-export instead of mixing files"
+            )
+        if digest != entry["content_sha256"]:
+            raise ArtifactError(f"{path.name} content does not match the sha256 recorded in metadata.json "
+                                f"({entry['content_sha256'][:12]}...): the file was modified after export")
+        return module
+
+    @property
+    def feature_extractor(self):
+        """The HF ``SeamlessM4TFeatureExtractor`` saved beside the files (preprocessed mode's input)."""
+        if self._extractor is None:
+            from transformers import SeamlessM4TFeatureExtractor
+
+            self._extractor = SeamlessM4TFeatureExtractor.from_pretrained(str(self.directory / EXTRACTOR_DIR))
+        return self._extractor
+
+    def __repr__(self) -> str:
+        return (f"Artifact({str(self.directory)!r}, mode={self.mode!r}, format={self.format!r}, "
+                f"embedding_dim={self.embedding_dim})")
+
+    def _prepare(self, wave: ArrayLike, sr: int) -> np.ndarray:
+        wave = prepare_waveform(wave, sr, self.sample_rate)
+        minimum = self.metadata["min_num_samples"]
+        if len(wave) < minimum:
+            raise ValueError(
+                f"audio too short: {len(wave)} samples at {self.sample_rate} Hz after resampling; "
+                f"the encoder needs at least {minimum} ({minimum / self.sample_rate * 1000:.0f} ms)"
+            )
+        return wave
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The loaded file on prepared inputs (on :attr:`device`): features [B, T, 160] (+ mask [B, T])
+        or waveforms [B, N] (+ lengths [B]) -> [B, embedding_dim].  Same values as ``self.module``."""
+        if self._stages is None:
+            return self.module(*inputs)
+        frontend, core = self._stages
+        with intra_op_threads(FRONTEND_THREADS):
+            features, mask = frontend(*inputs)  # (B, T, 160), (B, T)
+        return core(features, mask)
+
+    def _run(self, *inputs: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            try:
+                out = self.forward(*inputs)
+            except torch.jit.Error as e:  # TorchScript re-raises `raise ValueError` as torch.jit.Error
+                raise ValueError(str(e).strip().splitlines()[-1]) from e
+        if not torch.isfinite(out).all():
+            raise RuntimeError("the artifact produced a non-finite embedding; please report this input")
+        return out
+
+    def embed_batch(self, waves: Sequence[ArrayLike], sr: int) -> torch.Tensor:
+        """Embed clips of any lengths as one padded, masked batch: [B, embedding_dim]."""
+        if len(waves) == 0:
+            raise ValueError("embed_batch got no clips")
+        waves = [self._prepare(w, sr) for w in waves]
+        if self.mode == "waveform":
+            inputs = pad_waveforms(waves)
+        else:  # one clip: its valid feature rows, no mask (the seed's call); several: padded + mask
+            inputs = tuple(x for x in extractor_inputs(self.feature_extractor, waves) if x is not None)
+        return self._run(*(x.to(self.device) for x in inputs)).cpu()
+
+    def embed(self, wave: ArrayLike, sr: int) -> torch.Tensor:
+        """Embed one clip (mono or multi-channel, float or integer PCM, any rate): [embedding_dim]."""
+        return self.embed_batch([wave], sr)[0]
+
+    def embed_file(self, path: str | Path) -> torch.Tensor:
+        wave, sr = read_audio(path)
+        return self.embed(wave, sr)
+
+    @staticmethod
+    def score(a: torch.Tensor, b: torch.Tensor) -> float:
+        """Cosine similarity of two embeddings [D]."""
+        if a.shape != b.shape or a.dim() != 1:
+            raise ValueError(f"score expects two embeddings of shape [D]; got {list(a.shape)} and {list(b.shape)}")
+        return float(cosine_rows(a.detach().cpu().double().numpy()[None], b.detach().cpu().double().numpy()[None])[0])
+
+
+def load_artifact(directory: str | Path, mode: str | None = None, format: str = "torchscript",
+                  device: str | torch.device = "cpu") -> Artifact:
+    """Open an artifact directory written by :func:`w2vlab.export._pipeline.export`.
+
+    Args:
+        mode: "preprocessed" or "waveform"; default: preprocessed when present.
+        format: "torchscript" (``.pt``), "exported" (``torch.export`` ``.pt2``), "onnx" or
+            "onnx-int8" (run by ONNX Runtime with ``torch.get_num_threads()`` threads; the int8
+            copy matches eager to cosine >= 0.999, not exactly); each is checked the same way.
+        device: where TorchScript and ``.pt2`` weights are mapped ("cuda" on a GPU machine);
+            inputs are moved there and embeddings come back on the CPU.
+    """
+    if mode is not None:
+        check_mode(mode)
+    return Artifact(directory, mode, format, device)

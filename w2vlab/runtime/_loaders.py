@@ -1,0 +1,202 @@
+"""Open an artifact file of any format as a callable with the artifact's signature for its mode.
+
+TorchScript archives are loaded with ``torch.jit.load``, ``.pt2`` programs with
+``torch.export.load``, AOTInductor packages with libtorch's package loader and ONNX
+files with an ONNX Runtime session; the last three are put behind
+the entry points of :mod:`w2vlab.runtime._entry`, so every format takes the same inputs, raises the same
+errors and is compared with the eager model unchanged.  :func:`open_format` also returns the
+file's content hash (:mod:`w2vlab._contract`), which the exporter records and the consumer
+re-checks.  This module is consumer-side: it imports no exporter and no modelling code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import torch
+from torch import nn
+
+from w2vlab._contract import check_format, check_mode, onnx_sha256, package_sha256, program_sha256, require, script_sha256
+from w2vlab.runtime._entry import PreprocessedSpeakerEncoder, ProgramWaveformEntry
+from w2vlab._features import FeatureConfig
+
+
+# The torch frontend runs on one intra-op thread.  It is ~40 small ATen calls, each an OpenMP
+# parallel region when it has 2 threads, and a region waits for its slowest thread: on a busy
+# machine, for a descheduled one.  A 10 s clip on 2 cores, two other processes running Python
+# loops or small 2-thread torch ops: 2 threads median 9-15 ms, p90 65-300 ms; one thread median
+# 8-15 ms, p90 9-36 ms (quiet: 3.5 and 6.6 ms; against two processes in large matmuls, 4 and
+# 18 ms).  One thread bounds the tail; its cost when quiet, 3 ms per 10 s clip, is 0.1% of the
+# full-size encoder's 4 s.  `python -m w2vlab.bench --only frontend_busy` measures it again.
+FRONTEND_THREADS = 1
+
+
+@contextlib.contextmanager
+def intra_op_threads(n: int) -> Iterator[None]:
+    """Run the block's torch ops on ``n`` intra-op threads, then restore the previous count (0.2 us a pair)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def quiet_jit() -> Iterator[None]:
+    """Silence torch >= 2.9's "torch.jit.* is deprecated" DeprecationWarnings, and only those."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated", category=DeprecationWarning)
+        yield
+
+
+def load_script(path: str | Path, extra_names: tuple[str, ...] = (), device: str | torch.device = "cpu"
+                ) -> tuple[torch.jit.ScriptModule, dict[str, str]]:
+    """``torch.jit.load`` onto ``device`` in eval mode: (module, the requested extra files as text)."""
+    extra = {name: "" for name in extra_names}
+    with quiet_jit():
+        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    return module.eval(), {k: v.decode() if isinstance(v, bytes) else v for k, v in extra.items()}
+
+
+class ProgramCore(nn.Module):
+    """A loaded ``.pt2`` program (``torch.export.load(path).module()``) as a submodule.
+
+    The program was captured in eval mode and refuses ``train()``; this wrapper makes
+    ``train()``/``eval()`` on an enclosing module a no-op for it instead of an error.
+    """
+
+    def __init__(self, program: nn.Module):
+        super().__init__()
+        self.program = program
+
+    def train(self, mode: bool = True) -> "ProgramCore":
+        return self
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.program(*inputs)
+
+
+class AotiCore(nn.Module):
+    """An AOTInductor package run by libtorch's own loader (``torch._C._aoti.AOTIModelPackageLoader``,
+    the class C++ uses), not ``torch._inductor.aoti_load_package``: that one imports the whole
+    compiler (measured 4.1 s to a first embedding instead of 1.6 s for the tiny demo).
+
+    Inputs are made contiguous first.  The compiled code indexes its inputs with the strides of
+    the capture example: given HF's attention mask as is (``int64`` strides ``(1, B)``, a
+    transposed layout) it read the wrong elements and returned embeddings at cosine 0.70 to
+    eager, without an error.
+    """
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        self.loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.loader.run([x.contiguous() for x in inputs])[0]
+
+
+class OnnxRuntimeCore(nn.Module):
+    """An ``onnxruntime.InferenceSession`` called like a torch module: tensors in, a tensor out."""
+
+    def __init__(self, session: Any):
+        super().__init__()
+        self.session = session
+        self.input_names = [i.name for i in session.get_inputs()]
+        self.output_name = session.get_outputs()[0].name
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        feeds = {name: x.detach().cpu().contiguous().numpy() for name, x in zip(self.input_names, inputs)}
+        return torch.from_numpy(self.session.run([self.output_name], feeds)[0])
+
+
+def onnx_session(path: str | Path, threads: Optional[int] = None, spinning: bool = False,
+                 profile_prefix: Optional[str] = None) -> Any:
+    """An ONNX Runtime CPU session for ``path``: all graph optimisations, ``threads`` intra-op threads
+    (``None``: ONNX Runtime's default, one per physical core), and idle workers that sleep
+    (``spinning=True``: that busy-wait, ONNX Runtime's default; the benchmark measures both).
+    ``profile_prefix``: write ONNX Runtime's per-node profile there (``session.end_profiling()``).
+
+    ONNX Runtime's workers spin between calls by default, competing with torch's OpenMP threads
+    for the same cores on a small machine.  Turned off here: in runs that alternate with eager
+    (``w2vlab.bench._harness``) the full-size model measured 1.05x eager with spinning on and 1.13x
+    with it off, within this machine's noise, so treat it as a courtesy to the process, not a
+    speed-up.
+    """
+    require("onnxruntime")
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    if profile_prefix is not None:
+        options.enable_profiling, options.profile_file_prefix = True, profile_prefix
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def open_format(
+    path: str | Path,
+    fmt: str,
+    mode: str,
+    config: Optional[FeatureConfig] = None,
+    threads: Optional[int] = None,
+    fingerprint: bool = True,
+    device: str | torch.device = "cpu",
+) -> tuple[Callable[..., torch.Tensor], str]:
+    """Open ``path`` as a callable with the TorchScript artifact's signature for ``mode``, and its
+    content hash (``""`` if ``fingerprint`` is false), computed from the same load where the
+    format allows it (TorchScript, ``.pt2``).
+
+    Args:
+        fmt: one of :data:`w2vlab._contract.FORMATS`
+        config: the feature extractor's :class:`FeatureConfig` (default: w2v-bert-2.0's); gives
+            the feature width and the waveform minimums
+        threads: ONNX Runtime intra-op threads (ONNX formats only)
+        device: where the weights go (TorchScript and ``.pt2``; ONNX Runtime and AOTInductor
+            packages compiled here run on the CPU);
+            pass inputs on that device.  TorchScript archives carry no device constant (see
+            :func:`w2vlab.export._torchscript.unbake_devices`), so ``map_location`` is enough; a ``.pt2``
+            program names its capture device in its graph (factory ``device=``, ``.to()``
+            metadata asserts) and is moved with ``torch.export.passes.move_to_device_pass``.
+    """
+    check_mode(mode)
+    check_format(fmt)
+    config = config if config is not None else FeatureConfig()
+    if fmt == "torchscript":
+        module = load_script(path, device=device)[0]
+        return module, script_sha256(module) if fingerprint else ""
+    if fmt == "exported":
+        program = torch.export.load(str(path))
+        digest = program_sha256(program) if fingerprint else ""
+        if torch.device(device).type != "cpu":  # the graph names its capture device: move it whole
+            from torch.export.passes import move_to_device_pass
+
+            program = move_to_device_pass(program, torch.device(device))
+        core: nn.Module = ProgramCore(program.module())
+    elif fmt == "aoti":
+        if torch.device(device).type != "cpu":
+            raise ValueError(f"aoti packages are compiled for the CPU here; received device={device!s}")
+        digest = package_sha256(path) if fingerprint else ""
+        core = AotiCore(path)
+    else:
+        if torch.device(device).type != "cpu":
+            raise ValueError(f"{fmt} files run on ONNX Runtime's CPU provider here; received device={device!s}")
+        digest = onnx_sha256(path) if fingerprint else ""
+        core = OnnxRuntimeCore(onnx_session(path, threads))
+    if mode == "preprocessed":
+        return PreprocessedSpeakerEncoder(core, config.feature_dim).eval(), digest
+    return ProgramWaveformEntry(core, config).eval(), digest
+
+
+def load_format(
+    path: str | Path, fmt: str, mode: str, config: Optional[FeatureConfig] = None, threads: Optional[int] = None,
+    device: str | torch.device = "cpu",
+) -> Callable[..., torch.Tensor]:
+    """:func:`open_format` without the hash."""
+    return open_format(path, fmt, mode, config, threads, fingerprint=False, device=device)[0]
+

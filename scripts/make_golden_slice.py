@@ -80,7 +80,7 @@ def write_golden_checkpoint(out_dir: str | Path, seed: int = SEED) -> Path:
     out_dir = write_demo_checkpoint(out_dir, "tiny", seed=seed)
     model, _ = build_demo_model("tiny", seed=seed)
     state = {k: v.contiguous() for k, v in seed_weights(model, seed).state_dict().items()}
-    enc = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+    enc = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
     head = {k: v for k, v in state.items() if not k.startswith("encoder.")}
     save_file(enc, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
     save_file(head, str(out_dir / HEAD_WEIGHTS), metadata={"format": "pt"})
@@ -94,7 +94,9 @@ def feature_index(rows: int, cols: int, n: int = NUM_VALUES) -> list[list[int]]:
     return [[int(i), int(j)] for i, j in zip(r, c)]
 
 
-def measure(model_dir: str | Path, fixture: str | Path = FIXTURE, index: list[list[int]] | None = None) -> dict[str, Any]:
+def measure(
+    model_dir: str | Path, fixture: str | Path = FIXTURE, index: list[list[int]] | None = None
+) -> dict[str, Any]:
     """The golden values of the checkpoint at ``model_dir`` on ``fixture``.
 
     Returns a dict: ``hf_features`` (``shape`` [1, T, 160], ``valid_rows``, ``index`` [[row, col]] * 8,
@@ -106,9 +108,9 @@ def measure(model_dir: str | Path, fixture: str | Path = FIXTURE, index: list[li
     from transformers import SeamlessM4TFeatureExtractor
 
     from w2vlab._audio import prepare_waveform, read_audio
+    from w2vlab._features import FeatureConfig, TorchFeatureExtractor
     from w2vlab.model._checkpoint import load_speaker_encoder
     from w2vlab.model._demo import W2VBERT_PREPROCESSOR
-    from w2vlab._features import FeatureConfig, TorchFeatureExtractor
 
     loaded = load_speaker_encoder(model_dir)
     fe = SeamlessM4TFeatureExtractor(**(loaded.preprocessor_config or W2VBERT_PREPROCESSOR))
@@ -126,12 +128,24 @@ def measure(model_dir: str | Path, fixture: str | Path = FIXTURE, index: list[li
         return [float(x[0, i, j]) for i, j in index]
 
     return {
-        "hf_features": {"shape": list(hf_full.shape), "valid_rows": feats.shape[1], "index": index, "values": pick(hf_full)},
-        "torch_features": {"shape": list(ours.shape), "values": pick(ours),  # at hf_features' index
-                           "max_abs_diff_vs_hf": float((ours - hf_full).abs().max()) if ours.shape == hf_full.shape else math.inf},
-        "embedding": {"shape": list(emb.shape), "first": [float(v) for v in emb[0, :NUM_VALUES]],
-                      "l2_norm": float(emb.norm()), "all_finite": bool(torch.isfinite(emb).all()),
-                      "spread": float(emb.max() - emb.min())},
+        "hf_features": {
+            "shape": list(hf_full.shape),
+            "valid_rows": feats.shape[1],
+            "index": index,
+            "values": pick(hf_full),
+        },
+        "torch_features": {
+            "shape": list(ours.shape),
+            "values": pick(ours),  # at hf_features' index
+            "max_abs_diff_vs_hf": float((ours - hf_full).abs().max()) if ours.shape == hf_full.shape else math.inf,
+        },
+        "embedding": {
+            "shape": list(emb.shape),
+            "first": [float(v) for v in emb[0, :NUM_VALUES]],
+            "l2_norm": float(emb.norm()),
+            "all_finite": bool(torch.isfinite(emb).all()),
+            "spread": float(emb.max() - emb.min()),
+        },
     }
 
 
@@ -147,7 +161,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         values = measure(write_golden_checkpoint(Path(tmp) / "tiny"))
     tf, emb = values["torch_features"], values["embedding"]
-    assert tf["max_abs_diff_vs_hf"] <= FRONTEND_ATOL, f"torch frontend differs from HF by {tf['max_abs_diff_vs_hf']:.3g}"
+    assert tf["max_abs_diff_vs_hf"] <= FRONTEND_ATOL, (
+        f"torch frontend differs from HF by {tf['max_abs_diff_vs_hf']:.3g}"
+    )
     assert emb["all_finite"] and emb["l2_norm"] > 1e-2 and emb["spread"] > 1e-3, f"degenerate embedding: {emb}"
     tf["max_abs_diff_vs_hf"] = float(f"{tf['max_abs_diff_vs_hf']:.1e}")  # the bound matters, not the last bits
     for key in ("all_finite", "spread"):
@@ -165,9 +181,13 @@ def main() -> None:
         **values,
     }
     text = json.dumps(golden, indent=2)  # then one line per list of numbers
-    GOLDEN.write_text(re.sub(r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: "[" + re.sub(r"\s+", " ", m.group(1)) + "]", text) + "\n")
-    print(f"wrote {GOLDEN.relative_to(ROOT)}: features {values['hf_features']['shape']}, "
-          f"embedding {emb['shape']} norm {emb['l2_norm']:.6f} (torch frontend vs HF {tf['max_abs_diff_vs_hf']:.1e})")
+    GOLDEN.write_text(
+        re.sub(r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: "[" + re.sub(r"\s+", " ", m.group(1)) + "]", text) + "\n"
+    )
+    print(
+        f"wrote {GOLDEN.relative_to(ROOT)}: features {values['hf_features']['shape']}, "
+        f"embedding {emb['shape']} norm {emb['l2_norm']:.6f} (torch frontend vs HF {tf['max_abs_diff_vs_hf']:.1e})"
+    )
 
 
 if __name__ == "__main__":

@@ -31,16 +31,24 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 def widget_cells(nb: nbformat.NotebookNode) -> dict[str, nbformat.NotebookNode]:
     """The code cells whose outputs display a widget, by cell id."""
-    return {cell.id: cell for cell in nb.cells if cell.cell_type == "code"
-            and any(WIDGET_VIEW in out.get("data", {}) for out in cell.outputs)}
+    return {
+        cell.id: cell
+        for cell in nb.cells
+        if cell.cell_type == "code" and any(WIDGET_VIEW in out.get("data", {}) for out in cell.outputs)
+    }
 
 
 def save_widget_state(path: Path, kernel: str = "w2vlab", timeout: int = 600, widgets_only: bool = False) -> int:
     """Execute ``path`` and write it back with its widget state; returns the number of saved models."""
     ran = nbformat.read(path, as_version=4)
     os.environ.setdefault("MPLBACKEND", "Agg")  # as scripts/run_tests.sh: no GUI backend in the kernel
-    client = NotebookClient(ran, kernel_name=kernel, timeout=timeout, store_widget_state=True,
-                            resources={"metadata": {"path": str(path.parent)}})  # cwd: the notebook's folder
+    client = NotebookClient(
+        ran,
+        kernel_name=kernel,
+        timeout=timeout,
+        store_widget_state=True,
+        resources={"metadata": {"path": str(path.parent)}},
+    )  # cwd: the notebook's folder
     client.execute()
     state = ran.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
     shown = widget_cells(ran)
@@ -63,8 +71,11 @@ def get_args(argv=None) -> argparse.Namespace:
     parser.add_argument("notebooks", nargs="+", type=Path, help=".ipynb files, rewritten in place")
     parser.add_argument("--kernel", default="w2vlab", help="kernel name (default: w2vlab)")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell (default: 600)")
-    parser.add_argument("--widgets-only", action="store_true",
-                        help="replace only metadata.widgets and the outputs of cells that display a widget")
+    parser.add_argument(
+        "--widgets-only",
+        action="store_true",
+        help="replace only metadata.widgets and the outputs of cells that display a widget",
+    )
     return parser.parse_args(argv)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import warnings
 from pathlib import Path
 
 import pytest

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from w2vlab._allocator import _libc, is_glibc, keep_freed_memory, trim
+from w2vlab._allocator import _libc, is_glibc, trim
 
 
 def rss_bytes() -> int:
@@ -64,7 +64,11 @@ for _ in range(6):
 print(min(faults[2:]))
 """
     pages = 2 * 16 * 1024 * 1024 // 4096
-    faults = {setting: int(subprocess.run([sys.executable, "-c", code, setting], capture_output=True, text=True,
-                                          check=True).stdout) for setting in ("default", "keep")}
+    faults = {
+        setting: int(
+            subprocess.run([sys.executable, "-c", code, setting], capture_output=True, text=True, check=True).stdout
+        )
+        for setting in ("default", "keep")
+    }
     assert faults["default"] >= 0.9 * pages, faults  # every page, every round
     assert faults["keep"] <= 0.01 * pages, faults

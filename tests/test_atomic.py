@@ -31,7 +31,7 @@ def test_replacement_never_leaves_the_destination_missing(tmp_path):
                 continue
             try:
                 names = os.listdir(fd)
-                files = sorted(open(n, opener=lambda p, f: os.open(p, f, dir_fd=fd)).read() for n in names)
+                files = sorted(open(n, opener=lambda p, f, fd=fd: os.open(p, f, dir_fd=fd)).read() for n in names)
                 if os.fstat(fd).st_ino == os.stat(out).st_ino:  # still the destination: a whole version
                     seen.append(files)
             except FileNotFoundError:  # an old version removed after its swap, or the lookup raced it

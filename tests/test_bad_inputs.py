@@ -17,14 +17,14 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from w2vlab.runtime._artifact import ArtifactError, load_artifact
 from w2vlab._audio import prepare_waveform, read_audio
-from w2vlab.model._checkpoint import CheckpointMismatchError, load_speaker_encoder
 from w2vlab._contract import FILES
 from w2vlab.export._pipeline import export
-from w2vlab.runtime._loaders import load_script
-from w2vlab.export._torchscript import save_script
 from w2vlab.export._suite import QUICK_LENGTHS, build_suite, synthetic_speech
+from w2vlab.export._torchscript import save_script
+from w2vlab.model._checkpoint import CheckpointMismatchError, load_speaker_encoder
+from w2vlab.runtime._artifact import ArtifactError, load_artifact
+from w2vlab.runtime._loaders import load_script
 
 PRE = FILES["torchscript", "preprocessed"]
 SPEECH = synthetic_speech(16160, seed=1)
@@ -34,8 +34,20 @@ SPEECH = synthetic_speech(16160, seed=1)
 def world(tmp_path_factory, tiny_dir):
     root = tmp_path_factory.mktemp("bad")
     art = root / "art"
-    export(tiny_dir, art, modes=("preprocessed", "waveform"), cases=build_suite(QUICK_LENGTHS[:2], batches=()), progress=False)
-    return {"root": root, "art": art, "ckpt": tiny_dir, "pre": load_artifact(art), "wav": load_artifact(art, "waveform")}
+    export(
+        tiny_dir,
+        art,
+        modes=("preprocessed", "waveform"),
+        cases=build_suite(QUICK_LENGTHS[:2], batches=()),
+        progress=False,
+    )
+    return {
+        "root": root,
+        "art": art,
+        "ckpt": tiny_dir,
+        "pre": load_artifact(art),
+        "wav": load_artifact(art, "waveform"),
+    }
 
 
 def _copy(world, name: str) -> Path:
@@ -110,11 +122,31 @@ def pickled_checkpoint(world) -> Path:
 CASES = [
     ("empty audio", lambda w: w["pre"].embed(np.zeros(0, np.float32), 16000), ValueError, "empty: received shape (0,)"),
     ("shorter than minimum", lambda w: w["pre"].embed(np.zeros(559, np.float32), 16000), ValueError, "559 samples"),
-    ("too short after resampling", lambda w: w["pre"].embed(np.full(250, 0.1, np.float32), 8000), ValueError, "500 samples at 16000 Hz after resampling"),
+    (
+        "too short after resampling",
+        lambda w: w["pre"].embed(np.full(250, 0.1, np.float32), 8000),
+        ValueError,
+        "500 samples at 16000 Hz after resampling",
+    ),
     ("too short, waveform mode", lambda w: w["wav"].embed(SPEECH[:500], 16000), ValueError, "500 samples"),
-    ("NaN samples", lambda w: w["pre"].embed(np.where(np.arange(16160) % 7 == 0, np.nan, SPEECH), 16000), ValueError, "2309 NaN/Inf values out of 16160"),  # every 7th of 16160 samples
-    ("Inf samples", lambda w: w["wav"].embed(np.r_[SPEECH, np.inf].astype(np.float32), 16000), ValueError, "1 NaN/Inf values out of 16161"),
-    ("rank-3 waveform", lambda w: w["pre"].embed(np.zeros((2, 2, 16000), np.float32), 16000), ValueError, "received shape (2, 2, 16000)"),
+    (
+        "NaN samples",
+        lambda w: w["pre"].embed(np.where(np.arange(16160) % 7 == 0, np.nan, SPEECH), 16000),
+        ValueError,
+        "2309 NaN/Inf values out of 16160",
+    ),  # every 7th of 16160 samples
+    (
+        "Inf samples",
+        lambda w: w["wav"].embed(np.r_[SPEECH, np.inf].astype(np.float32), 16000),
+        ValueError,
+        "1 NaN/Inf values out of 16161",
+    ),
+    (
+        "rank-3 waveform",
+        lambda w: w["pre"].embed(np.zeros((2, 2, 16000), np.float32), 16000),
+        ValueError,
+        "received shape (2, 2, 16000)",
+    ),
     ("bool samples", lambda w: w["pre"].embed(np.zeros(16000, bool), 16000), TypeError, "dtype bool"),
     ("complex samples", lambda w: w["pre"].embed(np.zeros(16000, np.complex64), 16000), TypeError, "dtype complex64"),
     ("unsupported integer PCM", lambda w: w["pre"].embed(np.zeros(16000, np.int64), 16000), TypeError, "dtype int64"),
@@ -122,24 +154,64 @@ CASES = [
     ("zero sample rate", lambda w: w["pre"].embed(SPEECH, 0), ValueError, "positive number of Hz, got 0"),
     ("float sample rate", lambda w: w["pre"].embed(SPEECH, 16000.5), TypeError, "16000.5"),
     ("ambiguous 2-D shape", lambda w: w["pre"].embed(np.zeros((4, 4), np.float32), 16000), ValueError, "(4, 4)"),
-    ("truncated WAV", lambda w: read_audio(truncated_wav(w)), ValueError, "truncated.wav is truncated"),  # the file name alone holds "truncated"
+    (
+        "truncated WAV",
+        lambda w: read_audio(truncated_wav(w)),
+        ValueError,
+        "truncated.wav is truncated",
+    ),  # the file name alone holds "truncated"
     ("text file named .wav", lambda w: read_audio(text_as_wav(w)), ValueError, "notes.wav"),
     ("missing audio file", lambda w: w["pre"].embed_file(w["root"] / "nope.wav"), FileNotFoundError, "nope.wav"),
     ("missing artifact directory", lambda w: load_artifact(w["root"] / "nowhere"), FileNotFoundError, "nowhere"),
     ("missing artifact file", lambda w: load_artifact(missing_pt(w)), ArtifactError, f"{PRE} is missing"),
     ("metadata mix-up", lambda w: load_artifact(metadata_mismatch(w)), ArtifactError, "embeds metadata that differs"),
     ("tampered weights", lambda w: load_artifact(tampered_weights(w)), ArtifactError, "content does not match"),
-    (".pt that is not TorchScript", lambda w: load_artifact(not_torchscript(w)), ArtifactError, "not a TorchScript archive"),
+    (
+        ".pt that is not TorchScript",
+        lambda w: load_artifact(not_torchscript(w)),
+        ArtifactError,
+        "not a TorchScript archive",
+    ),
     ("unknown artifact mode", lambda w: load_artifact(w["art"], "onnx-ish"), ValueError, "onnx-ish"),
     ("features with wrong last dim", lambda w: w["pre"]._run(torch.zeros(1, 20, 80)), ValueError, "[1, 20, 80]"),
     ("features of rank 2", lambda w: w["pre"]._run(torch.zeros(20, 160)), ValueError, "[20, 160]"),
-    ("mask of the wrong shape", lambda w: w["pre"]._run(torch.zeros(2, 20, 160), torch.ones(2, 21, dtype=torch.long)), ValueError, "[2, 21]"),
-    ("checkpoint needing full unpickling", lambda w: load_speaker_encoder(w["ckpt"], pickled_checkpoint(w)), ValueError, "never unpickles"),
-    ("wrong key prefix", lambda w: load_speaker_encoder(w["ckpt"], wrong_prefix_checkpoint(w)), CheckpointMismatchError, "adapter_layers"),
+    (
+        "mask of the wrong shape",
+        lambda w: w["pre"]._run(torch.zeros(2, 20, 160), torch.ones(2, 21, dtype=torch.long)),
+        ValueError,
+        "[2, 21]",
+    ),
+    (
+        "checkpoint needing full unpickling",
+        lambda w: load_speaker_encoder(w["ckpt"], pickled_checkpoint(w)),
+        ValueError,
+        "never unpickles",
+    ),
+    (
+        "wrong key prefix",
+        lambda w: load_speaker_encoder(w["ckpt"], wrong_prefix_checkpoint(w)),
+        CheckpointMismatchError,
+        "adapter_layers",
+    ),
     ("missing model path", lambda w: load_speaker_encoder(w["root"] / "no_model"), FileNotFoundError, "no_model"),
-    ("pruned override inconsistent with weights", lambda w: load_speaker_encoder(w["ckpt"], config={"num_attention_heads_group": [1, 1]}), ValueError, "num_attention_heads_group[0] is 1"),
-    ("output path is a file", lambda w: export(w["ckpt"], w["root"] / "full.wav", progress=False), NotADirectoryError, "is a file"),
-    ("existing output without --force", lambda w: export(w["ckpt"], w["art"], progress=False), FileExistsError, "--force"),
+    (
+        "pruned override inconsistent with weights",
+        lambda w: load_speaker_encoder(w["ckpt"], config={"num_attention_heads_group": [1, 1]}),
+        ValueError,
+        "num_attention_heads_group[0] is 1",
+    ),
+    (
+        "output path is a file",
+        lambda w: export(w["ckpt"], w["root"] / "full.wav", progress=False),
+        NotADirectoryError,
+        "is a file",
+    ),
+    (
+        "existing output without --force",
+        lambda w: export(w["ckpt"], w["art"], progress=False),
+        FileExistsError,
+        "--force",
+    ),
 ]
 
 
@@ -169,8 +241,12 @@ def test_legitimate_variants_embed_like_float_mono(world, layout):
     """Not errors: the same audio in another layout or dtype gives the same embedding."""
     mono = world["pre"].embed(SPEECH, 16000)
     stereo = np.stack([SPEECH, SPEECH], axis=1)
-    variant = {"channels-last": stereo, "channels-first": stereo.T, "int16": (SPEECH * 32767).astype(np.int16),
-               "float64": SPEECH.astype(np.float64)}[layout]
+    variant = {
+        "channels-last": stereo,
+        "channels-first": stereo.T,
+        "int16": (SPEECH * 32767).astype(np.int16),
+        "float64": SPEECH.astype(np.float64),
+    }[layout]
     got = world["pre"].embed(variant, 16000)
     assert torch.isfinite(got).all() and world["pre"].score(got, mono) > 0.9999
     assert len(prepare_waveform(variant, 16000)) == len(SPEECH)

@@ -11,11 +11,10 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from w2vlab.bench import _harness as bench
-
-from w2vlab.bench import _child as bench_child
 from w2vlab._allocator import is_glibc
 from w2vlab._contract import ALL_FORMATS, onnx_available
+from w2vlab.bench import _child as bench_child
+from w2vlab.bench import _harness as bench
 from w2vlab.model._demo import build_demo_model
 
 CORPUS_METRICS = ("corpus_pipeline_overhead", "corpus_bucketing_vs_one_by_one", "corpus_peak_rss_n_vs_10n")
@@ -23,8 +22,11 @@ CORPUS_METRICS = ("corpus_pipeline_overhead", "corpus_bucketing_vs_one_by_one", 
 # compared with the local engine's in tests/test_corpus_ray.py; its timing belongs to bench runs.
 # Nor the reduced-precision candidates (a 40 s inductor compile here): tests/test_precision.py runs
 # their builds, their child process and their quality measures on the tiny model.
-MEASURED = [bench.metric_name(m) for m in bench.METRICS if bench.metric_name(m) not in ("corpus_ray_vs_local",
-                                                                                     "reduced_precision")]
+MEASURED = [
+    bench.metric_name(m)
+    for m in bench.METRICS
+    if bench.metric_name(m) not in ("corpus_ray_vs_local", "reduced_precision")
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +45,23 @@ def test_quick_tiny_run_produces_every_field(tiny):
     assert result == written
     assert result["failed"] == {}
     assert result["threads"] == 2 and result["size"] == "tiny"
-    expected = {"export_peak_rss", "frontend_vs_hf_10s", "frontend_vs_hf_60s", "frontend_busy_10s",
-                "torchscript_vs_eager_10s", "waveform_artifact_vs_hf_plus_eager_10s", "encoder_flops_fraction",
-                "time_to_first_embedding", "padded_batch_8_vs_one_by_one", "formats_vs_eager_10s",
-                "fastest_artifact_vs_eager_10s", "onnx_rewrites_10s", "cpp_vs_python_first_embedding_10s",
-                "allocator_eager_10s", *CORPUS_METRICS}
+    expected = {
+        "export_peak_rss",
+        "frontend_vs_hf_10s",
+        "frontend_vs_hf_60s",
+        "frontend_busy_10s",
+        "torchscript_vs_eager_10s",
+        "waveform_artifact_vs_hf_plus_eager_10s",
+        "encoder_flops_fraction",
+        "time_to_first_embedding",
+        "padded_batch_8_vs_one_by_one",
+        "formats_vs_eager_10s",
+        "fastest_artifact_vs_eager_10s",
+        "onnx_rewrites_10s",
+        "cpp_vs_python_first_embedding_10s",
+        "allocator_eager_10s",
+        *CORPUS_METRICS,
+    }
     assert set(result["metrics"]) == expected and result["only"] == ["export_peak_rss", *MEASURED]
     assert set(result["wall_s"]) == {"export_peak_rss", *MEASURED}
     for name, row in result["metrics"].items():
@@ -78,7 +92,10 @@ def test_quick_tiny_run_produces_every_field(tiny):
         profile = flops["onnx_profile"]
         assert "MatMul" in profile["by_op_s"] and sum(profile["share"].values()) == pytest.approx(1.0)
         assert 0 < profile["kernel_s"] <= 1.5 * profile["call_s"]
-    assert set(result["artifact_sizes"]) == {"w2vbert_speaker_script_preprocessed.pt", "w2vbert_speaker_script_waveform.pt"}
+    assert set(result["artifact_sizes"]) == {
+        "w2vbert_speaker_script_preprocessed.pt",
+        "w2vbert_speaker_script_waveform.pt",
+    }
 
 
 @pytest.mark.slow  # runs the benchmark but Ray (about 2-3 min on 2 cores)
@@ -127,8 +144,14 @@ def test_corpus_metrics_report_both_sides_and_the_parity_of_what_was_timed(tiny)
     result, _ = tiny
     rows = {name: result["metrics"][name] for name in CORPUS_METRICS}
     overhead = rows["corpus_pipeline_overhead"]
-    assert {"pipeline_s", "model_only_s", "overhead", "overhead_definition", "pipeline_audio_s_per_s",
-            "model_only_audio_s_per_s"} <= set(overhead)
+    assert {
+        "pipeline_s",
+        "model_only_s",
+        "overhead",
+        "overhead_definition",
+        "pipeline_audio_s_per_s",
+        "model_only_audio_s_per_s",
+    } <= set(overhead)
     assert overhead["overhead"] == pytest.approx(1 - overhead["model_only_s"] / overhead["pipeline_s"])
     assert "--size full" in overhead["target"]
     bucketed = rows["corpus_bucketing_vs_one_by_one"]
@@ -179,8 +202,9 @@ def test_a_failing_metric_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch,
     assert not list(tmp_path.glob(".*"))  # no temporary file left beside the JSON
 
 
-def test_reuse_measures_an_earlier_runs_artifact_without_exporting(tmp_path, tiny_dir, tiny_all_formats,
-                                                                   monkeypatch, capsys):
+def test_reuse_measures_an_earlier_runs_artifact_without_exporting(
+    tmp_path, tiny_dir, tiny_all_formats, monkeypatch, capsys
+):
     """--reuse --workdir: a metric of a kept run's artifact in seconds, without a second export; refused,
     naming what is missing, where no earlier run left its files."""
     import shutil
@@ -191,14 +215,31 @@ def test_reuse_measures_an_earlier_runs_artifact_without_exporting(tmp_path, tin
     monkeypatch.setattr(bench, "metric_export_peak_rss", lambda ctx: pytest.fail("exported again"))
     path = tmp_path / "b.json"
     with contextlib.redirect_stdout(io.StringIO()):
-        assert bench.main(["--size", "tiny", "--quick", "--workdir", str(work), "--reuse", "--only", "frontend_vs_hf",
-                           "--json", str(path)]) == 0
+        assert (
+            bench.main(
+                [
+                    "--size",
+                    "tiny",
+                    "--quick",
+                    "--workdir",
+                    str(work),
+                    "--reuse",
+                    "--only",
+                    "frontend_vs_hf",
+                    "--json",
+                    str(path),
+                ]
+            )
+            == 0
+        )
     result = json.loads(path.read_text())
     assert result["reused"] == str(work) and result["only"] == ["frontend_vs_hf"] and result["failed"] == {}
     assert set(result["metrics"]) == {"frontend_vs_hf_10s", "frontend_vs_hf_60s"}
     assert result["metrics"]["frontend_vs_hf_10s"]["torch_frontend_s"] > 0
-    for argv, message in ((["--reuse"], "--reuse needs --workdir"),
-                          (["--reuse", "--workdir", str(tmp_path / "empty")], "missing: .*demo_tiny")):
+    for argv, message in (
+        (["--reuse"], "--reuse needs --workdir"),
+        (["--reuse", "--workdir", str(tmp_path / "empty")], "missing: .*demo_tiny"),
+    ):
         with pytest.raises(SystemExit):
             bench.main(["--size", "tiny", *argv])
         assert re.search(message, capsys.readouterr().err)
@@ -209,8 +250,15 @@ def test_child_dispatcher_and_failure_message(tmp_path, capsys):
     assert "usage" in capsys.readouterr().err
     failed = r"(?s)benchmark child failed \(1\): first_embedding_artifact .*FileNotFoundError"  # + stderr tail
     with pytest.raises(RuntimeError, match=failed):
-        bench.run_child("first_embedding_artifact", tmp_path / "missing", "preprocessed", "torchscript",
-                        tmp_path / "w.npy", 1, env=bench.child_env(1))
+        bench.run_child(
+            "first_embedding_artifact",
+            tmp_path / "missing",
+            "preprocessed",
+            "torchscript",
+            tmp_path / "w.npy",
+            1,
+            env=bench.child_env(1),
+        )
     assert bench.child_env(3)["OMP_NUM_THREADS"] == "3"
 
 

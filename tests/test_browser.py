@@ -37,8 +37,16 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SERVE_TIMEOUT_S = 60  # server start to /api/status answering
 RUN_ALL_TIMEOUT_S = 600  # Run All: 03 takes about 40 s here, 06 (four formats exported) about 90 s
 REDRAW_TIMEOUT_S = 120  # one click: explore() on a few clips, the table and two figures
@@ -46,8 +54,7 @@ WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 # JupyterLab settings for a quiet, deterministic page: no news or update check (both would
 # reach out to the internet), every cell kept in the DOM (no windowing) so all prompts are read.
 LAB_SETTINGS = {
-    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
-                                                                         "checkForUpdates": False},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False},
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
 }
 # Console errors that are expected and harmless, by exact text.  None so far: every error fails.
@@ -62,11 +69,15 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def sync_api():
-    api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: run "
-                              "./scripts/setup_notebook_env.sh (the [browser] extra installs it)")
+    api = pytest.importorskip(
+        "playwright.sync_api",
+        reason="Playwright is not installed: run ./scripts/setup_notebook_env.sh (the [browser] extra installs it)",
+    )
     if shutil.which("chromium") is None:
-        pytest.skip("no chromium on PATH: run ./scripts/setup_notebook_env.sh as root (it runs "
-                    "apt-get install chromium) or install Debian's chromium package yourself")
+        pytest.skip(
+            "no chromium on PATH: run ./scripts/setup_notebook_env.sh as root (it runs "
+            "apt-get install chromium) or install Debian's chromium package yourself"
+        )
     return api
 
 
@@ -94,18 +105,40 @@ def lab(tmp_path_factory, sync_api):
 
     port, token = _free_port(), secrets.token_hex(16)
     base = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), JUPYTER_CONFIG_DIR=str(tmp / "config"),
-               JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"), JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"))
-    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={site / 'notebooks'}", "--ip=127.0.0.1",
-           f"--port={port}", "--ServerApp.port_retries=0", "--no-browser", f"--IdentityProvider.token={token}",
-           f"--LabApp.workspaces_dir={tmp / 'workspaces'}", f"--NotebookNotary.db_file={notary.db_file}",
-           f"--NotebookNotary.secret_file={notary.secret_file}"]
+    env = dict(
+        os.environ,
+        JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
+        JUPYTER_CONFIG_DIR=str(tmp / "config"),
+        JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"),
+        JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        f"--ServerApp.root_dir={site / 'notebooks'}",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        "--no-browser",
+        f"--IdentityProvider.token={token}",
+        f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
+        f"--NotebookNotary.db_file={notary.db_file}",
+        f"--NotebookNotary.secret_file={notary.secret_file}",
+    ]
     if os.geteuid() == 0:
         cmd.append("--allow-root")
     log = tmp / "lab.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=tmp,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + SERVE_TIMEOUT_S
         while True:
@@ -136,8 +169,12 @@ def browser(sync_api, tmp_path_factory):
     """Headless Debian Chromium with a fresh user-data-dir."""
     with sync_api.sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=shutil.which("chromium"),
-            headless=True, args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000})
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=shutil.which("chromium"),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000},
+        )
         try:
             # The Debian build Playwright drives, not a download of its own.
             shown = subprocess.run([shutil.which("chromium"), "--version"], capture_output=True, text=True).stdout
@@ -167,11 +204,16 @@ class Notebook:
         """Before any cell runs, the panel draws from the notebook's saved widget state (the
         notebook is trusted), with the report it was saved with."""
         saved = json.loads((lab["site"] / "notebooks" / self.name).read_text())["metadata"]["widgets"][WIDGET_STATE]
-        heads = [s["state"]["outputs"][0]["data"]["text/markdown"].splitlines()[0].replace("**", "")
-                 for s in saved["state"].values() if s["model_name"] == "OutputModel" and s["state"]["outputs"]]
+        heads = [
+            s["state"]["outputs"][0]["data"]["text/markdown"].splitlines()[0].replace("**", "")
+            for s in saved["state"].values()
+            if s["model_name"] == "OutputModel" and s["state"]["outputs"]
+        ]
         panel = self.panel("panel = explorer_panel(bench)")
-        assert panel.locator(".widget-toggle-buttons").count() >= 1 and _shown(panel)[0] in heads, \
-            (_shown(panel)[0], heads)
+        assert panel.locator(".widget-toggle-buttons").count() >= 1 and _shown(panel)[0] in heads, (
+            _shown(panel)[0],
+            heads,
+        )
         self.screenshot(panel, f"{self.name.split('_')[0]}_saved_state.png")
 
     def run_all(self) -> float:
@@ -180,12 +222,17 @@ class Notebook:
         self.page.locator(".lm-MenuBar-item", has_text="Run").first.click()
         self.page.locator('.lm-Menu-item[data-command="runmenu:run-all"]').click()
         prompts = ".jp-CodeCell .jp-InputArea-prompt"
-        self.page.wait_for_function(f"""() => [...document.querySelectorAll('{prompts}')]
-            .some(p => p.textContent.includes('*'))""", timeout=30_000)
-        self.page.wait_for_function(f"""() => ![...document.querySelectorAll('{prompts}')]
+        self.page.wait_for_function(
+            f"""() => [...document.querySelectorAll('{prompts}')]
+            .some(p => p.textContent.includes('*'))""",
+            timeout=30_000,
+        )
+        self.page.wait_for_function(
+            f"""() => ![...document.querySelectorAll('{prompts}')]
             .some(p => p.textContent.includes('*'))
             && document.querySelector('.jp-Notebook-ExecutionIndicator')?.dataset.status === 'idle'""",
-                                    timeout=RUN_ALL_TIMEOUT_S * 1000)
+            timeout=RUN_ALL_TIMEOUT_S * 1000,
+        )
         seconds = time.monotonic() - start
         texts = self.page.locator(prompts).all_inner_texts()
         not_run = [i for i, t in enumerate(texts) if not re.fullmatch(r"\[\d+\]:", t.strip())]
@@ -285,8 +332,12 @@ def test_explorer_panel_03(browser, lab):
         size, options = select.evaluate("s => [s.size, s.options.length]")
         assert size == options <= PICKER_MAX_ROWS, "every clip in view without scrolling"
         # One label column: every control's field starts at the same x.
-        lefts = [_left(toggles.locator("button").first), _left(panel.locator(".widget-html-content")),
-                 _left(box), _left(select)]
+        lefts = [
+            _left(toggles.locator("button").first),
+            _left(panel.locator(".widget-html-content")),
+            _left(box),
+            _left(select),
+        ]
         assert max(lefts) - min(lefts) <= 4, f"controls start at x = {lefts}"
         head, _ = _shown(panel)
         assert head.startswith("waveform (padded batch): PASS (4 clips")  # where the notebook leaves it
@@ -318,8 +369,10 @@ def test_format_toggle_06(browser, lab):
         box = panel.locator(".widget-checkbox input")
         assert fmt.locator("button").all_inner_texts() == ["torchscript", "exported", "onnx", "onnx-int8"]
         head, _ = _shown(panel)  # the notebook's last cell leaves the panel on the int8 copy
-        assert head == ("preprocessed onnx-int8 (padded batch): PASS (3 clips; bounds: cosine >= 0.999 "
-                        "(>= 0.998 under 8000 samples), max|diff| <= 1.0e-01)"), head
+        assert head == (
+            "preprocessed onnx-int8 (padded batch): PASS (3 clips; bounds: cosine >= 0.999 "
+            "(>= 0.998 under 8000 samples), max|diff| <= 1.0e-01)"
+        ), head
 
         clicks: list = []
         button = lambda group, text: group.locator("button", has_text=re.compile(f"^{re.escape(text)}$"))  # noqa: E731

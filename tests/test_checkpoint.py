@@ -26,7 +26,12 @@ def _embed(model):
 def test_demo_checkpoint_round_trips_strictly(tmp_path, pruned):
     out = write_demo_checkpoint(tmp_path / "demo", pruned=pruned, seed=5)
     assert sorted(p.name for p in out.iterdir()) == [
-        "config.json", "model.safetensors", "preprocessor_config.json", "speaker_head.json", "speaker_head.safetensors"]
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "speaker_head.json",
+        "speaker_head.safetensors",
+    ]
     loaded = load_speaker_encoder(out)
     reference, cfg = build_demo_model(pruned=pruned, seed=5)
     assert torch.equal(_embed(loaded.model), _embed(reference))
@@ -92,7 +97,9 @@ def test_lora_pairs_are_merged(tmp_path, tiny_dir):
     merged = loaded.model.state_dict()[f"{key}.weight"]
     torch.testing.assert_close(merged, base.state_dict()[f"{key}.weight"] + 2.0 * b @ a)
     explicit = load_speaker_encoder(tiny_dir, tmp_path / "lora.safetensors", lora_scaling=0.5)
-    torch.testing.assert_close(explicit.model.state_dict()[f"{key}.weight"], base.state_dict()[f"{key}.weight"] + 0.5 * b @ a)
+    torch.testing.assert_close(
+        explicit.model.state_dict()[f"{key}.weight"], base.state_dict()[f"{key}.weight"] + 0.5 * b @ a
+    )
 
 
 def test_pruned_list_of_wrong_length_without_weights_names_field():
@@ -112,24 +119,41 @@ def test_pruned_list_of_wrong_length_is_resolved_from_weights(tmp_path, pruned_d
 
 # The pruned demo's weights (w2vlab.model._demo.encoder_config): heads [4, 0, 2, 1], ffn widths
 # [[128, 64], [112, 72], [96, 0], [80, 88]], conv [[64, 64], [64, 56], [64, 48], [64, 64]].
-@pytest.mark.parametrize("field, given, message", [
-    ("num_attention_heads_group", [2, 0],
-     r"num_attention_heads_group\[0\] is 2 in the config but the weights say 4; .* for layer 0"),
-    ("intermediate_size_group", [[128, 64], [112, 88]],
-     r"intermediate_size_group\[1\] is \[112, 88\] in the config but the weights say \[112, 72\]"),
-    ("conv_group", [[64, 64], [64, 56], [64, 48], [64, 56], [64, 64]],
-     r"conv_group\[3\] is \[64, 56\] in the config but the weights say \[64, 64\]"),
-], ids=["short_heads", "short_widths", "long_conv"])
+@pytest.mark.parametrize(
+    "field, given, message",
+    [
+        (
+            "num_attention_heads_group",
+            [2, 0],
+            r"num_attention_heads_group\[0\] is 2 in the config but the weights say 4; .* for layer 0",
+        ),
+        (
+            "intermediate_size_group",
+            [[128, 64], [112, 88]],
+            r"intermediate_size_group\[1\] is \[112, 88\] in the config but the weights say \[112, 72\]",
+        ),
+        (
+            "conv_group",
+            [[64, 64], [64, 56], [64, 48], [64, 56], [64, 64]],
+            r"conv_group\[3\] is \[64, 56\] in the config but the weights say \[64, 64\]",
+        ),
+    ],
+    ids=["short_heads", "short_widths", "long_conv"],
+)
 def test_pruned_list_of_wrong_length_contradicting_weights_is_an_error(pruned_dir, field, given, message):
     """A given entry is never silently replaced by the weights' value, whatever the list's length."""
     with pytest.raises(ValueError, match=message):
         load_speaker_encoder(pruned_dir, config={field: given})
 
 
-@pytest.mark.parametrize("given, note", [
-    ([4, 0, 2], "num_attention_heads_group: 3 entries for 4 layers, taken from the weights"),
-    ([4, 0, 2, 1, 3], "num_attention_heads_group: 5 entries for 4 layers, the 1 past the last layer dropped"),
-], ids=["short", "long"])
+@pytest.mark.parametrize(
+    "given, note",
+    [
+        ([4, 0, 2], "num_attention_heads_group: 3 entries for 4 layers, taken from the weights"),
+        ([4, 0, 2, 1, 3], "num_attention_heads_group: 5 entries for 4 layers, the 1 past the last layer dropped"),
+    ],
+    ids=["short", "long"],
+)
 def test_pruned_list_of_wrong_length_agreeing_with_weights_is_completed(pruned_dir, given, note):
     loaded = load_speaker_encoder(pruned_dir, config={"num_attention_heads_group": given})
     assert loaded.encoder_config["num_attention_heads_group"] == [4, 0, 2, 1]
@@ -139,7 +163,9 @@ def test_pruned_list_of_wrong_length_agreeing_with_weights_is_completed(pruned_d
 def test_pruned_width_contradicting_weights_names_field_and_layer(tmp_path, pruned_dir):
     cfg = encoder_config("tiny", pruned=True)
     cfg["intermediate_size_group"][2][0] += 8
-    with pytest.raises(ValueError, match=r"intermediate_size_group\[2\] is \[104, 0\] in the config but the weights say \[96, 0\]"):
+    with pytest.raises(
+        ValueError, match=r"intermediate_size_group\[2\] is \[104, 0\] in the config but the weights say \[96, 0\]"
+    ):
         load_speaker_encoder(pruned_dir, config={"intermediate_size_group": cfg["intermediate_size_group"]})
 
 
@@ -169,8 +195,9 @@ def test_bad_model_paths(tmp_path, tiny_dir):
 
 
 def test_bare_safetensors_plus_config(tiny_dir):
-    loaded = load_speaker_encoder(tiny_dir / "model.safetensors", tiny_dir / "speaker_head.safetensors",
-                                  config=tiny_dir / "config.json")
+    loaded = load_speaker_encoder(
+        tiny_dir / "model.safetensors", tiny_dir / "speaker_head.safetensors", config=tiny_dir / "config.json"
+    )
     assert torch.equal(_embed(loaded.model), _embed(load_speaker_encoder(tiny_dir).model))
 
 
@@ -187,9 +214,14 @@ def test_read_safetensors_matches_the_reference_reader(tmp_path):
     from w2vlab.model._checkpoint import read_safetensors
 
     tensors = {
-        "f32": torch.randn(3, 5), "f16": torch.randn(7).half(), "bf16": torch.randn(2, 2).bfloat16(),
-        "i64": torch.arange(6).view(2, 3), "bool": torch.tensor([True, False, True]), "scalar": torch.tensor(2.5),
-        "empty": torch.zeros(0, 4), "u8": torch.arange(9, dtype=torch.uint8),
+        "f32": torch.randn(3, 5),
+        "f16": torch.randn(7).half(),
+        "bf16": torch.randn(2, 2).bfloat16(),
+        "i64": torch.arange(6).view(2, 3),
+        "bool": torch.tensor([True, False, True]),
+        "scalar": torch.tensor(2.5),
+        "empty": torch.zeros(0, 4),
+        "u8": torch.arange(9, dtype=torch.uint8),
     }
     save_file(tensors, str(tmp_path / "t.safetensors"), metadata={"format": "pt"})
     ours, theirs = read_safetensors(tmp_path / "t.safetensors"), load_file(str(tmp_path / "t.safetensors"))

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from w2vlab.runtime._artifact import load_artifact
 from w2vlab.cli import main
+from w2vlab.runtime._artifact import load_artifact
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,9 +37,13 @@ def cli_artifact(cli_export) -> Path:
 
 # ParityReport.headline(): "<label>: PASS on <n> clips; worst cosine <c>, worst L2 <l2>, worst max|diff| <m>
 # (bounds: cosine >= <b>, max|diff| <= <b>)"
-HEADLINE = re.compile(r"^(?P<mode>\w+) vs eager: (?P<verdict>PASS|FAIL)(?: \(\d+ clips\))? on (?P<n>\d+) clips; worst cosine (?P<cos>\S+), "
-                      r"worst L2 (?P<l2>\S+), worst max\|diff\| (?P<mad>\S+) \(bounds: cosine >= (?P<min_cos>\S+), "
-                      r"max\|diff\| <= (?P<max_abs>\S+)\)$", re.MULTILINE)
+HEADLINE = re.compile(
+    r"^(?P<mode>\w+) vs eager: (?P<verdict>PASS|FAIL)(?: \(\d+ clips\))? on (?P<n>\d+) clips; "
+    r"worst cosine (?P<cos>\S+), "
+    r"worst L2 (?P<l2>\S+), worst max\|diff\| (?P<mad>\S+) \(bounds: cosine >= (?P<min_cos>\S+), "
+    r"max\|diff\| <= (?P<max_abs>\S+)\)$",
+    re.MULTILINE,
+)
 
 
 def test_export_prints_parity_and_refuses_to_clobber(cli_export, tiny_dir, capsys):
@@ -110,8 +114,20 @@ def test_errors_are_one_line_messages(tmp_path, capsys):
 
 def test_seed_export_script(tmp_path, tiny_dir):
     out = tmp_path / "seed"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "export_w2vbert_torchscript.py"), "--preprocess",
-                    "--model-path", str(tiny_dir), "--output", str(out)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "export_w2vbert_torchscript.py"),
+            "--preprocess",
+            "--model-path",
+            str(tiny_dir),
+            "--output",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert (out / "w2vbert_speaker_script_preprocessed.pt").is_file()
     assert load_artifact(out).metadata["artifacts"]["preprocessed"]["formats"]["torchscript"]["parity"]["passed"]
 
@@ -119,8 +135,8 @@ def test_seed_export_script(tmp_path, tiny_dir):
 def test_choices_and_defaults_come_from_the_contract():
     """The parser offers exactly the contract's modes, formats and demo sizes (and the demo builds each size)."""
     from w2vlab import _contract as contract
-    from w2vlab.model import _demo as demo
     from w2vlab.cli import build_parser
+    from w2vlab.model import _demo as demo
 
     sub = next(a for a in build_parser()._actions if a.dest == "command").choices
     options = {name: {a.dest: a for a in parser._actions} for name, parser in sub.items()}

@@ -19,17 +19,27 @@ import pytest
 import soundfile as sf
 import torch
 
-from w2vlab.corpus import _embed as corpus
-from w2vlab.runtime._artifact import load_artifact
 from w2vlab._audio import prepare_waveform, read_audio
-from w2vlab.model._checkpoint import feature_extractor_for, load_speaker_encoder
-from w2vlab.cli import main
-from w2vlab.corpus._embed import (ARK, FAILURES, PROGRESS, SCP, SUMMARY, ArtifactEmbedder, CorpusItem, embed_corpus,
-                           plan_batches, read_source)
-from w2vlab.model._eager import EagerEmbedder
-from w2vlab.export._pipeline import export
 from w2vlab._features import extractor_inputs
+from w2vlab.cli import main
+from w2vlab.corpus import _embed as corpus
+from w2vlab.corpus._embed import (
+    ARK,
+    FAILURES,
+    PROGRESS,
+    SCP,
+    SUMMARY,
+    ArtifactEmbedder,
+    CorpusItem,
+    embed_corpus,
+    plan_batches,
+    read_source,
+)
+from w2vlab.export._pipeline import export
 from w2vlab.export._suite import build_suite
+from w2vlab.model._checkpoint import feature_extractor_for, load_speaker_encoder
+from w2vlab.model._eager import EagerEmbedder
+from w2vlab.runtime._artifact import load_artifact
 
 ATOL = 1e-5  # batched vs one-by-one: float32 padding/masking differences only
 BUDGET = 8.0  # seconds: small enough that the 0.5-3 s clips share batches, the 8 s one goes alone
@@ -39,8 +49,13 @@ BAD = {"corrupt": "Format not recognised", "empty": "no audio samples", "short":
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory, tiny_dir) -> Path:
     out = tmp_path_factory.mktemp("corpus") / "art"
-    export(tiny_dir, out, modes=("preprocessed", "waveform"), cases=build_suite(lengths=(16000,), batches=()),
-           progress=False)
+    export(
+        tiny_dir,
+        out,
+        modes=("preprocessed", "waveform"),
+        cases=build_suite(lengths=(16000,), batches=()),
+        progress=False,
+    )
     return out
 
 
@@ -68,7 +83,10 @@ def audio_dir(tmp_path_factory, speech_files) -> Path:
 
 def good_files(audio_dir: Path) -> dict[str, Path]:
     """key -> path of every readable speech clip, keyed as a directory source keys them."""
-    return {str(p.relative_to(audio_dir).with_suffix("")).replace("/", "-"): p for p in sorted(audio_dir.rglob("speech_*.wav"))}
+    return {
+        str(p.relative_to(audio_dir).with_suffix("")).replace("/", "-"): p
+        for p in sorted(audio_dir.rglob("speech_*.wav"))
+    }
 
 
 def embeddings(out: Path) -> dict[str, np.ndarray]:
@@ -100,7 +118,11 @@ class Flaky:
         self.inner, self.fail_on, self.exc, self.calls = inner, fail_on, exc, 0
         self.identity = identity or inner.identity
         self.sample_rate, self.min_num_samples, self.mode, self.prepare = (
-            inner.sample_rate, inner.min_num_samples, inner.mode, inner.prepare)
+            inner.sample_rate,
+            inner.min_num_samples,
+            inner.mode,
+            inner.prepare,
+        )
 
     def embed(self, inputs):
         self.calls += 1
@@ -222,16 +244,18 @@ def test_wav_scp_source_resolves_relative_paths_and_lists_a_missing_file(tmp_pat
 def test_jsonl_offset_and_duration_read_only_that_span(tmp_path, artifact, embedders, speech_files):
     long = next(p for p in speech_files if "slow_8s" in p.name)
     manifest = tmp_path / "manifest.jsonl"
-    entries = [{"audio_filepath": str(long), "key": "seg", "offset": 1.25, "duration": 2.5},
-               {"audio_filepath": str(long), "key": "tail", "offset": 6.0},
-               {"audio_filepath": str(speech_files[0]), "duration": 100.0}]  # key: the stem; duration past the end
+    entries = [
+        {"audio_filepath": str(long), "key": "seg", "offset": 1.25, "duration": 2.5},
+        {"audio_filepath": str(long), "key": "tail", "offset": 6.0},
+        {"audio_filepath": str(speech_files[0]), "duration": 100.0},
+    ]  # key: the stem; duration past the end
     manifest.write_text("".join(json.dumps(e) + "\n" for e in entries))
     out = tmp_path / "out"
     embed_corpus(manifest, out, embedders["preprocessed"], progress=False)
     got = embeddings(out)
     art = load_artifact(artifact, "preprocessed")
     full, sr = sf.read(str(long), dtype="float32")
-    by_hand = {"seg": full[int(1.25 * sr): int(1.25 * sr) + int(2.5 * sr)], "tail": full[6 * sr:]}
+    by_hand = {"seg": full[int(1.25 * sr) : int(1.25 * sr) + int(2.5 * sr)], "tail": full[6 * sr :]}
     for key, wave in by_hand.items():
         np.testing.assert_allclose(got[key], art.embed(wave, sr).numpy(), rtol=0, atol=ATOL, err_msg=key)
     np.testing.assert_allclose(got[speech_files[0].stem], art.embed_file(speech_files[0]).numpy(), rtol=0, atol=ATOL)
@@ -289,8 +313,12 @@ def test_resume_with_another_embedder_is_refused_and_force_starts_over(tmp_path,
     out = tmp_path / "out"
     shutil.copytree(clean_runs["preprocessed"], out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    other = Flaky(embedders["preprocessed"], 0, RuntimeError(), identity={**embedders["preprocessed"].identity,
-                                                                           "content_sha256": "0" * 64})
+    other = Flaky(
+        embedders["preprocessed"],
+        0,
+        RuntimeError(),
+        identity={**embedders["preprocessed"].identity, "content_sha256": "0" * 64},
+    )
     for embedder, needle in ((embedders["waveform"], '"mode": "waveform"'), (other, "0" * 64)):
         with pytest.raises(ValueError, match="resuming would mix two embedders") as err:
             embed_corpus(audio_dir, out, embedder, progress=False)
@@ -327,7 +355,12 @@ def test_two_workers_give_the_same_embeddings(tmp_path, audio_dir, embedders, cl
 def test_summary_json_records_the_run(clean_runs, audio_dir, embedders):
     summary = json.loads((clean_runs["waveform"] / SUMMARY).read_text())
     n_good = len(good_files(audio_dir))
-    assert (summary["files"], summary["done"], summary["failed"], summary["skipped"]) == (n_good + len(BAD), n_good, len(BAD), 0)
+    assert (summary["files"], summary["done"], summary["failed"], summary["skipped"]) == (
+        n_good + len(BAD),
+        n_good,
+        len(BAD),
+        0,
+    )
     expected_audio = sum(len(prepare_waveform(*read_audio(p), 16000)) for p in good_files(audio_dir).values()) / 16000
     assert summary["audio_seconds"] == pytest.approx(expected_audio)
     assert summary["throughput"] == pytest.approx(summary["audio_seconds"] / summary["wall_seconds"])
@@ -346,16 +379,31 @@ def run_cli(argv: list[str]) -> tuple[int, list[str]]:
 
 def test_cli_exits_non_zero_and_says_how_many_failed(tmp_path, artifact, audio_dir, tiny_dir):
     out = tmp_path / "out"
-    code, lines = run_cli(["embed-corpus", str(audio_dir), "--output", str(out), "--artifact", str(artifact),
-                           "--mode", "waveform", "--batch-seconds", "8"])
+    code, lines = run_cli(
+        [
+            "embed-corpus",
+            str(audio_dir),
+            "--output",
+            str(out),
+            "--artifact",
+            str(artifact),
+            "--mode",
+            "waveform",
+            "--batch-seconds",
+            "8",
+        ]
+    )
     assert code == 1 and lines[-1] == f"{len(BAD)} failed (see {out / FAILURES})"
     clean = tmp_path / "clean"
     clean.mkdir()
     for path in good_files(audio_dir).values():
         shutil.copy(path, clean / path.name)
-    code, lines = run_cli(["embed-corpus", str(clean), "--output", str(tmp_path / "eager"), "--model-path", str(tiny_dir)])
+    code, lines = run_cli(
+        ["embed-corpus", str(clean), "--output", str(tmp_path / "eager"), "--model-path", str(tiny_dir)]
+    )
     assert code == 0 and lines[-1].startswith(f"embedded {len(good_files(audio_dir))} of ")
     assert json.loads((tmp_path / "eager" / PROGRESS).read_text())["identity"]["kind"] == "eager"
-    code, _ = run_cli(["embed-corpus", str(clean), "--output", str(tmp_path / "x"), "--model-path", str(tiny_dir),
-                       "--format", "onnx"])
+    code, _ = run_cli(
+        ["embed-corpus", str(clean), "--output", str(tmp_path / "x"), "--model-path", str(tiny_dir), "--format", "onnx"]
+    )
     assert code == 2 and not (tmp_path / "x").exists()

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from w2vlab.corpus._embed import ArtifactEmbedder, embed_corpus
+from w2vlab.corpus._trials import load_embeddings
 from w2vlab.export._pipeline import export
 from w2vlab.export._suite import build_suite
-from w2vlab.corpus._trials import load_embeddings
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
 
@@ -31,8 +31,10 @@ def corpus(tmp_path_factory) -> Path:
     """The committed corpus's wav.scp plus one corrupt file, with paths made absolute."""
     root = tmp_path_factory.mktemp("corpus")
     (root / "broken.wav").write_bytes(b"RIFF....WAVEfmt not really")
-    lines = [f"{key} {(CORPUS / rel).resolve()}" for key, rel in
-             (line.split(maxsplit=1) for line in (CORPUS / "wav.scp").read_text().splitlines())]
+    lines = [
+        f"{key} {(CORPUS / rel).resolve()}"
+        for key, rel in (line.split(maxsplit=1) for line in (CORPUS / "wav.scp").read_text().splitlines())
+    ]
     (root / "wav.scp").write_text("\n".join([*lines, f"zz-broken {root / 'broken.wav'}"]) + "\n")
     (root / "head.scp").write_text("\n".join(lines[:10]) + "\n")
     return root
@@ -54,8 +56,9 @@ def test_ray_engine_equals_local(ray_local, corpus, embedder, tmp_path):
     from w2vlab.corpus._ray import run_ray
 
     local = embed_corpus(corpus / "wav.scp", tmp_path / "local", embedder, batch_seconds=8, progress=False)
-    remote = embed_corpus(corpus / "wav.scp", tmp_path / "ray", embedder, batch_seconds=8, progress=False,
-                          engine=run_ray, workers=2)
+    remote = embed_corpus(
+        corpus / "wav.scp", tmp_path / "ray", embedder, batch_seconds=8, progress=False, engine=run_ray, workers=2
+    )
     assert (local.done, local.failed) == (remote.done, remote.failed) == (40, 1)
     assert remote.engine == "corpus_ray" and remote.workers == 2
     a, b = load_embeddings(tmp_path / "local"), load_embeddings(tmp_path / "ray")
@@ -84,8 +87,18 @@ def test_ray_engine_without_ray_says_what_to_install(monkeypatch, corpus, tmp_pa
     from w2vlab.cli import main
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the [scale] extra were missing
-    code = main(["embed-corpus", str(corpus / "wav.scp"), "--output", str(tmp_path / "o"),
-                 "--artifact", str(tmp_path / "nowhere"), "--engine", "ray"])
+    code = main(
+        [
+            "embed-corpus",
+            str(corpus / "wav.scp"),
+            "--output",
+            str(tmp_path / "o"),
+            "--artifact",
+            str(tmp_path / "nowhere"),
+            "--engine",
+            "ray",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "pip install -e '.[scale]'" in err, err
     assert not (tmp_path / "o").exists()  # refused before any work

@@ -2,8 +2,9 @@
 
 The program is built once per session by ``scripts/build_cpp_consumer.sh`` (which installs its
 build dependencies as root when missing); the tests skip only when that script says the
-dependencies cannot be installed here (exit status 3, :class:`w2vlab.runtime._cpp.MissingBuildDependencies`).  Every embedding it prints is compared
-with ``load_artifact(...).embed_file(...)`` on the same file: the reference is the Python
+dependencies cannot be installed here (exit status 3,
+:class:`w2vlab.runtime._cpp.MissingBuildDependencies`).  Every embedding it prints is compared with
+``load_artifact(...).embed_file(...)`` on the same file: the reference is the Python
 consumer, which the export itself verified against HF extractor + eager model.
 """
 
@@ -18,16 +19,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from w2vlab.runtime import _cpp as cpp_consumer
-from w2vlab.runtime._artifact import load_artifact
 from w2vlab._contract import FILES, MODES, read_embedded_metadata
 from w2vlab.export._pipeline import export
 from w2vlab.export._suite import build_suite
+from w2vlab.runtime import _cpp as cpp_consumer
+from w2vlab.runtime._artifact import load_artifact
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
-FIXTURES = ("speech_en_m3_2s.wav", "speech_stereo_44k.wav", "speech_8k.wav", "speech_int16.wav",
-            "speech_float32.wav", "speech_en_m3_0p5s.wav")
+FIXTURES = (
+    "speech_en_m3_2s.wav",
+    "speech_stereo_44k.wav",
+    "speech_8k.wav",
+    "speech_int16.wav",
+    "speech_float32.wav",
+    "speech_en_m3_0p5s.wav",
+)
 CASES = build_suite(lengths=(560, 16160), batches=((16160, 8000),))
 
 
@@ -127,9 +134,15 @@ def test_a_wrong_artifact_is_refused_with_exit_2(program, artifact, tmp_path):
         artifact / FILES["torchscript", "preprocessed"]: "without a frontend (preprocessed mode?)",
     }
     foreign = tmp_path / "foreign.pt"  # a TorchScript archive without w2vlab metadata
-    subprocess.run([sys.executable, "-c",
-                    f"import torch; torch.jit.save(torch.jit.script(torch.nn.Identity()), {str(foreign)!r})"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import torch; torch.jit.save(torch.jit.script(torch.nn.Identity()), {str(foreign)!r})",
+        ],
+        check=True,
+        capture_output=True,
+    )
     cases[foreign] = "carries no w2vlab metadata"
     empty = tmp_path / "empty_dir"
     empty.mkdir()

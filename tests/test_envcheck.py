@@ -11,8 +11,20 @@ import transformers
 
 from w2vlab.lab import _envcheck as envcheck
 
-NAMES = ["python", "torch", "torchscript", "numpy", "transformers", "safetensors", "soundfile",
-         "soxr", "librosa", "matplotlib", "ipywidgets", "jupyter kernel"]
+NAMES = [
+    "python",
+    "torch",
+    "torchscript",
+    "numpy",
+    "transformers",
+    "safetensors",
+    "soundfile",
+    "soxr",
+    "librosa",
+    "matplotlib",
+    "ipywidgets",
+    "jupyter kernel",
+]
 
 
 def by_name(checks: list[envcheck.Check]) -> dict[str, envcheck.Check]:
@@ -75,8 +87,9 @@ def test_crashing_check_does_not_stop_the_others(monkeypatch):
     assert [c.name for c in checks[1:]] == NAMES
 
 
-@pytest.mark.parametrize("version, ok, severity", [((3, 14, 0), False, "warning"), ((3, 9, 18), False, "error"),
-                                                   ((3, 13, 1), True, "error")])
+@pytest.mark.parametrize(
+    "version, ok, severity", [((3, 14, 0), False, "warning"), ((3, 9, 18), False, "error"), ((3, 13, 1), True, "error")]
+)
 def test_python_version_bounds(monkeypatch, version, ok, severity):
     monkeypatch.setattr(envcheck, "_python_version", lambda: version)
     check = envcheck.check_python()
@@ -110,13 +123,17 @@ def test_main_json_and_exit_code(monkeypatch, capsys):
 
     monkeypatch.setattr(torch, "from_numpy", numpy_not_available)
     assert envcheck.main([]) == 1
-    assert "fix: pip install \"numpy<2\"" in capsys.readouterr().out
+    assert 'fix: pip install "numpy<2"' in capsys.readouterr().out
 
 
 def test_optional_checks_are_warnings_even_when_they_pass():
     checks = by_name(envcheck.run_checks())
-    assert {n for n, c in checks.items() if c.severity == "warning"} == {"librosa", "matplotlib", "ipywidgets",
-                                                                          "jupyter kernel"}
+    assert {n for n, c in checks.items() if c.severity == "warning"} == {
+        "librosa",
+        "matplotlib",
+        "ipywidgets",
+        "jupyter kernel",
+    }
 
 
 def test_kernel_of_another_environment_is_flagged(monkeypatch):

@@ -18,13 +18,13 @@ import pytest
 import torch
 from transformers import SeamlessM4TFeatureExtractor
 
-from w2vlab.export import _pipeline as export_mod
-from w2vlab.runtime._artifact import ArtifactError, load_artifact
-from w2vlab.model._checkpoint import load_speaker_encoder
 from w2vlab._contract import FILES
-from w2vlab.export._pipeline import ExportParityError, export
 from w2vlab._parity import ParityBounds, compare
+from w2vlab.export import _pipeline as export_mod
+from w2vlab.export._pipeline import ExportParityError, export
 from w2vlab.export._suite import DEFAULT_LENGTHS, QUICK_LENGTHS, build_suite, synthetic_speech
+from w2vlab.model._checkpoint import load_speaker_encoder
+from w2vlab.runtime._artifact import ArtifactError, load_artifact
 
 PRE = FILES["torchscript", "preprocessed"]
 
@@ -48,7 +48,8 @@ def _jit_load(path: Path) -> torch.jit.ScriptModule:
 
 def test_layout(exported):
     assert sorted(p.name for p in exported.iterdir()) == sorted(
-        ["README.md", "feature_extractor", "metadata.json", "parity.json", PRE])
+        ["README.md", "feature_extractor", "metadata.json", "parity.json", PRE]
+    )
     assert (exported / "feature_extractor" / "preprocessor_config.json").is_file()
     assert not [p for p in exported.parent.iterdir() if p.name.startswith(".")]  # no temp siblings left
 
@@ -74,8 +75,17 @@ def test_reloaded_padded_batch_matches_clips_alone(exported, eager):
     batch = fe(waves, sampling_rate=16000, padding=True, return_tensors="pt", return_attention_mask=True)
     with torch.inference_mode():
         together = scripted(batch["input_features"], batch["attention_mask"])
-        alone = torch.cat([model(*[fe(w, sampling_rate=16000, return_tensors="pt", return_attention_mask=True)[k]
-                                   for k in ("input_features", "attention_mask")]) for w in waves])
+        alone = torch.cat(
+            [
+                model(
+                    *[
+                        fe(w, sampling_rate=16000, return_tensors="pt", return_attention_mask=True)[k]
+                        for k in ("input_features", "attention_mask")
+                    ]
+                )
+                for w in waves
+            ]
+        )
     report = compare(alone, together, bounds=ParityBounds(min_cosine=0.99999, max_abs_diff=1e-5))
     assert report.passed, report
 
@@ -141,6 +151,7 @@ def test_failing_write_keeps_previous(tmp_path, tiny_dir, monkeypatch):
     cases = build_suite(QUICK_LENGTHS[:1], batches=())
     export(tiny_dir, out, cases=cases, progress=False)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
     def disk_full(metadata):  # the last file of the export fails to be written
         raise OSError(28, "No space left on device")
 
@@ -162,7 +173,10 @@ def test_output_path_that_is_a_file(tmp_path, tiny_dir):
     [
         ((torch.randn(1, 20, 80),), r"input_features must be \[batch, frames, 160\]; got shape \[1, 20, 80\]"),
         ((torch.randn(20, 160),), r"got shape \[20, 160\].*unsqueeze\(0\)"),
-        ((torch.randn(2, 20, 160), torch.ones(2, 19, dtype=torch.long)), r"attention_mask must be \[batch, frames\] = \[2, 20\]; got shape \[2, 19\]"),
+        (
+            (torch.randn(2, 20, 160), torch.ones(2, 19, dtype=torch.long)),
+            r"attention_mask must be \[batch, frames\] = \[2, 20\]; got shape \[2, 19\]",
+        ),
         ((torch.randn(1, 0, 160),), "0 frames"),
     ],
 )
@@ -187,11 +201,14 @@ def test_consumer_api_matches_eager(exported, eager):
     assert art.score(art.embed(stereo_int16, 16000), reference) > 0.9999
 
 
-@pytest.mark.parametrize("wave, message", [
-    (np.zeros(300, np.float32), "too short"),
-    (np.zeros(0, np.float32), "empty"),
-    (np.full(16000, np.nan, np.float32), "NaN"),
-])
+@pytest.mark.parametrize(
+    "wave, message",
+    [
+        (np.zeros(300, np.float32), "too short"),
+        (np.zeros(0, np.float32), "empty"),
+        (np.full(16000, np.nan, np.float32), "NaN"),
+    ],
+)
 def test_consumer_rejects_bad_audio(exported, wave, message):
     with pytest.raises(ValueError, match=message):
         load_artifact(exported).embed(wave, 16000)
@@ -217,7 +234,7 @@ def test_model_card_snippet_runs_with_only_torch_and_transformers(tmp_path, expo
     """The artifact README's snippet, in a subprocess where importing w2vlab fails."""
     readme = (exported / "README.md").read_text()
     snippet = readme.split("```python\n", 1)[1].split("```", 1)[0]
-    snippet = snippet.replace('artifact_dir = "w2vbert_speaker"', f'artifact_dir = {str(exported)!r}')
+    snippet = snippet.replace('artifact_dir = "w2vbert_speaker"', f"artifact_dir = {str(exported)!r}")
     guard = textwrap.dedent("""
         import importlib.abc, sys
         class _NoW2vlab(importlib.abc.MetaPathFinder):
@@ -229,7 +246,7 @@ def test_model_card_snippet_runs_with_only_torch_and_transformers(tmp_path, expo
     check = f"\nassert 'w2vlab' not in sys.modules\nnp.save({str(tmp_path / 'e.npy')!r}, embedding.numpy())\n"
     subprocess.run([sys.executable, "-c", guard + snippet + check], check=True, cwd=tmp_path, timeout=120)
     model, fe = eager
-    wave = (np.random.default_rng(0).standard_normal(2 * 16000).astype(np.float32) * 0.1)
+    wave = np.random.default_rng(0).standard_normal(2 * 16000).astype(np.float32) * 0.1
     out = fe(wave, sampling_rate=16000, return_tensors="pt", return_attention_mask=True)
     with torch.inference_mode():
         reference = model(out["input_features"], out["attention_mask"])[0].numpy()

@@ -12,23 +12,31 @@ import numpy as np
 import pytest
 import torch
 
-from w2vlab.runtime._artifact import ArtifactError, load_artifact
-from w2vlab.model._checkpoint import feature_extractor_for, load_speaker_encoder
-from w2vlab.cli import main
-from w2vlab._contract import FILES as FORMAT_FILES
 from w2vlab._contract import ALL_FORMATS, MODES, ONNX_FORMATS, onnx_available
-from w2vlab.export._pipeline import ExportParityError, export
-from w2vlab.export._formats import embed_metadata
+from w2vlab._contract import FILES as FORMAT_FILES
 from w2vlab._parity import ParityBounds, compare
+from w2vlab.cli import main
+from w2vlab.export._formats import embed_metadata
+from w2vlab.export._pipeline import ExportParityError, export
 from w2vlab.export._rewrites import ATTENTION, POINTWISE
 from w2vlab.export._suite import build_suite, synthetic_speech
+from w2vlab.model._checkpoint import feature_extractor_for, load_speaker_encoder
+from w2vlab.runtime._artifact import ArtifactError, load_artifact
 
 needs_onnx = pytest.mark.skipif(not onnx_available(), reason="the [onnx] extra is not installed")
 CASES = build_suite(lengths=(560, 16160, 40037), batches=((16160, 8000, 561),))
 # What a consumer must not load: the exporter, the eager model and transformers' modelling code.
-EXPORTER_MODULES = ("w2vlab.export._pipeline", "w2vlab.model._checkpoint", "w2vlab.model._encoder", "w2vlab.model._demo", "w2vlab.export._suite",
-                    "w2vlab.export._torchscript", "w2vlab.export._formats", "w2vlab.export._rewrites",
-                    "transformers.models.wav2vec2_bert.modeling_wav2vec2_bert")
+EXPORTER_MODULES = (
+    "w2vlab.export._pipeline",
+    "w2vlab.model._checkpoint",
+    "w2vlab.model._encoder",
+    "w2vlab.model._demo",
+    "w2vlab.export._suite",
+    "w2vlab.export._torchscript",
+    "w2vlab.export._formats",
+    "w2vlab.export._rewrites",
+    "transformers.models.wav2vec2_bert.modeling_wav2vec2_bert",
+)
 CONSUMER = """
 import json, sys
 import w2vlab
@@ -37,7 +45,8 @@ for fmt in {formats}:
     assert art.embed_file({audio!r}).shape == (art.embedding_dim,)
 modeling = sorted(m for m in sys.modules if m.startswith("transformers.") and ".modeling_" in m)
 print(json.dumps({{"exporter": [m for m in {exporter} if m in sys.modules], "modeling": modeling,
-                  "transformers": "transformers" in sys.modules, "w2vlab": sorted(m for m in sys.modules if m.startswith("w2vlab"))}}))
+                  "transformers": "transformers" in sys.modules,
+                  "w2vlab": sorted(m for m in sys.modules if m.startswith("w2vlab"))}}))
 """
 
 
@@ -88,8 +97,17 @@ def test_loaded_artifact_matches_eager_in_every_format(artifact, eager, fmt, mod
     assert art.format == fmt and art.mode == mode
     waves = [synthetic_speech(n, seed=7 + n) for n in (24000, 9001, 720)]
     with torch.inference_mode():
-        want = torch.cat([model(**{k: v for k, v in fe(w, sampling_rate=16000, return_tensors="pt",
-                                                          return_attention_mask=True).items()}) for w in waves])
+        want = torch.cat(
+            [
+                model(
+                    **{
+                        k: v
+                        for k, v in fe(w, sampling_rate=16000, return_tensors="pt", return_attention_mask=True).items()
+                    }
+                )
+                for w in waves
+            ]
+        )
     got = art.embed_batch(waves, 16000)
     report = compare(want, got)
     if fmt == "onnx-int8":  # a quantised copy: close in angle, not in value (measured cosine ~0.9999)
@@ -153,7 +171,9 @@ def test_an_onnx_file_with_one_weight_changed_is_refused(artifact, tmp_path, fmt
     onnx.save_model(model, str(path))
     with pytest.raises(ArtifactError, match="content does not match"):
         load_artifact(edited, "preprocessed", fmt)
-    assert load_artifact(artifact[0], "preprocessed", fmt).embed(synthetic_speech(16000, seed=1), 16000).isfinite().all()
+    assert (
+        load_artifact(artifact[0], "preprocessed", fmt).embed(synthetic_speech(16000, seed=1), 16000).isfinite().all()
+    )
 
 
 def test_a_format_that_was_not_exported_says_how_to_get_it(tmp_path, tiny_dir):
@@ -174,15 +194,23 @@ def test_failed_onnx_parity_writes_nothing(tmp_path, tiny_dir):
     although the TorchScript archive passes the same bound."""
     out = tmp_path / "strict"
     with pytest.raises(ExportParityError) as err:
-        export(tiny_dir, out, formats=("torchscript", "onnx"), cases=CASES[1:2], bounds=ParityBounds(0.99999, 0.0),
-               progress=False)
+        export(
+            tiny_dir,
+            out,
+            formats=("torchscript", "onnx"),
+            cases=CASES[1:2],
+            bounds=ParityBounds(0.99999, 0.0),
+            progress=False,
+        )
     assert [r.label for r in err.value.reports] == ["preprocessed onnx vs eager"]
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
 def test_onnx_without_the_extra_fails_before_any_work(tmp_path, tiny_dir, monkeypatch, capsys):
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else find_spec(name, *a)
+    )
     args = ["export", "--model-path", str(tiny_dir), "--output", str(tmp_path / "o"), "--format", "onnx"]
     assert main(args) == 2
     assert "pip install -e '.[onnx]'" in capsys.readouterr().err
@@ -214,12 +242,15 @@ def test_consumer_imports_no_exporter_and_no_modelling_code(artifact, speech_fil
     import sys
 
     out, formats = artifact
-    code = CONSUMER.format(formats=formats, out=str(out), mode=mode, audio=str(speech_files[0]),
-                           exporter=EXPORTER_MODULES)
+    code = CONSUMER.format(
+        formats=formats, out=str(out), mode=mode, audio=str(speech_files[0]), exporter=EXPORTER_MODULES
+    )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     loaded = json.loads(run.stdout.strip().splitlines()[-1])
-    assert "w2vlab.runtime._artifact" in loaded["w2vlab"] and "w2vlab.runtime._loaders" in loaded["w2vlab"]  # it did run the consumer
+    assert (
+        "w2vlab.runtime._artifact" in loaded["w2vlab"] and "w2vlab.runtime._loaders" in loaded["w2vlab"]
+    )  # it did run the consumer
     assert loaded["exporter"] == [] and loaded["modeling"] == [], loaded
     if mode == "waveform":  # the features are computed inside the graph: torch alone
         assert loaded["transformers"] is False, loaded["w2vlab"]
@@ -232,14 +263,24 @@ def _code_device_literals(path) -> list[str]:
     import zipfile
 
     with zipfile.ZipFile(path) as archive:
-        return [hit for name in archive.namelist() if "/code/" in name and name.endswith(".py")
-                for hit in re.findall(r'torch\.device\("[^"]*"\)', archive.read(name).decode())]
+        return [
+            hit
+            for name in archive.namelist()
+            if "/code/" in name and name.endswith(".py")
+            for hit in re.findall(r'torch\.device\("[^"]*"\)', archive.read(name).decode())
+        ]
 
 
 def _program_devices(program) -> set[str]:
     """Devices named in a ``.pt2`` program's graphs (factory ``device=``, ``.to`` asserts) and its state."""
-    named = {str(v) for gm in program.graph_module.modules() if isinstance(gm, torch.fx.GraphModule)
-             for node in gm.graph.nodes for v in (*node.args, *node.kwargs.values()) if isinstance(v, torch.device)}
+    named = {
+        str(v)
+        for gm in program.graph_module.modules()
+        if isinstance(gm, torch.fx.GraphModule)
+        for node in gm.graph.nodes
+        for v in (*node.args, *node.kwargs.values())
+        if isinstance(v, torch.device)
+    }
     return named | {str(t.device) for t in program.state_dict.values()}
 
 
@@ -247,8 +288,8 @@ def _program_devices(program) -> set[str]:
 def test_torchscript_archives_fix_no_device(artifact, mode):
     """Tracing bakes ``device=x.device`` in as the example's device (HF's relative-position
     ``arange``); the export replaces every such constant, so ``map_location="cuda"`` is enough."""
-    from w2vlab.runtime._loaders import load_script
     from w2vlab.export._torchscript import device_constants
+    from w2vlab.runtime._loaders import load_script
 
     out, _ = artifact
     path = out / FORMAT_FILES["torchscript", mode]
@@ -258,11 +299,10 @@ def test_torchscript_archives_fix_no_device(artifact, mode):
 
 def test_device_checks_catch_a_plain_trace(eager):
     """The two checks above are not vacuous: a trace without the export's fix carries the constant."""
-    from w2vlab.runtime._entry import Core
-    from w2vlab.export._torchscript import device_constants, trace_example, unbake_devices
-
     import io
 
+    from w2vlab.export._torchscript import device_constants, trace_example, unbake_devices
+    from w2vlab.runtime._entry import Core
     from w2vlab.runtime._loaders import quiet_jit
 
     model, _ = eager

@@ -15,17 +15,17 @@ import torch
 from transformers import SeamlessM4TFeatureExtractor
 
 import w2vlab
-from w2vlab.model._config import W2VBERT_PREPROCESSOR
 from w2vlab._contract import FILES as FORMAT_FILES
 from w2vlab._contract import read_embedded_metadata as read_metadata
-from w2vlab.model._demo import build_demo_model
-from w2vlab.runtime._entry import Core, waveform_encoder
 from w2vlab._features import FeatureConfig
-from w2vlab.export._formats import export_onnx, export_program
-from w2vlab.runtime._loaders import load_format
 from w2vlab._parity import compare, format_bounds
+from w2vlab.export._formats import export_onnx, export_program
 from w2vlab.export._suite import Case, build_suite, hf_features, synthetic_speech, verify
 from w2vlab.export._torchscript import compile_core, save_script, wrap
+from w2vlab.model._config import W2VBERT_PREPROCESSOR
+from w2vlab.model._demo import build_demo_model
+from w2vlab.runtime._entry import Core, waveform_encoder
+from w2vlab.runtime._loaders import load_format
 
 FE = SeamlessM4TFeatureExtractor(**W2VBERT_PREPROCESSOR)
 CONFIG = FeatureConfig.from_extractor(FE)
@@ -163,8 +163,9 @@ def test_onnx_preprocessed_matches_eager(models, onnx_files):
 
 def test_onnx_waveform_matches_hf_plus_eager(models, onnx_files):
     session = load_format(onnx_files["dense", "waveform"], "onnx", "waveform", threads=2)
-    report = verify("waveform", session, models["dense"], FE, CASES, progress=False,
-                    bounds=format_bounds("onnx", "waveform"))
+    report = verify(
+        "waveform", session, models["dense"], FE, CASES, progress=False, bounds=format_bounds("onnx", "waveform")
+    )
     assert report.passed and report.worst_cosine >= 0.99999, report
     # ONNX Runtime's DFT rounds low-energy bins differently from pocketfft: log-mels differ by an
     # ulp in ~5% of values, which normalisation amplifies on 2-3 frame clips.  Longer ones: 1e-5.
@@ -175,8 +176,10 @@ def test_onnx_waveform_matches_hf_plus_eager(models, onnx_files):
 def test_onnx_names_axes_and_metadata(onnx_files):
     onnx = pytest.importorskip("onnx")
     model = onnx.load(str(onnx_files["dense", "waveform"]))
-    shapes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in (*model.graph.input, *model.graph.output)}
+    shapes = {
+        v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in (*model.graph.input, *model.graph.output)
+    }
     assert shapes == {"waveform": ["batch", "samples"], "lengths": ["batch"], "embedding": ["batch", 32]}
     assert {p.key: p.value for p in model.metadata_props}["w2vlab_metadata"] == METADATA
     assert read_metadata(onnx_files["pruned", "preprocessed"], "onnx") == json.loads(METADATA)
@@ -228,7 +231,9 @@ def test_onnx_export_lets_go_of_the_model_weights(tmp_path):
 
 def test_onnx_without_the_extra_says_what_to_install(models, tmp_path, monkeypatch):
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else find_spec(name, *a)
+    )
     with pytest.raises(ImportError, match=r"pip install -e '\.\[onnx\]'"):
         export_onnx(models["dense"], "preprocessed", CONFIG, tmp_path / "m.onnx")
     with pytest.raises(ImportError, match="onnxruntime"):
@@ -243,15 +248,21 @@ def _hand_made_onnx():
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array(rng.standard_normal((64, 32)).astype(np.float32), "w"),
-             numpy_helper.from_array(rng.integers(-128, 127, (40, 40), dtype=np.int8), "q"),
-             numpy_helper.from_array(np.arange(300, dtype=np.int64), "idx"),
-             numpy_helper.from_array(rng.random(2000) > 0.5, "flags"),
-             helper.make_tensor("typed", TensorProto.FLOAT, [3], [1.0, -2.5, 3.25]),
-             numpy_helper.from_array(np.zeros((0, 4), np.float32), "empty")]
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 32])], inits)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((64, 32)).astype(np.float32), "w"),
+        numpy_helper.from_array(rng.integers(-128, 127, (40, 40), dtype=np.int8), "q"),
+        numpy_helper.from_array(np.arange(300, dtype=np.int64), "idx"),
+        numpy_helper.from_array(rng.random(2000) > 0.5, "flags"),
+        helper.make_tensor("typed", TensorProto.FLOAT, [3], [1.0, -2.5, 3.25]),
+        numpy_helper.from_array(np.zeros((0, 4), np.float32), "empty"),
+    ]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 32])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     helper.set_model_props(model, {"w2vlab_metadata": METADATA, "other": "x" * 300})
     return onnx, model
@@ -280,8 +291,13 @@ def test_onnx_hash_reads_stored_bytes_the_way_numpy_would(tmp_path):
 
     want = reference(model)
     onnx.save_model(model, str(tmp_path / "inline.onnx"))
-    onnx.save_model(model, str(tmp_path / "external.onnx"), save_as_external_data=True, location="external.onnx.data",
-                    size_threshold=0)  # moves the model's weights out, in memory too
+    onnx.save_model(
+        model,
+        str(tmp_path / "external.onnx"),
+        save_as_external_data=True,
+        location="external.onnx.data",
+        size_threshold=0,
+    )  # moves the model's weights out, in memory too
     assert onnx.load(str(tmp_path / "external.onnx"), load_external_data=False).graph.initializer[0].external_data
     assert onnx_sha256(tmp_path / "inline.onnx") == want
     assert onnx_sha256(tmp_path / "external.onnx") == want

@@ -14,18 +14,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import SeamlessM4TFeatureExtractor
 
-from w2vlab.runtime._artifact import load_artifact
-from w2vlab.model._config import W2VBERT_PREPROCESSOR
-from w2vlab.export._pipeline import export
 from w2vlab._features import FeatureConfig, TorchFeatureExtractor
+from w2vlab.export._pipeline import export
 from w2vlab.export._suite import QUICK_LENGTHS, build_suite
+from w2vlab.model._config import W2VBERT_PREPROCESSOR
+from w2vlab.runtime._artifact import load_artifact
 
 FE = SeamlessM4TFeatureExtractor(**W2VBERT_PREPROCESSOR)
 FRONTEND = TorchFeatureExtractor(FeatureConfig.from_extractor(FE)).eval()
 MIN = FeatureConfig.from_extractor(FE).min_num_samples
 # derandomize: CI sees the same examples every run (a failure reproduces); no example database on disk
-FUZZ = settings(max_examples=25, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 # The per-bin normalisation divides by the std over the clip's frames.  HF sums those frames
 # in float32, row by row; the frontend sums in float64.  From ~50 frames (0.5 s) on, the two
@@ -53,7 +58,6 @@ signals = st.builds(
     seed=st.integers(0, 2**16),
     kind=st.sampled_from(["noise", "speech-like"]),
 )
-
 
 
 @FUZZ
@@ -98,7 +102,13 @@ def test_frontend_short_clips_raise_or_are_finite(n):
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory, tiny_dir):
     out = tmp_path_factory.mktemp("fuzz") / "art"
-    export(tiny_dir, out, modes=("preprocessed", "waveform"), cases=build_suite(QUICK_LENGTHS[:2], batches=()), progress=False)
+    export(
+        tiny_dir,
+        out,
+        modes=("preprocessed", "waveform"),
+        cases=build_suite(QUICK_LENGTHS[:2], batches=()),
+        progress=False,
+    )
     return {mode: load_artifact(out, mode) for mode in ("preprocessed", "waveform")}
 
 

@@ -42,8 +42,9 @@ def assert_golden(name: str, got, want, atol: float = ATOL, labels=None) -> None
     else:
         bad = np.flatnonzero(np.abs(got - want).ravel() > atol)
         labels = labels or [f"[{i}]" for i in range(want.size)]
-        moved = "; ".join(f"{labels[i]} {want.flat[i]:.7g} -> {got.flat[i]:.7g} (diff {got.flat[i] - want.flat[i]:+.2e})"
-                          for i in bad)
+        moved = "; ".join(
+            f"{labels[i]} {want.flat[i]:.7g} -> {got.flat[i]:.7g} (diff {got.flat[i] - want.flat[i]:+.2e})" for i in bad
+        )
     stored = GOLDEN["provenance"]["versions"]
     running = golden_script.versions()
     raise AssertionError(
@@ -56,7 +57,9 @@ def assert_golden(name: str, got, want, atol: float = ATOL, labels=None) -> None
 
 @pytest.fixture(scope="module")
 def golden_dir(tmp_path_factory) -> Path:
-    return golden_script.write_golden_checkpoint(tmp_path_factory.mktemp("golden") / "tiny", GOLDEN["provenance"]["seed"])
+    return golden_script.write_golden_checkpoint(
+        tmp_path_factory.mktemp("golden") / "tiny", GOLDEN["provenance"]["seed"]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +73,13 @@ def artifact_dir(golden_dir, tmp_path_factory) -> Path:
     from w2vlab.export._suite import build_suite
 
     out = tmp_path_factory.mktemp("golden_art") / "art"
-    export(golden_dir, out, modes=("preprocessed", "waveform"), cases=build_suite(lengths=(16000,), batches=()),
-           progress=False)
+    export(
+        golden_dir,
+        out,
+        modes=("preprocessed", "waveform"),
+        cases=build_suite(lengths=(16000,), batches=()),
+        progress=False,
+    )
     return out
 
 

@@ -22,8 +22,14 @@ def ort_quantize(source, path, nodes_to_exclude=()) -> None:
     root = logging.getLogger()
     level, root.level = root.level, logging.ERROR  # it warns about pre-processing on the root logger
     try:
-        quantize_dynamic(str(source), str(path), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul"], nodes_to_exclude=list(nodes_to_exclude))
+        quantize_dynamic(
+            str(source),
+            str(path),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul"],
+            nodes_to_exclude=list(nodes_to_exclude),
+        )
     finally:
         root.setLevel(level)
 
@@ -33,8 +39,11 @@ def quantised_tensors(path) -> dict[str, np.ndarray]:
     from onnx import numpy_helper
 
     model = onnx.load(str(path))
-    return {init.name: numpy_helper.to_array(init) for init in model.graph.initializer
-            if init.name.endswith(("_quantized", "_scale", "_zero_point"))}
+    return {
+        init.name: numpy_helper.to_array(init)
+        for init in model.graph.initializer
+        if init.name.endswith(("_quantized", "_scale", "_zero_point"))
+    }
 
 
 def op_counts(path) -> collections.Counter:
@@ -58,8 +67,10 @@ def model_feeds(mode: str) -> dict[str, np.ndarray]:
         mask = np.ones((2, 90), np.int64)
         mask[1, 60:] = 0
         return {"input_features": rng.standard_normal((2, 90, 160)).astype(np.float32), "attention_mask": mask}
-    return {"waveform": (0.1 * rng.standard_normal((2, 20000))).astype(np.float32),
-            "lengths": np.array([20000, 12345], np.int64)}
+    return {
+        "waveform": (0.1 * rng.standard_normal((2, 20000))).astype(np.float32),
+        "lengths": np.array([20000, 12345], np.int64),
+    }
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -72,8 +83,13 @@ def test_same_graph_weights_and_outputs_as_onnxruntime(tiny_all_formats, tmp_pat
     art, formats, _ = tiny_all_formats
     source = tmp_path / "fp32.onnx"
     if external:  # the layout of a full-size file: weights in fp32.onnx.data, read one at a time
-        onnx.save_model(onnx.load(str(art / FILES["onnx", mode])), str(source), save_as_external_data=True,
-                        location="fp32.onnx.data", size_threshold=1024)
+        onnx.save_model(
+            onnx.load(str(art / FILES["onnx", mode])),
+            str(source),
+            save_as_external_data=True,
+            location="fp32.onnx.data",
+            size_threshold=1024,
+        )
         assert (tmp_path / "fp32.onnx.data").stat().st_size > 100_000
     else:
         shutil.copy(art / FILES["onnx", mode], source)
@@ -82,7 +98,9 @@ def test_same_graph_weights_and_outputs_as_onnxruntime(tiny_all_formats, tmp_pat
 
     ours, theirs = quantised_tensors(tmp_path / "ours.onnx"), quantised_tensors(tmp_path / "ort.onnx")
     assert sorted(ours) == sorted(theirs)
-    assert len([name for name in ours if name.endswith("_quantized")]) >= 20  # the MatMul weights and the bottleneck Gemm
+    assert (
+        len([name for name in ours if name.endswith("_quantized")]) >= 20
+    )  # the MatMul weights and the bottleneck Gemm
     for name, tensor in theirs.items():
         assert ours[name].dtype == tensor.dtype and np.array_equal(ours[name], tensor), name
     assert op_counts(tmp_path / "ours.onnx") == op_counts(tmp_path / "ort.onnx")
@@ -112,8 +130,13 @@ def test_conv_block_matmuls_stay_fp32(tiny_all_formats, tmp_path, mode):
     source = art / FILES["onnx", mode]
     graph = onnx.load(str(source)).graph
     inits = {init.name for init in graph.initializer}
-    in_conv = [node.name for node in graph.node if node.op_type == "MatMul" and node.input[1] in inits
-               and ".conv_module:" in next(p.value for p in node.metadata_props if p.key == "namespace")]
+    in_conv = [
+        node.name
+        for node in graph.node
+        if node.op_type == "MatMul"
+        and node.input[1] in inits
+        and ".conv_module:" in next(p.value for p in node.metadata_props if p.key == "namespace")
+    ]
     layers = json.loads((art / METADATA_FILE).read_text())["model"]["encoder_config"]["num_hidden_layers"]
     assert layers >= 2 and len(in_conv) == 2 * layers  # pointwise_conv1 and pointwise_conv2, folded to initializers
     quantize_onnx(source, tmp_path / "ours.onnx")
@@ -133,12 +156,16 @@ def handmade(tmp_path, opset: int = 17):
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(1)
-    w = {name: rng.standard_normal(shape).astype(np.float32) for name, shape in
-         (("W_nk", (6, 8)), ("W_kn", (8, 6)), ("W_shared", (8, 5)))}
+    w = {
+        name: rng.standard_normal(shape).astype(np.float32)
+        for name, shape in (("W_nk", (6, 8)), ("W_kn", (8, 6)), ("W_shared", (8, 5)))
+    }
     w["W_zero"] = np.zeros((8, 3), np.float32)  # an all-zero column block: scale 1, not 0
     inits = [numpy_helper.from_array(array, name) for name, array in w.items()]
-    inits += [numpy_helper.from_array(rng.standard_normal(6).astype(np.float32), "bias"),
-              numpy_helper.from_array(rng.standard_normal((8, 2)), "W64")]
+    inits += [
+        numpy_helper.from_array(rng.standard_normal(6).astype(np.float32), "bias"),
+        numpy_helper.from_array(rng.standard_normal((8, 2)), "W64"),
+    ]
     nodes = [
         helper.make_node("Gemm", ["x", "W_nk", "bias"], ["g1"], transB=1),
         helper.make_node("Gemm", ["x", "W_kn"], ["g2"]),
@@ -151,8 +178,9 @@ def handmade(tmp_path, opset: int = 17):
     ]
     outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("g1", "g2", "m1", "m2", "z")]
     outs.append(helper.make_tensor_value_info("d", TensorProto.DOUBLE, None))
-    graph = helper.make_graph(nodes, "handmade", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
-                              outs, inits)
+    graph = helper.make_graph(
+        nodes, "handmade", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])], outs, inits
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     path = tmp_path / f"handmade_{opset}.onnx"
     onnx.save_model(model, str(path))

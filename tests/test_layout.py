@@ -14,9 +14,19 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "w2vlab"
 # What the consumer may reach: the contract, the loaders and what they need to embed audio.
 CONSUMER = ("runtime._artifact", "runtime._loaders", "runtime._entry", "_contract", "corpus._embed")
-EXPORTER_SIDE = {"export._pipeline", "model._checkpoint", "model._encoder", "model._demo", "export._suite",
-                 "export._torchscript", "export._formats", "export._card", "model._config", "export._naive",
-                 "export._rewrites"}
+EXPORTER_SIDE = {
+    "export._pipeline",
+    "model._checkpoint",
+    "model._encoder",
+    "model._demo",
+    "export._suite",
+    "export._torchscript",
+    "export._formats",
+    "export._card",
+    "model._config",
+    "export._naive",
+    "export._rewrites",
+}
 MAX_FUNCTION_LINES = 60  # lines of code: no blank lines, comments or docstrings
 
 
@@ -38,8 +48,12 @@ def import_graph() -> dict[str, set[str]]:
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("w2vlab"):
                 base = node.module.removeprefix("w2vlab").lstrip(".")
-                targets = [f"{base}.{a.name}".lstrip(".") if f"{base}.{a.name}".lstrip(".") in modules
-                           else (base or "__init__") for a in node.names]
+                targets = [
+                    f"{base}.{a.name}".lstrip(".")
+                    if f"{base}.{a.name}".lstrip(".") in modules
+                    else (base or "__init__")
+                    for a in node.names
+                ]
             elif isinstance(node, ast.Import):
                 targets = [a.name.removeprefix("w2vlab.") for a in node.names if a.name.startswith("w2vlab.")]
             else:
@@ -81,7 +95,12 @@ def test_cycle_finder_finds_a_planted_cycle():
 
 def test_no_import_cycles():
     graph = import_graph()
-    assert graph["export._pipeline"] >= {"_contract", "export._formats", "runtime._loaders", "export._torchscript"}  # the graph is read
+    assert graph["export._pipeline"] >= {
+        "_contract",
+        "export._formats",
+        "runtime._loaders",
+        "export._torchscript",
+    }  # the graph is read
     assert cycles(graph) == []
 
 
@@ -96,8 +115,14 @@ def test_contract_is_a_leaf():
 
 
 def _code_lines(fn: ast.FunctionDef | ast.AsyncFunctionDef, source: list[str]) -> int:
-    body = fn.body[1:] if fn.body and isinstance(fn.body[0], ast.Expr) and isinstance(fn.body[0].value, ast.Constant) \
-        and isinstance(fn.body[0].value.value, str) else fn.body
+    body = (
+        fn.body[1:]
+        if fn.body
+        and isinstance(fn.body[0], ast.Expr)
+        and isinstance(fn.body[0].value, ast.Constant)
+        and isinstance(fn.body[0].value.value, str)
+        else fn.body
+    )
     if not body:
         return 0
     docstring_lines = set()
@@ -105,8 +130,11 @@ def _code_lines(fn: ast.FunctionDef | ast.AsyncFunctionDef, source: list[str]) -
         if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
             docstring_lines |= set(range(node.lineno, node.end_lineno + 1))
     lines = range(body[0].lineno, fn.end_lineno + 1)
-    return sum(1 for i in lines if i not in docstring_lines and source[i - 1].strip()
-               and not source[i - 1].strip().startswith("#"))
+    return sum(
+        1
+        for i in lines
+        if i not in docstring_lines and source[i - 1].strip() and not source[i - 1].strip().startswith("#")
+    )
 
 
 def function_lengths() -> dict[str, int]:

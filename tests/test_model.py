@@ -7,11 +7,10 @@ import pytest
 import torch
 from transformers import SeamlessM4TFeatureExtractor
 
-from w2vlab.model._config import PRUNING_FIELDS, HeadConfig, normalise_pruning
-from w2vlab.model._config import W2VBERT_PREPROCESSOR
+from w2vlab.export._suite import synthetic_speech
+from w2vlab.model._config import PRUNING_FIELDS, W2VBERT_PREPROCESSOR, HeadConfig, normalise_pruning
 from w2vlab.model._demo import build_demo_model, encoder_config
 from w2vlab.model._encoder import SpeakerEncoder, build_encoder, count_parameters
-from w2vlab.export._suite import synthetic_speech
 
 FE = SeamlessM4TFeatureExtractor(**W2VBERT_PREPROCESSOR)
 
@@ -75,7 +74,7 @@ def test_pruned_student_layer_shapes():
     cfg, notes = normalise_pruning(encoder_config("tiny", pruned=True))
     model = SpeakerEncoder(build_encoder(cfg), HeadConfig(adapter_dim=8, attention_channels=8, embd_dim=8))
     keys = model.state_dict()
-    for i, layer in enumerate(model.encoder.encoder.layers):
+    for i in range(len(model.encoder.encoder.layers)):
         p = f"encoder.encoder.layers.{i}."
         if cfg["use_attention"][i]:
             assert keys[p + "self_attn.linear_q.weight"].shape[0] == cfg["num_attention_heads_group"][i] * 16

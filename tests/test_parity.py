@@ -130,14 +130,24 @@ def test_to_dict_is_json_and_markdown_has_one_row_per_clip(embeddings):
     d = json.loads(json.dumps(report.to_dict()))
     cosines = [float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))) for a, b in zip(reference, candidate)]
     assert d["clips"] == [
-        {"name": f"clip{i}", "cosine": pytest.approx(cosines[i], abs=1e-14), "l2": pytest.approx(delta, rel=1e-6),
-         "max_abs_diff": pytest.approx(delta, rel=1e-6), "num_samples": None}
+        {
+            "name": f"clip{i}",
+            "cosine": pytest.approx(cosines[i], abs=1e-14),
+            "l2": pytest.approx(delta, rel=1e-6),
+            "max_abs_diff": pytest.approx(delta, rel=1e-6),
+            "num_samples": None,
+        }
         for i, delta in enumerate(offsets)
     ]
     summary = {
-        "label": "eager vs script", "n_clips": 4, "passed": False, "failures": ["clip3"],
-        "worst_cosine": pytest.approx(min(cosines), abs=1e-14), "worst_l2": pytest.approx(2e-5, rel=1e-6),
-        "worst_max_abs_diff": pytest.approx(2e-5, rel=1e-6), "bounds": {"min_cosine": 0.99999, "max_abs_diff": 1e-5, "short_clip_samples": 0, "short_clip_min_cosine": 1.0},
+        "label": "eager vs script",
+        "n_clips": 4,
+        "passed": False,
+        "failures": ["clip3"],
+        "worst_cosine": pytest.approx(min(cosines), abs=1e-14),
+        "worst_l2": pytest.approx(2e-5, rel=1e-6),
+        "worst_max_abs_diff": pytest.approx(2e-5, rel=1e-6),
+        "bounds": {"min_cosine": 0.99999, "max_abs_diff": 1e-5, "short_clip_samples": 0, "short_clip_min_cosine": 1.0},
     }
     assert report.summary() == summary
     assert {k: v for k, v in d.items() if k != "clips"} == summary

@@ -11,8 +11,8 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from w2vlab.lab import _plots as plots
 from w2vlab._parity import compare
+from w2vlab.lab import _plots as plots
 
 
 def _bars(ax):
@@ -124,13 +124,23 @@ def test_plot_layer_widths():
 
 
 def test_plot_bench_colours_met_and_unmet_targets():
-    result = {"size": "full", "threads": 2, "metrics": {
-        "a_vs_b": {"ratio": 0.8, "target": "<= 1.0", "met": True},
-        "c_vs_d": {"ratio": 1.3, "target": "<= 1.2", "met": False},
-        "flops": {"fraction_of_best": {"eager": 0.6}, "target": ">= 0.8", "met": False},  # no ratio: not drawn
-        "formats_vs_eager_10s": {"formats": {"onnx": {"ratio_vs_eager": 0.45, "cosine": 1.0},
-                                             "onnx-int8": {"ratio_vs_eager": 0.3, "cosine": 0.9999}},
-                                 "target": "x", "met": True}}}
+    result = {
+        "size": "full",
+        "threads": 2,
+        "metrics": {
+            "a_vs_b": {"ratio": 0.8, "target": "<= 1.0", "met": True},
+            "c_vs_d": {"ratio": 1.3, "target": "<= 1.2", "met": False},
+            "flops": {"fraction_of_best": {"eager": 0.6}, "target": ">= 0.8", "met": False},  # no ratio: not drawn
+            "formats_vs_eager_10s": {
+                "formats": {
+                    "onnx": {"ratio_vs_eager": 0.45, "cosine": 1.0},
+                    "onnx-int8": {"ratio_vs_eager": 0.3, "cosine": 0.9999},
+                },
+                "target": "x",
+                "met": True,
+            },
+        },
+    }
     fig = plots.plot_bench(result)
     left, right = fig.axes
     assert [t.get_text() for t in left.get_yticklabels()] == ["a_vs_b", "c_vs_d"]
@@ -142,13 +152,28 @@ def test_plot_bench_colours_met_and_unmet_targets():
 
 
 def test_plot_bench_adds_the_reduced_precision_candidates_that_are_not_formats():
-    result = {"size": "full", "threads": 2, "metrics": {
-        "formats_vs_eager_10s": {"formats": {"onnx": {"ratio_vs_eager": 0.9, "cosine": 1.0},
-                                             "onnx-int8": {"ratio_vs_eager": 0.45, "cosine": 0.9999}}},
-        "reduced_precision_10s": {"ratio": 0.35, "target": "<= 0.3", "met": False, "runs": {
-            "onnx-int8": {"ratio_vs_eager": 0.44, "worst_cosine": 0.9985},  # already a format: not drawn twice
-            "onnx-int8-spin": {"ratio_vs_eager": 0.41, "worst_cosine": 0.9985, "cosine": {"clip10": 0.9999}},
-            "bf16-inductor": {"ratio_vs_eager": 0.35, "worst_cosine": 0.99998}}}}}
+    result = {
+        "size": "full",
+        "threads": 2,
+        "metrics": {
+            "formats_vs_eager_10s": {
+                "formats": {
+                    "onnx": {"ratio_vs_eager": 0.9, "cosine": 1.0},
+                    "onnx-int8": {"ratio_vs_eager": 0.45, "cosine": 0.9999},
+                }
+            },
+            "reduced_precision_10s": {
+                "ratio": 0.35,
+                "target": "<= 0.3",
+                "met": False,
+                "runs": {
+                    "onnx-int8": {"ratio_vs_eager": 0.44, "worst_cosine": 0.9985},  # already a format: not drawn twice
+                    "onnx-int8-spin": {"ratio_vs_eager": 0.41, "worst_cosine": 0.9985, "cosine": {"clip10": 0.9999}},
+                    "bf16-inductor": {"ratio_vs_eager": 0.35, "worst_cosine": 0.99998},
+                },
+            },
+        },
+    }
     left, right = plots.plot_bench(result).axes
     assert [t.get_text() for t in left.get_yticklabels()] == ["reduced_precision_10s"]
     assert [t.get_text() for t in right.get_xticklabels()] == ["onnx", "onnx-int8", "onnx-int8-spin", "bf16-inductor"]

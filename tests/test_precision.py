@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from w2vlab.bench import _harness as bench
-from w2vlab.model._checkpoint import feature_extractor_for, load_speaker_encoder
 from w2vlab._contract import onnx_available
 from w2vlab._parity import INT8_BOUNDS, compare
+from w2vlab.bench import _harness as bench
+from w2vlab.corpus._trials import compare_embeddings, read_trials
 from w2vlab.export._precision import RECIPES, build, load_inputs, save_inputs
 from w2vlab.export._suite import synthetic_speech
-from w2vlab.corpus._trials import compare_embeddings, read_trials
+from w2vlab.model._checkpoint import feature_extractor_for, load_speaker_encoder
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +61,17 @@ def test_child_builds_times_and_embeds_every_input(eager, tiny_dir, tiny_all_for
     inputs = {"clip10": feats, "synth_560": feats[:, :1], "utt:x": feats[:, :40]}
     save_inputs(tmp_path / "in.npz", inputs)
     assert {k: v.shape for k, v in load_inputs(tmp_path / "in.npz").items()} == {k: v.shape for k, v in inputs.items()}
-    child = bench.run_child_report("precision_candidate", "bf16", tiny_dir, tiny_all_formats[0], tmp_path / "in.npz",
-                                   tmp_path / "out.npz", 1, 1, env=bench.child_env(1))
+    child = bench.run_child_report(
+        "precision_candidate",
+        "bf16",
+        tiny_dir,
+        tiny_all_formats[0],
+        tmp_path / "in.npz",
+        tmp_path / "out.npz",
+        1,
+        1,
+        env=bench.child_env(1),
+    )
     report = child.report
     assert set(report["s"]) == {"bf16"} and report["s"]["bf16"] > 0 and report["eager_s"] > 0
     assert 0 < report["build_peak_rss_bytes"] <= child.peak_rss_bytes

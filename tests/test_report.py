@@ -19,13 +19,23 @@ import pytest
 import soundfile as sf
 
 from w2vlab.cli import main
-from w2vlab.lab._report import (DENSE_NOTEBOOKS, NOTEBOOKS, NOTEBOOKS_DIR, PRUNED_NOTEBOOKS, default_notebooks, parse_notebooks,
-                           render_index)
+from w2vlab.lab._report import (
+    DENSE_NOTEBOOKS,
+    NOTEBOOKS,
+    NOTEBOOKS_DIR,
+    PRUNED_NOTEBOOKS,
+    default_notebooks,
+    parse_notebooks,
+    render_index,
+)
 
-needs_papermill = pytest.mark.skipif(importlib.util.find_spec("papermill") is None,
-                                     reason="the [report] extra (papermill) is not installed")
-ROW = re.compile(r'<tr class="(?P<status>PASS|FAIL|ERROR)"><td>(?:<a href="(?P<html>[^"]+)">)?(?P<name>\w+)(?:</a>)?</td>'
-                 r'<td><b>(?P=status)</b></td><td class="num">[\d.]+ s</td><td><code>(?P<error>.*?)</code></td>')
+needs_papermill = pytest.mark.skipif(
+    importlib.util.find_spec("papermill") is None, reason="the [report] extra (papermill) is not installed"
+)
+ROW = re.compile(
+    r'<tr class="(?P<status>PASS|FAIL|ERROR)"><td>(?:<a href="(?P<html>[^"]+)">)?(?P<name>\w+)(?:</a>)?</td>'
+    r'<td><b>(?P=status)</b></td><td class="num">[\d.]+ s</td><td><code>(?P<error>.*?)</code></td>'
+)
 
 
 def index_rows(out: Path) -> dict[str, dict[str, str]]:
@@ -92,13 +102,31 @@ def test_refuses_before_any_notebook_runs(tiny_dir, tmp_path, capsys):
 
 
 def test_index_escapes_what_it_shows():
-    page = render_index({"passed": False, "started": "t", "seconds": 1.0, "versions": {"w2vlab": "0"},
-                         "parameters": {"model_path": "/m<1>", "config": None},
-                         "notebooks": [{"name": "01_export_preprocessed", "status": "FAIL", "seconds": 2.0,
-                                        "error": "In [3]: AssertionError: a < b", "notebook": "01_export_preprocessed.ipynb",
-                                        "html": "01_export_preprocessed.html", "output_dir": "outputs/01_export_preprocessed"}]})
+    page = render_index(
+        {
+            "passed": False,
+            "started": "t",
+            "seconds": 1.0,
+            "versions": {"w2vlab": "0"},
+            "parameters": {"model_path": "/m<1>", "config": None},
+            "notebooks": [
+                {
+                    "name": "01_export_preprocessed",
+                    "status": "FAIL",
+                    "seconds": 2.0,
+                    "error": "In [3]: AssertionError: a < b",
+                    "notebook": "01_export_preprocessed.ipynb",
+                    "html": "01_export_preprocessed.html",
+                    "output_dir": "outputs/01_export_preprocessed",
+                }
+            ],
+        }
+    )
     assert "<code>/m&lt;1&gt;</code>" in page and "not given (the default)" in page
-    assert "<code>In [3]: AssertionError: a &lt; b</code>" in page and "w2vlab report: <span class=\"FAIL\">FAIL</span>" in page
+    assert (
+        "<code>In [3]: AssertionError: a &lt; b</code>" in page
+        and 'w2vlab report: <span class="FAIL">FAIL</span>' in page
+    )
 
 
 # --------------------------------------------------------------------------- real notebooks (papermill)
@@ -111,8 +139,14 @@ def test_report_on_the_demo_checkpoint(tiny_dir, tmp_path, capsys):
     code, printed = run_report(capsys, "--model-path", tiny_dir, "--output", out, "--notebooks", "01")
     assert code == 0, printed
     assert re.search(r"^PASS  01_export_preprocessed  [\d.]+ s$", printed, re.MULTILINE), printed
-    assert index_rows(out) == {"01_export_preprocessed": {"status": "PASS", "html": "01_export_preprocessed.html",
-                                                         "name": "01_export_preprocessed", "error": ""}}
+    assert index_rows(out) == {
+        "01_export_preprocessed": {
+            "status": "PASS",
+            "html": "01_export_preprocessed.html",
+            "name": "01_export_preprocessed",
+            "error": "",
+        }
+    }
     assert_written(out, "01_export_preprocessed")
     assert "data:image/png;base64," in (out / "01_export_preprocessed.html").read_text(), "figures are embedded"
     summary = json.loads((out / "report.json").read_text())
@@ -141,16 +175,27 @@ def test_report_on_a_config_that_contradicts_the_weights(tiny_dir, tmp_path, cap
     override = tmp_path / "wrong_widths.json"
     override.write_text(json.dumps({"intermediate_size": 96}))  # the weights say 64
     out = tmp_path / "report"
-    code, printed = run_report(capsys, "--model-path", tiny_dir, "--config", override, "--output", out, "--notebooks", "01")
+    code, printed = run_report(
+        capsys, "--model-path", tiny_dir, "--config", override, "--output", out, "--notebooks", "01"
+    )
     assert code == 1, printed
     row = index_rows(out)["01_export_preprocessed"]
     assert row["status"] == "ERROR"
-    assert re.fullmatch(r"In \[\d+\]: CheckpointMismatchError: checkpoint does not match the model: shape mismatch .*"
-                        r"checkpoint \(64,\) vs model \(96,\)", row["error"]), row["error"]
+    assert re.fullmatch(
+        r"In \[\d+\]: CheckpointMismatchError: checkpoint does not match the model: shape mismatch .*"
+        r"checkpoint \(64,\) vs model \(96,\)",
+        row["error"],
+    ), row["error"]
     nb = assert_written(out, "01_export_preprocessed")  # saved up to the failing cell, and rendered
-    failed = [c for c in nb["cells"] if c["cell_type"] == "code" and any(o.get("output_type") == "error" for o in c["outputs"])]
+    failed = [
+        c
+        for c in nb["cells"]
+        if c["cell_type"] == "code" and any(o.get("output_type") == "error" for o in c["outputs"])
+    ]
     assert len(failed) == 1 and "load_speaker_encoder(ckpt, checkpoint, config)" in "".join(failed[0]["source"])
-    assert re.search(r"^ERROR 01_export_preprocessed  [\d.]+ s  In \[\d+\]: CheckpointMismatchError", printed, re.MULTILINE)
+    assert re.search(
+        r"^ERROR 01_export_preprocessed  [\d.]+ s  In \[\d+\]: CheckpointMismatchError", printed, re.MULTILINE
+    )
     assert re.search(r"^report FAIL in \d+ s: .*index\.html$", printed, re.MULTILINE), printed
 
 
@@ -168,7 +213,10 @@ def test_report_on_clips_whose_parity_fails(tiny_dir, tmp_path, capsys):
     assert code == 1, printed
     row = index_rows(out)["02_export_waveform"]
     assert row["status"] == "FAIL"
-    assert re.fullmatch(r"In \[\d+\]: ExportParityError: export refused: reloaded artifact failed parity on "
-                        r"waveform vs eager: \[&#x27;tone_440hz&#x27;\]", row["error"]), row["error"]
+    assert re.fullmatch(
+        r"In \[\d+\]: ExportParityError: export refused: reloaded artifact failed parity on "
+        r"waveform vs eager: \[&#x27;tone_440hz&#x27;\]",
+        row["error"],
+    ), row["error"]
     assert_written(out, "02_export_waveform")
     assert not (out / "outputs" / "02_export_waveform" / "artifact").exists(), "a refused export writes nothing"

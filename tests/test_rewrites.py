@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from w2vlab.model._checkpoint import load_speaker_encoder
 from w2vlab.export._rewrites import ATTENTION, POINTWISE, faster_blocks, relative_key_bias
+from w2vlab.model._checkpoint import load_speaker_encoder
 
 
 def stock_bias(query: torch.Tensor, table: torch.Tensor, left: int, right: int) -> torch.Tensor:

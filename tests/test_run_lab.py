@@ -56,14 +56,32 @@ def test_run_lab_serves_notebooks_with_w2vlab_kernel(tmp_path):
         JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
         JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
     )
-    cmd = [str(SCRIPT), "--port", str(port), f"--IdentityProvider.token={token}",
-           f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}", "--ServerApp.port_retries=0"]
+    cmd = [
+        str(SCRIPT),
+        "--port",
+        str(port),
+        f"--IdentityProvider.token={token}",
+        f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
+        "--ServerApp.port_retries=0",
+    ]
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
-        _wait_for(lambda: BANNER in log.read_text(), time.monotonic() + SETUP_TIMEOUT_S, proc, log,
-                  "the setup step and the banner")
+        _wait_for(
+            lambda: BANNER in log.read_text(),
+            time.monotonic() + SETUP_TIMEOUT_S,
+            proc,
+            log,
+            "the setup step and the banner",
+        )
 
         def status():
             try:

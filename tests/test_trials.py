@@ -25,10 +25,20 @@ import pytest
 import soundfile as sf
 from matplotlib.figure import Figure
 
-from w2vlab.lab import _plots as plots
 from w2vlab.cli import main
-from w2vlab.corpus._trials import (Trials, TrialScores, compare_embeddings, compare_trials, det_curve, eer, load_embeddings,
-                           min_dcf, read_trials, score_trials)
+from w2vlab.corpus._trials import (
+    Trials,
+    TrialScores,
+    compare_embeddings,
+    compare_trials,
+    det_curve,
+    eer,
+    load_embeddings,
+    min_dcf,
+    read_trials,
+    score_trials,
+)
+from w2vlab.lab import _plots as plots
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
 PACKAGE = Path(__file__).resolve().parents[1] / "w2vlab"
@@ -54,7 +64,9 @@ def brute_min_dcf(scores, labels, p_target, c_miss=1.0, c_fa=1.0) -> tuple[float
     """Minimum normalised DCF over every threshold, and every threshold reaching it."""
     costs = [(c_miss * p_target * fnr + c_fa * (1 - p_target) * fpr, t) for t, fpr, fnr in brute_points(scores, labels)]
     best = min(c for c, _ in costs)
-    return best / min(c_miss * p_target, c_fa * (1 - p_target)), {t for c, t in costs if math.isclose(c, best, abs_tol=1e-12)}
+    return best / min(c_miss * p_target, c_fa * (1 - p_target)), {
+        t for c, t in costs if math.isclose(c, best, abs_tol=1e-12)
+    }
 
 
 def geometric_eer(scores, labels) -> float:
@@ -99,15 +111,21 @@ def speaker_embeddings(seed: int = 0, speakers: int = 4, utts: int = 4, dim: int
     """``spk<i>-u<j>`` -> speaker mean + noise: overlapping, so EER is neither 0 nor 0.5."""
     rng = np.random.default_rng(seed)
     means = rng.normal(size=(speakers, dim))
-    return {f"spk{s}-u{u}": (means[s] + noise * rng.normal(size=dim)).astype(np.float32)
-            for s in range(speakers) for u in range(utts)}
+    return {
+        f"spk{s}-u{u}": (means[s] + noise * rng.normal(size=dim)).astype(np.float32)
+        for s in range(speakers)
+        for u in range(utts)
+    }
 
 
 def all_pairs_trials(keys) -> Trials:
     keys = sorted(keys)
-    pairs = [(a, b) for i, a in enumerate(keys) for b in keys[i + 1:]]
-    return Trials(tuple(a for a, _ in pairs), tuple(b for _, b in pairs),
-                  [int(a.split("-")[0] == b.split("-")[0]) for a, b in pairs])
+    pairs = [(a, b) for i, a in enumerate(keys) for b in keys[i + 1 :]]
+    return Trials(
+        tuple(a for a, _ in pairs),
+        tuple(b for _, b in pairs),
+        [int(a.split("-")[0] == b.split("-")[0]) for a, b in pairs],
+    )
 
 
 # --------------------------------------------------------------------------- EER and minDCF
@@ -175,12 +193,15 @@ def test_known_cases():
     assert eer(shifted, labels)[0] == pytest.approx(NormalDist().cdf(-1.0), abs=0.005)
 
 
-@pytest.mark.parametrize("scores, labels, message", [
-    ([0.1, 0.2], [1, 1], "at least one of each"),
-    ([0.1, 0.2, 0.3], [1, 0], "one label per score"),
-    ([0.1, float("nan")], [1, 0], "NaN/Inf"),
-    ([0.1, 0.2], [1, 2], "1 (target) or 0"),
-])
+@pytest.mark.parametrize(
+    "scores, labels, message",
+    [
+        ([0.1, 0.2], [1, 1], "at least one of each"),
+        ([0.1, 0.2, 0.3], [1, 0], "one label per score"),
+        ([0.1, float("nan")], [1, 0], "NaN/Inf"),
+        ([0.1, 0.2], [1, 2], "1 (target) or 0"),
+    ],
+)
 def test_metric_input_errors(scores, labels, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         eer(scores, labels)
@@ -208,13 +229,16 @@ def test_read_trials_both_formats(tmp_path):
     assert read_trials(ambiguous).labels.tolist() == [1, 0]
 
 
-@pytest.mark.parametrize("text, line, expected", [
-    ("1 a b\n1 a\n", 2, "is not a trial"),
-    ("1 a b\nyes a b\n", 2, "is not a trial"),
-    ("a b target\na b maybe\n", 2, "is not a trial"),
-    ("1 a b\n0 a c\na b target\n", 3, "is a wespeaker trial, but the file is voxceleb"),
-    ("a b nontarget\n1 a c\n", 2, "is a voxceleb trial, but the file is wespeaker"),
-])
+@pytest.mark.parametrize(
+    "text, line, expected",
+    [
+        ("1 a b\n1 a\n", 2, "is not a trial"),
+        ("1 a b\nyes a b\n", 2, "is not a trial"),
+        ("a b target\na b maybe\n", 2, "is not a trial"),
+        ("1 a b\n0 a c\na b target\n", 3, "is a wespeaker trial, but the file is voxceleb"),
+        ("a b nontarget\n1 a c\n", 2, "is a voxceleb trial, but the file is wespeaker"),
+    ],
+)
 def test_read_trials_rejects_malformed_and_mixed_lines(tmp_path, text, line, expected):
     path = tmp_path / "trials.txt"
     path.write_text(text)
@@ -259,7 +283,7 @@ def test_missing_keys_error_lists_them_or_skips():
         score_trials(partial, trials)
     message = str(info.value)
     affected = sum(1 for e, t in zip(trials.enroll, trials.test) if e in gone or t in gone)
-    assert f"12 of 16 trial keys have no embedding" in message and "and 2 more" in message
+    assert "12 of 16 trial keys have no embedding" in message and "and 2 more" in message
     assert ", ".join(gone[:10]) in message and gone[10] not in message
     assert f"needed by {affected} of {len(trials)} trials" in message and "--skip-missing" in message
     scored = score_trials(partial, trials, skip_missing=True)
@@ -316,8 +340,13 @@ def test_compare_trials_finds_the_constructed_flips():
     assert dcf.candidate == pytest.approx(brute_min_dcf(cand, trials.labels, 0.01)[0])
     data = json.loads(json.dumps(comparison.to_dict()))
     assert data["n_flips"] == 6 and [p["n_flips"] for p in data["points"]] == [2, 2, 2]
-    assert data["points"][0]["flips"][0] == {"enroll": "e1", "test": "t1", "label": 1,
-                                             "reference_score": 0.7, "candidate_score": 0.5}
+    assert data["points"][0]["flips"][0] == {
+        "enroll": "e1",
+        "test": "t1",
+        "label": 1,
+        "reference_score": 0.7,
+        "candidate_score": 0.5,
+    }
     assert "flips" not in comparison.summary()["points"][0]
     text = comparison.to_markdown()
     assert "| EER |" in text and "e6 t6 label 0" in text and "2 at minDCF@0.005" in comparison.headline()
@@ -421,10 +450,12 @@ def test_load_embeddings_errors(tmp_path):
         load_embeddings(scp)
     marker = tmp_path / "ran"
     bad = tmp_path / "bad.scp"
-    for text, message in ((f"k0 touch {marker} |\n", "is a shell command"),
-                          (f"k0 {ark}:3\nk0 {ark}:40\n", "occurs more than once"),
-                          ("k0\n", "expected `<key> <file.ark>:<offset>`"),
-                          ("", "lists no embeddings")):
+    for text, message in (
+        (f"k0 touch {marker} |\n", "is a shell command"),
+        (f"k0 {ark}:3\nk0 {ark}:40\n", "occurs more than once"),
+        ("k0\n", "expected `<key> <file.ark>:<offset>`"),
+        ("", "lists no embeddings"),
+    ):
         bad.write_text(text)
         with pytest.raises(ValueError, match=message):
             load_embeddings(bad)
@@ -472,8 +503,11 @@ def test_cli_score_trials_and_compare_trials(tmp_path, capsys):
         t = point["threshold"]
         flipped = {(e, x) for e, x, r, c in zip(trials.enroll, trials.test, expected, cand) if (r >= t) != (c >= t)}
         # The threshold is one of the reference scores: a trial within rounding of it may go either way.
-        on_edge = {(e, x) for e, x, r, c in zip(trials.enroll, trials.test, expected, cand)
-                   if min(abs(r - t), abs(c - t)) < 1e-9}
+        on_edge = {
+            (e, x)
+            for e, x, r, c in zip(trials.enroll, trials.test, expected, cand)
+            if min(abs(r - t), abs(c - t)) < 1e-9
+        }
         found = {(f["enroll"], f["test"]) for f in point["flips"]}
         assert found - on_edge == flipped - on_edge and point["n_flips"] == len(found)
     assert main(["compare-trials", str(ref_dir), str(cand_scp), str(trials_path)]) == 0
@@ -507,7 +541,9 @@ def test_trials_module_stays_on_the_consumer_side():
     absolute = {m.split(".")[0] for m in modules - own}
     absolute |= {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
     assert own <= {"w2vlab._parity", "w2vlab._contract"} and "w2vlab._parity" in own, own
-    assert absolute <= {"__future__", "dataclasses", "io", "re", "warnings", "pathlib", "typing", "numpy", "kaldiio"}, absolute
+    assert absolute <= {"__future__", "dataclasses", "io", "re", "warnings", "pathlib", "typing", "numpy", "kaldiio"}, (
+        absolute
+    )
 
 
 def _table(name: str) -> list[list[str]]:

@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from w2vlab.runtime._artifact import load_artifact
 from w2vlab._audio import prepare_waveform, read_audio
-from w2vlab.model._checkpoint import feature_extractor_for, load_speaker_encoder
 from w2vlab._contract import FILES, METADATA_FILE, ArtifactError
-from w2vlab.export._pipeline import export
-from w2vlab.runtime._loaders import load_script
-from w2vlab.export._torchscript import save_script
-from w2vlab.export._naive import ignores_input, naive_trace_report
 from w2vlab._parity import compare
+from w2vlab.export._naive import ignores_input, naive_trace_report
+from w2vlab.export._pipeline import export
 from w2vlab.export._suite import QUICK_LENGTHS, build_suite, synthetic_speech
+from w2vlab.export._torchscript import save_script
+from w2vlab.model._checkpoint import feature_extractor_for, load_speaker_encoder
+from w2vlab.runtime._artifact import load_artifact
+from w2vlab.runtime._loaders import load_script
 
 WAV = FILES["torchscript", "waveform"]
 

@@ -118,15 +118,20 @@ def test_notebook_carries_widget_state(name):
     widget view, and the saved state holds that model and every model it refers to."""
     nb = json.loads((NOTEBOOKS / name).read_text())
     state = nb["metadata"]["widgets"][WIDGET_STATE]["state"]
-    views = [out["data"][WIDGET_VIEW]["model_id"] for cell in nb["cells"] if cell["cell_type"] == "code"
-             for out in cell["outputs"] if WIDGET_VIEW in out.get("data", {})]
+    views = [
+        out["data"][WIDGET_VIEW]["model_id"]
+        for cell in nb["cells"]
+        if cell["cell_type"] == "code"
+        for out in cell["outputs"]
+        if WIDGET_VIEW in out.get("data", {})
+    ]
     assert views, f"{name}: no cell output displays a widget; run scripts/save_widget_state.py {name}"
     missing = [v for v in views if v not in state]
     assert not missing, f"{name}: views {missing} have no saved state; run scripts/save_widget_state.py"
 
     def refs(value):  # "IPY_MODEL_<id>" references, anywhere in a model's state
         if isinstance(value, str):
-            return [value[len("IPY_MODEL_"):]] if value.startswith("IPY_MODEL_") else []
+            return [value[len("IPY_MODEL_") :]] if value.startswith("IPY_MODEL_") else []
         if isinstance(value, dict):
             return [r for v in value.values() for r in refs(v)]
         if isinstance(value, list):
@@ -146,9 +151,14 @@ def test_notebook_carries_widget_state(name):
     assert len(panels) == 1, f"{name}: expected one panel view, got {[state[v]['model_name'] for v in views]}"
     children = [state[ref]["state"] for ref in refs(state[panels[0]]["state"]["children"])]
     assert [c["_model_name"] for c in children] == [
-        "ToggleButtonsModel", "HTMLModel" if name.startswith("03") else "ToggleButtonsModel",  # 03: TorchScript only
-        "CheckboxModel", "SelectMultipleModel", "OutputModel"], f"{name}: stale panel; run scripts/save_widget_state.py"
-    assert {c.get("style") and state[c["style"][len("IPY_MODEL_"):]]["state"]["description_width"]
-            for c in children[:4]} == {LABEL_WIDTH}
+        "ToggleButtonsModel",
+        "HTMLModel" if name.startswith("03") else "ToggleButtonsModel",  # 03: TorchScript only
+        "CheckboxModel",
+        "SelectMultipleModel",
+        "OutputModel",
+    ], f"{name}: stale panel; run scripts/save_widget_state.py"
+    assert {
+        c.get("style") and state[c["style"][len("IPY_MODEL_") :]]["state"]["description_width"] for c in children[:4]
+    } == {LABEL_WIDTH}
     report = children[-1]["outputs"][0]["data"]["text/markdown"]
     assert "PASS" in report, f"{name}: the saved panel should show a passing report, not {report[:80]!r}"

@@ -17,6 +17,7 @@ Two opposite needs:
 
 Each function is a no-op (returning ``False``) where the C library is not glibc.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -63,8 +64,9 @@ def keep_freed_memory() -> bool:
     libc = _libc()
     if libc is None:
         return False
-    took = (libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) == 1
-            and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1)
+    took = (
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) == 1 and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    )
     if not took:
         logger.warning("glibc refused the allocator settings; freed memory is returned as usual")
     return took

@@ -9,8 +9,8 @@ every rejection names what was received and what was expected.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import soundfile as sf
@@ -126,8 +126,7 @@ def prepare_waveform(wave: np.ndarray | torch.Tensor, sr: int, target_sr: int = 
         raise TypeError(f"audio must be a numpy array or torch tensor, got {type(wave).__name__}")
     if wave.ndim not in (1, 2):
         raise ValueError(
-            f"audio must be [N] mono, [N, C] channels-last or [C, N] channels-first; "
-            f"received shape {tuple(wave.shape)}"
+            f"audio must be [N] mono, [N, C] channels-last or [C, N] channels-first; received shape {tuple(wave.shape)}"
         )
     if wave.size == 0:
         raise ValueError(f"audio is empty: received shape {tuple(wave.shape)}, expected at least one sample")

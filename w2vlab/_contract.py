@@ -21,8 +21,9 @@ import json
 import os
 import sys
 import zipfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Mapping, Optional
+from typing import Any, BinaryIO
 
 FORMAT_TAG = "w2vlab-artifact/2"  # /2: the TorchScript hash covers the whole module (frontend included)
 MODES = ("preprocessed", "waveform")
@@ -52,8 +53,18 @@ CORPUS_ARK, CORPUS_SCP = "embeddings.ark", "embeddings.scp"  # an embed-corpus o
 ONNX_PACKAGES = ("onnx", "onnxruntime", "onnxscript")
 ONNX_HINT = "pip install -e '.[onnx]'  (installs onnx, onnxruntime, onnxscript)"
 # Top-level keys every metadata.json has, and the keys of each mode's entry.
-METADATA_KEYS = ("format", "artifacts", "sample_rate", "feature_dim", "embedding_dim", "min_num_samples",
-                 "export", "versions", "feature_extractor", "model")
+METADATA_KEYS = (
+    "format",
+    "artifacts",
+    "sample_rate",
+    "feature_dim",
+    "embedding_dim",
+    "min_num_samples",
+    "export",
+    "versions",
+    "feature_extractor",
+    "model",
+)
 MODE_KEYS = ("inputs", "output", "formats")
 FORMAT_ENTRY_KEYS = ("file", "parity", "content_sha256")
 
@@ -84,8 +95,10 @@ def compiler_available() -> bool:
 def require_compiler() -> None:
     """Raise ``RuntimeError`` with the install command when no C++ compiler is on PATH (``--format aoti``)."""
     if not compiler_available():
-        raise RuntimeError("--format aoti compiles C++ and no compiler (c++, g++, clang++) is on PATH; "
-                           "install one (apt-get install g++) or choose another format")
+        raise RuntimeError(
+            "--format aoti compiles C++ and no compiler (c++, g++, clang++) is on PATH; "
+            "install one (apt-get install g++) or choose another format"
+        )
 
 
 def onnx_available() -> bool:
@@ -108,8 +121,10 @@ def validate_metadata(metadata: Any, source: str = "metadata") -> dict[str, Any]
     if not isinstance(metadata, dict):
         raise ArtifactError(f"{source} is a JSON {type(metadata).__name__}; expected an object")
     if metadata.get("format") != FORMAT_TAG:
-        raise ArtifactError(f"{source} has format {metadata.get('format')!r}; this w2vlab reads {FORMAT_TAG!r} "
-                            f"(re-export the model with this version)")
+        raise ArtifactError(
+            f"{source} has format {metadata.get('format')!r}; this w2vlab reads {FORMAT_TAG!r} "
+            f"(re-export the model with this version)"
+        )
     missing = [key for key in METADATA_KEYS if key not in metadata]
     modes = metadata.get("artifacts") or {}
     for mode, entry in modes.items():
@@ -140,7 +155,7 @@ def read_metadata(directory: str | Path) -> dict[str, Any]:
     return validate_metadata(metadata, str(path))
 
 
-def read_embedded_metadata(path: str | Path, fmt: str) -> Optional[dict[str, Any]]:
+def read_embedded_metadata(path: str | Path, fmt: str) -> dict[str, Any] | None:
     """The metadata stored inside a file of format ``fmt``, or ``None`` when it has none.
 
     TorchScript and ``.pt2`` files are zips with extra files in ``<archive>/extra/``: read as
@@ -216,8 +231,10 @@ def file_entry(metadata: Mapping[str, Any], mode: str, fmt: str, where: str = "t
         raise ArtifactError(f"{where} has no {mode!r} artifact; it has {available} (export with --mode {mode})")
     entries = format_entries(metadata, mode)
     if check_format(fmt) not in entries:
-        raise ArtifactError(f"{where} has no {fmt!r} file for {mode} mode; it has {list(entries)} "
-                            f"(export with --format {fmt} or --format all)")
+        raise ArtifactError(
+            f"{where} has no {fmt!r} file for {mode} mode; it has {list(entries)} "
+            f"(export with --format {fmt} or --format all)"
+        )
     return entries[fmt]
 
 
@@ -260,8 +277,17 @@ def program_sha256(program: Any) -> str:
 
 # ONNX TensorProto data types whose stored bytes (raw_data, or the external data file's span) are
 # the tensor's bytes as torch holds them, by the torch dtype name update_tensors hashes.
-ONNX_RAW_DTYPES = {1: "torch.float32", 2: "torch.uint8", 3: "torch.int8", 6: "torch.int32", 7: "torch.int64",
-                   9: "torch.bool", 10: "torch.float16", 11: "torch.float64", 16: "torch.bfloat16"}
+ONNX_RAW_DTYPES = {
+    1: "torch.float32",
+    2: "torch.uint8",
+    3: "torch.int8",
+    6: "torch.int32",
+    7: "torch.int64",
+    9: "torch.bool",
+    10: "torch.float16",
+    11: "torch.float64",
+    16: "torch.bfloat16",
+}
 
 
 def read_external_bytes(init: Any, base: Path) -> bytes:

@@ -37,8 +37,9 @@ clip in its ``ValueError``; under ``torch.export`` it becomes ``torch._check`` a
 
 import dataclasses
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -138,9 +139,7 @@ class FeatureConfig:
         """Read the configurable fields of an HF ``SeamlessM4TFeatureExtractor``."""
         missing = [k for k in ("sampling_rate", "num_mel_bins", "stride", "padding_value") if not hasattr(fe, k)]
         if missing:
-            raise TypeError(
-                f"expected a SeamlessM4TFeatureExtractor, received {type(fe).__name__} without {missing}"
-            )
+            raise TypeError(f"expected a SeamlessM4TFeatureExtractor, received {type(fe).__name__} without {missing}")
         return cls.from_dict(
             {
                 "sampling_rate": fe.sampling_rate,
@@ -221,7 +220,8 @@ def check_waveform(waveform: Tensor, min_num_samples: int) -> None:
         )
     if waveform.size(1) < min_num_samples:
         raise ValueError(
-            f"waveform has {waveform.size(1)} samples, fewer than the minimum of {min_num_samples} (two analysis frames)"
+            f"waveform has {waveform.size(1)} samples, fewer than the minimum of {min_num_samples} "
+            "(two analysis frames)"
         )
 
 
@@ -374,7 +374,15 @@ def log_mel_rows(
     rows = 1 + (waveform.size(1) - frame_length) // (stride * hop_length)
     if exporting or chunk_rows <= 0 or rows <= chunk_rows:
         return _log_mel_segment(
-            padded, window, mel_filters, frame_length, hop_length, fft_length, stride, preemphasis, mel_floor,
+            padded,
+            window,
+            mel_filters,
+            frame_length,
+            hop_length,
+            fft_length,
+            stride,
+            preemphasis,
+            mel_floor,
             not exporting,
         )
     step = stride * hop_length
@@ -460,7 +468,7 @@ def frame_mask(frame_counts: Tensor, rows: int, stride: int = 2) -> Tensor:
     return index.unsqueeze(0) < frame_counts.view(-1, 1, 1)  # (B, s, T)
 
 
-def stack_frames(features: Tensor, valid: Tensor) -> Tuple[Tensor, Tensor]:
+def stack_frames(features: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
     """Concatenate the ``stride`` frames of each row; a row's mask is that of its frame 1.
 
     HF keeps the mask of frames with ``index % stride == 1``, so a row that ends in padding
@@ -495,7 +503,7 @@ class TorchFeatureExtractor(torch.nn.Module):
 
     __jit_ignored_attributes__ = ["config"]
 
-    def __init__(self, config: Optional[FeatureConfig] = None, chunk_rows: int = 256):
+    def __init__(self, config: FeatureConfig | None = None, chunk_rows: int = 256):
         """``chunk_rows``: rows per FFT chunk (0: whole clips at once); values do not depend on it."""
         super().__init__()
         config = config if config is not None else FeatureConfig()
@@ -518,7 +526,7 @@ class TorchFeatureExtractor(torch.nn.Module):
         )
         self.register_buffer("mel_filters", mel)  # (K, M) float64
 
-    def forward(self, waveform: Tensor, lengths: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    def forward(self, waveform: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """waveform float (B, N), lengths int (B,) or None -> features float32 (B, T, 160), mask int64 (B, T)."""
         check_waveform(waveform, self.min_num_samples)
         batch, num_samples = waveform.shape
@@ -551,7 +559,7 @@ class TorchFeatureExtractor(torch.nn.Module):
 # --------------------------------------------------------------------------- HF consumer helpers
 
 
-def extractor_inputs(fe: Any, waves: Sequence[np.ndarray]) -> Tuple[Tensor, Optional[Tensor]]:
+def extractor_inputs(fe: Any, waves: Sequence[np.ndarray]) -> tuple[Tensor, Tensor | None]:
     """What a preprocessed-mode model takes for 16 kHz mono ``waves``, from the HF extractor ``fe``.
 
     One clip: its valid rows ``[1, T, 160]`` and no mask (the seed's one-argument call; for an
@@ -563,7 +571,6 @@ def extractor_inputs(fe: Any, waves: Sequence[np.ndarray]) -> Tuple[Tensor, Opti
     if len(waves) > 1:
         return feats, mask
     return feats[:, mask[0].bool()], None
-
 
 
 def compute_input_features_from_wave(fe: Any, wave: Any, sr: int) -> Tensor:

@@ -12,8 +12,9 @@ but exact for identical rows and free of cancellation when ``1 - cos`` is ~1e-12
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -53,8 +54,11 @@ class ParityBounds:
     def describe(self, spec: str = ".0e") -> str:
         """The bounds in words, e.g. ``cosine >= 0.999 (>= 0.998 under 8000 samples), max|diff| <= 1e-01``;
         ``spec`` formats max|diff|."""
-        short = (f" (>= {self.short_clip_min_cosine} under {self.short_clip_samples} samples)"
-                 if self.short_clip_samples else "")
+        short = (
+            f" (>= {self.short_clip_min_cosine} under {self.short_clip_samples} samples)"
+            if self.short_clip_samples
+            else ""
+        )
         return f"cosine >= {self.min_cosine}{short}, max|diff| <= {self.max_abs_diff:{spec}}"
 
 
@@ -77,9 +81,12 @@ def format_bounds(fmt: str, mode: str, bounds: ParityBounds = ParityBounds()) ->
     loosened to :data:`ONNX_WAVEFORM_MAX_ABS_DIFF` for ONNX waveform programs (cosine unchanged),
     and :data:`INT8_BOUNDS` (its short-clip bound included) for the int8 copy, which is judged by cosine."""
     if fmt == "onnx-int8":
-        return dataclasses.replace(INT8_BOUNDS, min_cosine=min(bounds.min_cosine, INT8_BOUNDS.min_cosine),
-                                   max_abs_diff=max(bounds.max_abs_diff, INT8_BOUNDS.max_abs_diff),
-                                   short_clip_min_cosine=min(bounds.min_cosine, INT8_BOUNDS.short_clip_min_cosine))
+        return dataclasses.replace(
+            INT8_BOUNDS,
+            min_cosine=min(bounds.min_cosine, INT8_BOUNDS.min_cosine),
+            max_abs_diff=max(bounds.max_abs_diff, INT8_BOUNDS.max_abs_diff),
+            short_clip_min_cosine=min(bounds.min_cosine, INT8_BOUNDS.short_clip_min_cosine),
+        )
     if (fmt, mode) == ("onnx", "waveform") and bounds.max_abs_diff < ONNX_WAVEFORM_MAX_ABS_DIFF:
         return ParityBounds(bounds.min_cosine, ONNX_WAVEFORM_MAX_ABS_DIFF)
     return bounds
@@ -157,9 +164,11 @@ class ParityReport:
     def headline(self) -> str:
         """One line: verdict, clip count and the worst value of each metric."""
         verdict = "PASS" if self.passed else f"FAIL ({len(self.failures)} clips)"
-        return (f"{self.label or 'parity'}: {verdict} on {len(self.clips)} clips; worst cosine "
-                f"{self.worst_cosine:.9f}, worst L2 {self.worst_l2:.2e}, worst max|diff| {self.worst_max_abs_diff:.2e} "
-                f"(bounds: {self.bounds.describe()})")
+        return (
+            f"{self.label or 'parity'}: {verdict} on {len(self.clips)} clips; worst cosine "
+            f"{self.worst_cosine:.9f}, worst L2 {self.worst_l2:.2e}, worst max|diff| {self.worst_max_abs_diff:.2e} "
+            f"(bounds: {self.bounds.describe()})"
+        )
 
     def to_markdown(self) -> str:
         """A compact Markdown table: verdict line, then one row per clip."""
@@ -182,7 +191,7 @@ class ParityReport:
         return self.to_markdown()
 
     @classmethod
-    def merge(cls, *reports: "ParityReport", label: str = "") -> "ParityReport":
+    def merge(cls, *reports: ParityReport, label: str = "") -> ParityReport:
         """Concatenate reports judged against the same bounds into one.
 
         Clip names are prefixed with their report's label (``"padded/clip0"``) where it has
@@ -328,6 +337,7 @@ def compare(
     l2 = np.linalg.norm(diff, axis=1)
     max_abs = np.abs(diff).max(axis=1)
     clips = tuple(
-        ClipParity(name, float(c), float(d), float(m), k) for name, c, d, m, k in zip(names, cosine, l2, max_abs, lengths)
+        ClipParity(name, float(c), float(d), float(m), k)
+        for name, c, d, m, k in zip(names, cosine, l2, max_abs, lengths)
     )
     return ParityReport(clips, bounds, label)

@@ -8,16 +8,29 @@ import logging
 import sys
 from pathlib import Path
 
-from w2vlab._contract import ALL_FORMATS, DEFAULT_OUTPUT, DEMO_SIZES, FORMATS, MODES, SUITES, format_entries, read_metadata
+from w2vlab._contract import (
+    ALL_FORMATS,
+    DEFAULT_OUTPUT,
+    DEMO_SIZES,
+    FORMATS,
+    MODES,
+    SUITES,
+    format_entries,
+    read_metadata,
+)
 
 logger = logging.getLogger("w2vlab")
 
 
 def _add_suite(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--suite", choices=SUITES, default=SUITES[0],
-                   help="parity suite each file is verified on: 'full' (23 clips of 35 ms-30 s + 3 padded batches, "
-                        "209 s of audio) or 'quick' (6 clips of 35 ms-10 s + 1 batch, 21 s: a tenth of the time "
-                        "per file, for large models on small machines)")
+    p.add_argument(
+        "--suite",
+        choices=SUITES,
+        default=SUITES[0],
+        help="parity suite each file is verified on: 'full' (23 clips of 35 ms-30 s + 3 padded batches, "
+        "209 s of audio) or 'quick' (6 clips of 35 ms-10 s + 1 batch, 21 s: a tenth of the time "
+        "per file, for large models on small machines)",
+    )
 
 
 def _demo_checkpoint(args) -> int:
@@ -34,11 +47,22 @@ def _export(args) -> int:
 
     modes = MODES if args.mode == "both" else (args.mode,)
     formats = ALL_FORMATS if args.format == "all" else (args.format,)
-    for name in ("w2vlab.export._pipeline", "w2vlab.export._int8"):  # progress between the bars: each capture, conversion, check
+    for name in (
+        "w2vlab.export._pipeline",
+        "w2vlab.export._int8",
+    ):  # progress between the bars: each capture, conversion, check
         logging.getLogger(name).setLevel(logging.INFO)
     try:
-        result = export(args.model_path, args.output, checkpoint=args.checkpoint, config=args.config,
-                        modes=modes, formats=formats, force=args.force, cases=named_suite(args.suite))
+        result = export(
+            args.model_path,
+            args.output,
+            checkpoint=args.checkpoint,
+            config=args.config,
+            modes=modes,
+            formats=formats,
+            force=args.force,
+            cases=named_suite(args.suite),
+        )
     except ExportParityError as e:
         for report in e.reports:
             print(report, file=sys.stderr)
@@ -47,8 +71,10 @@ def _export(args) -> int:
     for report in result.all_reports:
         print(report.headline())
     files = sorted(p.name for p in result.output.iterdir() if p.suffix in (".pt", ".pt2", ".onnx", ".data"))
-    print(f"artifact: {result.output} ({', '.join(files)}; torch.jit.{result.metadata['export']['path']}, "
-          f"{result.seconds:.1f} s; per-clip numbers in {result.output / 'parity.json'})")
+    print(
+        f"artifact: {result.output} ({', '.join(files)}; torch.jit.{result.metadata['export']['path']}, "
+        f"{result.seconds:.1f} s; per-clip numbers in {result.output / 'parity.json'})"
+    )
     return 0
 
 
@@ -93,10 +119,10 @@ def _info(args) -> int:
 
 
 def _verify(args) -> int:
-    from w2vlab.runtime._artifact import load_artifact
-    from w2vlab.model._checkpoint import feature_extractor_for, load_speaker_encoder
     from w2vlab._parity import format_bounds
     from w2vlab.export._suite import audio_files, named_suite, verify
+    from w2vlab.model._checkpoint import feature_extractor_for, load_speaker_encoder
+    from w2vlab.runtime._artifact import load_artifact
 
     loaded = load_speaker_encoder(args.model_path, args.checkpoint, args.config)
     fe = feature_extractor_for(loaded)
@@ -106,7 +132,9 @@ def _verify(args) -> int:
     for mode in metadata["artifacts"]:
         for fmt in format_entries(metadata, mode):
             module = load_artifact(args.artifact, mode, fmt).module
-            report = verify(mode, module, loaded.model, fe, cases, bounds=format_bounds(fmt, mode), label=f"{mode} {fmt}")
+            report = verify(
+                mode, module, loaded.model, fe, cases, bounds=format_bounds(fmt, mode), label=f"{mode} {fmt}"
+            )
             print(report.to_markdown() if args.table else report.headline())
             failed |= not report.passed
     print("verify: FAIL" if failed else "verify: PASS")
@@ -116,7 +144,9 @@ def _verify(args) -> int:
 def _doctor(args) -> int:
     from w2vlab.lab._envcheck import main as doctor_main
 
-    return doctor_main((["--json"] if args.json else []) + (["--artifact", str(args.artifact)] if args.artifact else []))
+    return doctor_main(
+        (["--json"] if args.json else []) + (["--artifact", str(args.artifact)] if args.artifact else [])
+    )
 
 
 def _score_trials(args) -> int:
@@ -132,9 +162,13 @@ def _score_trials(args) -> int:
 def _compare_trials(args) -> int:
     from w2vlab.corpus._trials import compare_embeddings, load_embeddings, read_trials
 
-    comparison = compare_embeddings(load_embeddings(args.reference), load_embeddings(args.candidate),
-                                    read_trials(args.trials), skip_missing=args.skip_missing,
-                                    label=f"{args.reference} vs {args.candidate}")
+    comparison = compare_embeddings(
+        load_embeddings(args.reference),
+        load_embeddings(args.candidate),
+        read_trials(args.trials),
+        skip_missing=args.skip_missing,
+        label=f"{args.reference} vs {args.candidate}",
+    )
     print(json.dumps(comparison.to_dict(), indent=2) if args.json else comparison.to_markdown())
     return 0  # it reports; flipped decisions are not an error
 
@@ -183,8 +217,15 @@ def _embed_corpus(args) -> int:
         embedder = ArtifactEmbedder(args.artifact, args.mode, args.format or FORMATS[0])
     budget = DEFAULT_BATCH_SECONDS if args.batch_seconds is None else args.batch_seconds
     try:
-        summary = embed_corpus(args.source, args.output, embedder, batch_seconds=budget, workers=args.workers,
-                               force=args.force, engine=engine)
+        summary = embed_corpus(
+            args.source,
+            args.output,
+            embedder,
+            batch_seconds=budget,
+            workers=args.workers,
+            force=args.force,
+            engine=engine,
+        )
     except KeyboardInterrupt:
         print(f"interrupted; run the same command again to resume into {args.output}", file=sys.stderr)
         return 130
@@ -196,22 +237,37 @@ def _embed_corpus(args) -> int:
 
 
 def _add_embed_corpus(sub) -> None:
-    p = sub.add_parser("embed-corpus", help="embed a directory, wav.scp or JSONL manifest into Kaldi ark/scp (resumable)")
+    p = sub.add_parser(
+        "embed-corpus", help="embed a directory, wav.scp or JSONL manifest into Kaldi ark/scp (resumable)"
+    )
     p.add_argument("source", type=Path, help="directory (recursive), Kaldi wav.scp, or NeMo-style .jsonl manifest")
-    p.add_argument("--output", required=True, type=Path, help="directory for embeddings.ark/.scp, failures.tsv, summary.json")
+    p.add_argument(
+        "--output", required=True, type=Path, help="directory for embeddings.ark/.scp, failures.tsv, summary.json"
+    )
     p.add_argument("--artifact", type=Path, help="exported artifact directory")
     p.add_argument("--format", choices=FORMATS, help=f"artifact file format (default {FORMATS[0]})")
     p.add_argument("--mode", choices=MODES, help="artifact mode (default: preprocessed when exported)")
     p.add_argument("--model-path", type=Path, help="eager reference instead: HF folder or model.safetensors")
     p.add_argument("--checkpoint", type=Path, help="speaker checkpoint (with --model-path)")
     p.add_argument("--config", type=Path, help="override JSON (with --model-path)")
-    p.add_argument("--batch-seconds", type=float,
-                   help="padded audio per batch: longest clip x clips (default: w2vlab.corpus._embed.DEFAULT_BATCH_SECONDS, 60)")
-    p.add_argument("--workers", type=int, default=0,
-                   help="processes that read and prepare audio (default 0); with --engine ray, actors (default 1)")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local (DataLoader + this process) or ray (Ray Data actors; RAY_ADDRESS picks a cluster; "
-                        "needs the [scale] extra)")
+    p.add_argument(
+        "--batch-seconds",
+        type=float,
+        help="padded audio per batch: longest clip x clips (default: w2vlab.corpus._embed.DEFAULT_BATCH_SECONDS, 60)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="processes that read and prepare audio (default 0); with --engine ray, actors (default 1)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local (DataLoader + this process) or ray (Ray Data actors; RAY_ADDRESS picks a cluster; "
+        "needs the [scale] extra)",
+    )
     p.add_argument("--force", action="store_true", help="remove a previous run's outputs and start over")
     p.set_defaults(func=_embed_corpus)
 
@@ -220,8 +276,15 @@ def _report(args) -> int:
     from w2vlab.lab._report import write_report
 
     logging.getLogger("w2vlab.lab._report").setLevel(logging.INFO)  # progress: each notebook's start and finish
-    report = write_report(args.model_path, args.output, checkpoint=args.checkpoint, config=args.config,
-                          audio=args.audio, notebooks=args.notebooks, force=args.force)
+    report = write_report(
+        args.model_path,
+        args.output,
+        checkpoint=args.checkpoint,
+        config=args.config,
+        audio=args.audio,
+        notebooks=args.notebooks,
+        force=args.force,
+    )
     for result in report.results:
         print(result.line())
     print(f"report {'PASS' if report.passed else 'FAIL'} in {report.seconds:.0f} s: {report.index}")
@@ -231,16 +294,25 @@ def _report(args) -> int:
 def _add_report(sub) -> None:
     from w2vlab.lab._report import DENSE_NOTEBOOKS, NOTEBOOKS, PRUNED_NOTEBOOKS
 
-    p = sub.add_parser("report", help="run the export notebooks on a checkpoint (papermill): executed notebooks, "
-                                      "HTML and an index.html with PASS / FAIL / ERROR per notebook")
+    p = sub.add_parser(
+        "report",
+        help="run the export notebooks on a checkpoint (papermill): executed notebooks, "
+        "HTML and an index.html with PASS / FAIL / ERROR per notebook",
+    )
     p.add_argument("--model-path", required=True, type=Path, help="HF folder or model.safetensors")
     p.add_argument("--checkpoint", type=Path, help="speaker checkpoint (.safetensors or reference .pth)")
     p.add_argument("--config", type=Path, help="override JSON merged over the model's config.json")
-    p.add_argument("--audio", type=Path, help="directory of audio files for the notebooks' parity suites "
-                                              "(default: the committed fixtures, tests/data)")
+    p.add_argument(
+        "--audio",
+        type=Path,
+        help="directory of audio files for the notebooks' parity suites (default: the committed fixtures, tests/data)",
+    )
     p.add_argument("--output", required=True, type=Path, help="report directory (index.html is its front page)")
-    p.add_argument("--notebooks", help=f"comma-separated, of {','.join(NOTEBOOKS)} (default: {','.join(DENSE_NOTEBOOKS)}; "
-                                       f"{','.join(PRUNED_NOTEBOOKS)} when the config is pruned)")
+    p.add_argument(
+        "--notebooks",
+        help=f"comma-separated, of {','.join(NOTEBOOKS)} (default: {','.join(DENSE_NOTEBOOKS)}; "
+        f"{','.join(PRUNED_NOTEBOOKS)} when the config is pruned)",
+    )
     p.add_argument("--force", action="store_true", help="write into an existing, non-empty directory")
     p.set_defaults(func=_report)
 
@@ -263,11 +335,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, help="speaker checkpoint (.safetensors or reference .pth)")
     p.add_argument("--config", type=Path, help="override JSON merged over the model's config.json")
     p.add_argument("--mode", choices=(*MODES, "both"), default=MODES[0])
-    p.add_argument("--format", choices=(*FORMATS, "all"), default=FORMATS[0],
-                   help="also write a torch.export .pt2 ('exported'), an ONNX file ('onnx') or a dynamic-int8 "
-                        "ONNX copy ('onnx-int8', judged by cosine >= 0.999) or an AOTInductor package compiled for "
-                        "C++ ('aoti', about a minute, needs a C++ compiler) beside the TorchScript archive, each "
-                        "verified the same way; the ONNX ones need the [onnx] extra; 'all' is every format but aoti")
+    p.add_argument(
+        "--format",
+        choices=(*FORMATS, "all"),
+        default=FORMATS[0],
+        help="also write a torch.export .pt2 ('exported'), an ONNX file ('onnx') or a dynamic-int8 "
+        "ONNX copy ('onnx-int8', judged by cosine >= 0.999) or an AOTInductor package compiled for "
+        "C++ ('aoti', about a minute, needs a C++ compiler) beside the TorchScript archive, each "
+        "verified the same way; the ONNX ones need the [onnx] extra; 'all' is every format but aoti",
+    )
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     _add_suite(p)
     p.add_argument("--force", action="store_true", help="replace an existing artifact")
@@ -313,7 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return args.func(args)
     except (ValueError, TypeError, ImportError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:

@@ -17,16 +17,23 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPORT_MARKER = "w2vlab-bench-report"
 HWM_MARKER = "w2vlab-vmhwm-kib"
 READY_MARKER, ROUND_MARKER = "w2vlab-ready", "w2vlab-round"  # a lockstep child's lines (allocator_runs)
 SR = 16000
 # exporter, eager model and HF modelling code: none of these belongs in a consumer process
-HEAVY_MODULES = ("w2vlab.export._pipeline", "w2vlab.model._checkpoint", "w2vlab.model._encoder", "w2vlab.model._demo", "w2vlab.export._suite",
-                 "transformers.models.wav2vec2_bert.modeling_wav2vec2_bert")
+HEAVY_MODULES = (
+    "w2vlab.export._pipeline",
+    "w2vlab.model._checkpoint",
+    "w2vlab.model._encoder",
+    "w2vlab.model._demo",
+    "w2vlab.export._suite",
+    "transformers.models.wav2vec2_bert.modeling_wav2vec2_bert",
+)
 
 
 def module_report() -> dict[str, Any]:
@@ -45,7 +52,8 @@ def peak_rss_kib() -> int:
 
 
 def export_formats() -> tuple[str, ...]:
-    """``--format all`` (every format but aoti) when the ``[onnx]`` extra is installed, else TorchScript and ``.pt2``."""
+    """``--format all`` (every format but aoti) when the ``[onnx]`` extra is installed, else TorchScript
+    and ``.pt2``."""
     from w2vlab._contract import ALL_FORMATS, onnx_available
 
     return ALL_FORMATS if onnx_available() else ("torchscript", "exported")
@@ -61,8 +69,15 @@ def export_artifact(ckpt: str, out: str, threads: str) -> dict[str, Any]:
 
     torch.set_num_threads(int(threads))
     formats = export_formats()
-    export(ckpt, out, modes=MODES, formats=formats, force=True, progress=False,
-           cases=build_suite(QUICK_LENGTHS[:3], batches=((16160, 8000),)))
+    export(
+        ckpt,
+        out,
+        modes=MODES,
+        formats=formats,
+        force=True,
+        progress=False,
+        cases=build_suite(QUICK_LENGTHS[:3], batches=((16160, 8000),)),
+    )
     return {"formats": list(formats)}
 
 
@@ -116,15 +131,22 @@ def embed_corpus_peak(artifact_dir: str, source: str, out: str, threads: str, ba
     from w2vlab.corpus._embed import ArtifactEmbedder, embed_corpus
 
     torch.set_num_threads(int(threads))
-    summary = embed_corpus(source, out, ArtifactEmbedder(artifact_dir, "preprocessed", "torchscript"),
-                           batch_seconds=float(batch_seconds), progress=False, force=True)
+    summary = embed_corpus(
+        source,
+        out,
+        ArtifactEmbedder(artifact_dir, "preprocessed", "torchscript"),
+        batch_seconds=float(batch_seconds),
+        progress=False,
+        force=True,
+    )
     if summary.failed or summary.done != summary.files:
         raise RuntimeError(f"corpus run failed: {summary.headline()}")
     return {name: getattr(summary, name) for name in ("files", "done", "batches", "audio_seconds", "wall_seconds")}
 
 
-def precision_candidate(recipe: str, ckpt: str, artifact_dir: str, inputs: str, out: str, threads: str,
-                        repeats: str) -> dict[str, Any]:
+def precision_candidate(
+    recipe: str, ckpt: str, artifact_dir: str, inputs: str, out: str, threads: str, repeats: str
+) -> dict[str, Any]:
     """Build :mod:`w2vlab.export._precision` ``recipe``, time each of its runners alternated with the fp32
     eager model on the ``clip10`` features of ``inputs``, and save the first runner's embedding of
     every feature tensor there to ``out`` (npz).  ``onnx-int8`` is built before the eager model is
@@ -134,9 +156,9 @@ def precision_candidate(recipe: str, ckpt: str, artifact_dir: str, inputs: str, 
     import numpy as np
     import torch
 
-    from w2vlab.model._checkpoint import load_speaker_encoder
-    from w2vlab.export._precision import build, load_inputs
     from w2vlab.bench._timing import alternated_seconds
+    from w2vlab.export._precision import build, load_inputs
+    from w2vlab.model._checkpoint import load_speaker_encoder
 
     torch.set_num_threads(int(threads))
     feats = load_inputs(Path(inputs))
@@ -146,12 +168,17 @@ def precision_candidate(recipe: str, ckpt: str, artifact_dir: str, inputs: str, 
     model = model if model is not None else load_speaker_encoder(ckpt).model
     clip = feats["clip10"]
     with torch.inference_mode():
-        times = alternated_seconds([lambda: model(clip), *(lambda r=r: r(clip) for r in runners.values())],
-                                   int(repeats))
+        times = alternated_seconds(
+            [lambda: model(clip), *(lambda r=r: r(clip) for r in runners.values())], int(repeats)
+        )
         first = next(iter(runners.values()))
         np.savez(out, **{name: first(x).numpy() for name, x in feats.items()})
-    return {"build_s": build_s, "build_peak_rss_bytes": build_peak, "eager_s": statistics.median(times[0]),
-            "s": {name: statistics.median(t) for name, t in zip(runners, times[1:])}}
+    return {
+        "build_s": build_s,
+        "build_peak_rss_bytes": build_peak,
+        "eager_s": statistics.median(times[0]),
+        "s": {name: statistics.median(t) for name, t in zip(runners, times[1:])},
+    }
 
 
 def allocator_runs(ckpt: str, artifact_dir: str, inputs: str, threads: str, keep: str) -> dict[str, Any]:
@@ -167,10 +194,10 @@ def allocator_runs(ckpt: str, artifact_dir: str, inputs: str, threads: str, keep
     import torch
 
     from w2vlab._allocator import keep_freed_memory
-    from w2vlab.model._checkpoint import load_speaker_encoder
     from w2vlab._contract import FILES, format_entries, read_metadata
-    from w2vlab.runtime._loaders import load_format
     from w2vlab.export._precision import load_inputs
+    from w2vlab.model._checkpoint import load_speaker_encoder
+    from w2vlab.runtime._loaders import load_format
 
     kept = keep == "1" and keep_freed_memory()
     torch.set_num_threads(int(threads))
@@ -197,8 +224,16 @@ def allocator_runs(ckpt: str, artifact_dir: str, inputs: str, threads: str, keep
 
 
 CHILDREN: dict[str, Callable[..., dict[str, Any]]] = {
-    f.__name__: f for f in (export_artifact, first_embedding_eager, first_embedding_artifact, first_embedding_file,
-                            embed_corpus_peak, precision_candidate, allocator_runs)
+    f.__name__: f
+    for f in (
+        export_artifact,
+        first_embedding_eager,
+        first_embedding_artifact,
+        first_embedding_file,
+        embed_corpus_peak,
+        precision_candidate,
+        allocator_runs,
+    )
 }
 # children that set the allocator themselves: the export hands memory back, allocator_runs compares both
 OWN_ALLOCATOR = ("export_artifact", "allocator_runs")

@@ -36,18 +36,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from w2vlab._allocator import keep_freed_memory, trim
 from w2vlab._atomic import write_json
-from w2vlab.bench._child import HWM_MARKER, REPORT_MARKER
 from w2vlab._contract import MODES
+from w2vlab.bench._child import HWM_MARKER, REPORT_MARKER
 from w2vlab.bench._timing import alternated_seconds, median_seconds, paired_seconds
 
 logger = logging.getLogger(__name__)
@@ -78,8 +79,11 @@ def flop_facts(model: torch.nn.Module) -> dict[str, Any]:
     heads = getattr(cfg, "num_attention_heads_group", None) or [cfg.num_attention_heads] * cfg.num_hidden_layers
     use = getattr(cfg, "use_attention", None) or [True] * cfg.num_hidden_layers
     weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d)))
-    return {"linear_conv_weights": weights, "head_size": cfg.hidden_size // cfg.num_attention_heads,
-            "heads": [h for h, u in zip(heads, use) if u]}
+    return {
+        "linear_conv_weights": weights,
+        "head_size": cfg.hidden_size // cfg.num_attention_heads,
+        "heads": [h for h, u in zip(heads, use) if u],
+    }
 
 
 # --------------------------------------------------------------------------- child processes
@@ -109,8 +113,9 @@ def run_child_report(name: str, *args: Any, env: dict[str, str]) -> ChildRun:
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
     wall = time.perf_counter() - start
     if result.returncode:
-        raise RuntimeError(f"benchmark child failed ({result.returncode}): {' '.join(command[3:])}\n"
-                           f"{result.stderr[-2000:]}")
+        raise RuntimeError(
+            f"benchmark child failed ({result.returncode}): {' '.join(command[3:])}\n{result.stderr[-2000:]}"
+        )
     report = json.loads(result.stdout.rsplit(f"{REPORT_MARKER} ", 1)[1].splitlines()[0])
     kib = int(result.stdout.rsplit(f"{HWM_MARKER} ", 1)[1].split()[0])
     return ChildRun(wall, kib * 1024.0, report)
@@ -264,8 +269,10 @@ def check_reusable(ctx: BenchContext) -> None:
 
     missing = [str(p) for p in (ctx.ckpt, ctx.art / METADATA_FILE) if not p.exists()]
     if missing:
-        raise ValueError(f"reusing {ctx.work} needs the checkpoint and artifact of an earlier --size {ctx.size} run "
-                         f"there; missing: {', '.join(missing)}")
+        raise ValueError(
+            f"reusing {ctx.work} needs the checkpoint and artifact of an earlier --size {ctx.size} run "
+            f"there; missing: {', '.join(missing)}"
+        )
 
 
 def file_bytes(path: Path) -> int:
@@ -281,8 +288,14 @@ def time_format(ctx: BenchContext, fmt: str, runner: Callable[..., torch.Tensor]
     with torch.inference_mode():
         t_eager, t = paired_seconds(lambda: ctx.model(ctx.feats), lambda: runner(ctx.feats), ctx.repeats)
         parity = compare(ctx.model(ctx.feats), runner(ctx.feats))
-    return {"s": t, "eager_s": t_eager, "ratio_vs_eager": t / t_eager, "cosine": parity.worst_cosine,
-            "max_abs_diff": parity.worst_max_abs_diff, "bytes": file_bytes(ctx.file(fmt))}
+    return {
+        "s": t,
+        "eager_s": t_eager,
+        "ratio_vs_eager": t / t_eager,
+        "cosine": parity.worst_cosine,
+        "max_abs_diff": parity.worst_max_abs_diff,
+        "bytes": file_bytes(ctx.file(fmt)),
+    }
 
 
 def time_formats(ctx: BenchContext) -> dict[str, dict[str, Any]]:
@@ -305,9 +318,18 @@ def metric_export_peak_rss(ctx: BenchContext) -> Rows:
     """Peak RSS of exporting the checkpoint (both modes, every format) against its weights on disk."""
     weight_bytes = sum(p.stat().st_size for p in ctx.ckpt.glob("*.safetensors"))
     child = run_child_report("export_artifact", ctx.ckpt, ctx.art, ctx.threads, env=ctx.env)
-    return {"export_peak_rss": metric(
-        "peak_rss_bytes", child.peak_rss_bytes, "weight_bytes", weight_bytes, "<= 1.2 (meaningful at --size full)",
-        child.peak_rss_bytes <= 1.2 * weight_bytes, export_wall_s=child.wall_s, formats=child.report["formats"])}
+    return {
+        "export_peak_rss": metric(
+            "peak_rss_bytes",
+            child.peak_rss_bytes,
+            "weight_bytes",
+            weight_bytes,
+            "<= 1.2 (meaningful at --size full)",
+            child.peak_rss_bytes <= 1.2 * weight_bytes,
+            export_wall_s=child.wall_s,
+            formats=child.report["formats"],
+        )
+    }
 
 
 def artifact_sizes(ctx: BenchContext) -> dict[str, int]:
@@ -325,15 +347,21 @@ def metric_frontend_vs_hf(ctx: BenchContext) -> Rows:
     rows = {}
     for seconds in (10, 60):
         wave = synthetic_speech(seconds * SR, seed=seconds)
-        hf = lambda: ctx.fe(wave, sampling_rate=SR, return_tensors="pt", return_attention_mask=True)  # noqa: E731
-        ours = lambda: frontend(torch.from_numpy(wave)[None])  # noqa: E731
+        hf = lambda wave=wave: ctx.fe(wave, sampling_rate=SR, return_tensors="pt", return_attention_mask=True)  # noqa: E731
+        ours = lambda wave=wave: frontend(torch.from_numpy(wave)[None])  # noqa: E731
         with torch.inference_mode():
             t_hf, t_ours = paired_seconds(hf, ours, ctx.repeats)
             ref, got = hf(), ours()
         diff = float((ref["input_features"] - got[0]).abs().max())
         rows[f"frontend_vs_hf_{seconds}s"] = metric(
-            "hf_s", t_hf, "torch_frontend_s", t_ours, ">= 5x faster", t_hf / t_ours >= 5 and diff <= 1e-4,
-            feature_max_abs_diff=diff)
+            "hf_s",
+            t_hf,
+            "torch_frontend_s",
+            t_ours,
+            ">= 5x faster",
+            t_hf / t_ours >= 5 and diff <= 1e-4,
+            feature_max_abs_diff=diff,
+        )
     return rows
 
 
@@ -350,8 +378,10 @@ while True:
 def busy_processes(n: int, threads: int) -> Iterator[None]:
     """``n`` other processes, each adding in place to a 200k-float tensor on ``threads`` threads
     (another torch job's small ops), from when each says it is ready until the block ends."""
-    procs = [subprocess.Popen([sys.executable, "-c", BUSY_CODE, str(threads)], stdout=subprocess.PIPE, text=True)
-             for _ in range(n)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", BUSY_CODE, str(threads)], stdout=subprocess.PIPE, text=True)
+        for _ in range(n)
+    ]
     try:
         for proc in procs:
             if proc.stdout.readline().strip() != "ready":
@@ -366,8 +396,11 @@ def busy_processes(n: int, threads: int) -> Iterator[None]:
 def latency(times: Sequence[float]) -> dict[str, float]:
     """Median, 90th percentile and mean of ``times`` (seconds)."""
     ordered = sorted(times)
-    return {"p50_s": statistics.median(ordered), "p90_s": ordered[int(0.9 * (len(ordered) - 1))],
-            "mean_s": statistics.fmean(ordered)}
+    return {
+        "p50_s": statistics.median(ordered),
+        "p90_s": ordered[int(0.9 * (len(ordered) - 1))],
+        "mean_s": statistics.fmean(ordered),
+    }
 
 
 def metric_frontend_busy(ctx: BenchContext) -> Rows:
@@ -375,9 +408,9 @@ def metric_frontend_busy(ctx: BenchContext) -> Rows:
     as the consumer runs it (one thread, ``w2vlab.runtime._loaders.FRONTEND_THREADS``) and on the benchmark's
     threads, against HF's extractor; alternated, with tail latencies (the collapse is in the tail)."""
     from w2vlab._features import TorchFeatureExtractor
-    from w2vlab.runtime._loaders import FRONTEND_THREADS, intra_op_threads
     from w2vlab.export._suite import synthetic_speech
     from w2vlab.export._torchscript import script_module
+    from w2vlab.runtime._loaders import FRONTEND_THREADS, intra_op_threads
 
     frontend = script_module(TorchFeatureExtractor(ctx.config).eval())
     wave = synthetic_speech(10 * SR, seed=10)
@@ -391,11 +424,22 @@ def metric_frontend_busy(ctx: BenchContext) -> Rows:
     repeats = 15 if ctx.quick else 60
     with torch.inference_mode(), busy_processes(2, ctx.threads):
         hf_t, consumer_t, threaded_t = map(latency, alternated_seconds((hf, consumer, lambda: frontend(x)), repeats))
-    return {"frontend_busy_10s": metric(
-        "consumer_p90_s", consumer_t["p90_s"], "hf_p90_s", hf_t["p90_s"], "<= 1.0 (p90 while busy)",
-        consumer_t["p90_s"] <= hf_t["p90_s"], consumer=consumer_t, hf=hf_t,
-        **{f"threads_{ctx.threads}": threaded_t}, frontend_threads=FRONTEND_THREADS, repeats=repeats,
-        competitors=f"2 processes, each x.add_(1e-9) on 200k floats with {ctx.threads} threads")}
+    return {
+        "frontend_busy_10s": metric(
+            "consumer_p90_s",
+            consumer_t["p90_s"],
+            "hf_p90_s",
+            hf_t["p90_s"],
+            "<= 1.0 (p90 while busy)",
+            consumer_t["p90_s"] <= hf_t["p90_s"],
+            consumer=consumer_t,
+            hf=hf_t,
+            **{f"threads_{ctx.threads}": threaded_t},
+            frontend_threads=FRONTEND_THREADS,
+            repeats=repeats,
+            competitors=f"2 processes, each x.add_(1e-9) on 200k floats with {ctx.threads} threads",
+        )
+    }
 
 
 def metric_waveform_vs_hf_plus_eager(ctx: BenchContext) -> Rows:
@@ -412,29 +456,52 @@ def metric_waveform_vs_hf_plus_eager(ctx: BenchContext) -> Rows:
     with torch.inference_mode():
         t_hf_eager, t_wav = paired_seconds(hf_then_eager, lambda: wav(wave), ctx.repeats)
         parity = compare(hf_then_eager(), wav(wave))
-    return {"waveform_artifact_vs_hf_plus_eager_10s": metric(
-        "waveform_artifact_s", t_wav, "hf_plus_eager_s", t_hf_eager, "<= 1.0 with cosine >= 0.99999",
-        t_wav <= t_hf_eager and parity.worst_cosine >= 0.99999, max_abs_diff=parity.worst_max_abs_diff)}
+    return {
+        "waveform_artifact_vs_hf_plus_eager_10s": metric(
+            "waveform_artifact_s",
+            t_wav,
+            "hf_plus_eager_s",
+            t_hf_eager,
+            "<= 1.0 with cosine >= 0.99999",
+            t_wav <= t_hf_eager and parity.worst_cosine >= 0.99999,
+            max_abs_diff=parity.worst_max_abs_diff,
+        )
+    }
 
 
 def metric_torchscript_vs_eager(ctx: BenchContext) -> Rows:
     """The preprocessed TorchScript artifact against the eager model on the 10 s clip's features."""
     row = ctx.formats["torchscript"]
-    return {"torchscript_vs_eager_10s": metric(
-        "torchscript_s", row["s"], "eager_s", row["eager_s"], "<= 1.0 with max|diff| 0",
-        row["s"] <= row["eager_s"] and row["max_abs_diff"] == 0.0, max_abs_diff=row["max_abs_diff"])}
+    return {
+        "torchscript_vs_eager_10s": metric(
+            "torchscript_s",
+            row["s"],
+            "eager_s",
+            row["eager_s"],
+            "<= 1.0 with max|diff| 0",
+            row["s"] <= row["eager_s"] and row["max_abs_diff"] == 0.0,
+            max_abs_diff=row["max_abs_diff"],
+        )
+    }
 
 
 def metric_formats_vs_eager(ctx: BenchContext) -> Rows:
     """Every format of the artifact against eager on the same clip, each held to its own parity bounds."""
     from w2vlab._parity import format_bounds
 
-    within = {fmt: row["cosine"] >= format_bounds(fmt, "preprocessed").min_cosine
-              and row["max_abs_diff"] <= format_bounds(fmt, "preprocessed").max_abs_diff
-              for fmt, row in ctx.formats.items()}
-    return {"formats_vs_eager_10s": {
-        "formats": ctx.formats, "timing": "each format alternated with eager (paired medians)",
-        "target": "each within its format's parity bounds", "met": all(within.values())}}
+    within = {
+        fmt: row["cosine"] >= format_bounds(fmt, "preprocessed").min_cosine
+        and row["max_abs_diff"] <= format_bounds(fmt, "preprocessed").max_abs_diff
+        for fmt, row in ctx.formats.items()
+    }
+    return {
+        "formats_vs_eager_10s": {
+            "formats": ctx.formats,
+            "timing": "each format alternated with eager (paired medians)",
+            "target": "each within its format's parity bounds",
+            "met": all(within.values()),
+        }
+    }
 
 
 def fastest_fp32(formats: dict[str, dict[str, Any]]) -> str:
@@ -449,10 +516,10 @@ def metric_onnx_rewrites(ctx: BenchContext) -> Rows:
 
     if not onnx_available():
         return {"onnx_rewrites_10s": {"skipped": "the [onnx] extra is not installed"}}
+    from w2vlab._parity import compare
     from w2vlab.export._formats import capture, export_onnx
     from w2vlab.export._int8 import quantize_onnx
     from w2vlab.runtime._loaders import load_format
-    from w2vlab._parity import compare
 
     stock = {"onnx": ctx.work / "stock.onnx", "onnx-int8": ctx.work / "stock_int8.onnx"}
     start = time.perf_counter()
@@ -469,14 +536,27 @@ def metric_onnx_rewrites(ctx: BenchContext) -> Rows:
         rows = {}
         for (name, run), t in zip(runners.items(), times):
             parity = compare(want, run(ctx.feats))
-            rows[name] = {"s": statistics.median(t), "cosine": parity.worst_cosine,
-                          "max_abs_diff": parity.worst_max_abs_diff}
+            rows[name] = {
+                "s": statistics.median(t),
+                "cosine": parity.worst_cosine,
+                "max_abs_diff": parity.worst_max_abs_diff,
+            }
     for row in rows.values():
         row["ratio_vs_eager"] = row["s"] / rows["eager"]["s"]
     fp32, int8 = (rows[fmt]["s"] / rows[f"{fmt}_stock"]["s"] for fmt in stock)
-    return {"onnx_rewrites_10s": metric(
-        "onnx_s", rows["onnx"]["s"], "onnx_stock_s", rows["onnx_stock"]["s"], "< 1.0, fp32 and int8 alike",
-        fp32 < 1 and int8 < 1, int8_ratio=int8, runs=rows, stock_build_s=build_s)}
+    return {
+        "onnx_rewrites_10s": metric(
+            "onnx_s",
+            rows["onnx"]["s"],
+            "onnx_stock_s",
+            rows["onnx_stock"]["s"],
+            "< 1.0, fp32 and int8 alike",
+            fp32 < 1 and int8 < 1,
+            int8_ratio=int8,
+            runs=rows,
+            stock_build_s=build_s,
+        )
+    }
 
 
 # --------------------------------------------------------------------------- reduced precision
@@ -491,8 +571,10 @@ def gemm_ceilings(rows: int, inner: int, outer: int, threads: int, repeats: int 
     a, b = torch.randn(rows, inner), torch.randn(inner, outer)
     flops = 2.0 * rows * inner * outer
     an, bn = a.numpy(), b.numpy()
-    out = {"fp32_torch": flops / median_seconds(lambda: torch.mm(a, b), repeats),
-           "fp32_numpy": flops / median_seconds(lambda: an @ bn, repeats)}
+    out = {
+        "fp32_torch": flops / median_seconds(lambda: torch.mm(a, b), repeats),
+        "fp32_numpy": flops / median_seconds(lambda: an @ bn, repeats),
+    }
     session = onnx_matmul(bn, threads)
     if session is not None:
         out["fp32_onnxruntime"] = flops / median_seconds(lambda: session.run(None, {"a": an}), repeats)
@@ -519,14 +601,18 @@ def onnx_matmul(b: np.ndarray, threads: int) -> Any:
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["y"])], "gemm",
-                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [None, b.shape[0]])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                              [numpy_helper.from_array(b, "b")])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["y"])],
+        "gemm",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [None, b.shape[0]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(b, "b")],
+    )
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    return ort.InferenceSession(helper.make_model(graph).SerializeToString(), options,
-                                providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(
+        helper.make_model(graph).SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
 
 
 def onnx_op_profile(path: Path, feats: torch.Tensor, threads: int, runs: int, work: Path) -> dict[str, Any]:
@@ -550,8 +636,12 @@ def onnx_op_profile(path: Path, feats: torch.Tensor, threads: int, runs: int, wo
             by_op[op] = by_op.get(op, 0.0) + e["dur"] / 1e6 / runs
     by_op = dict(sorted(by_op.items(), key=lambda kv: -kv[1]))  # slowest op type first
     kernel_s = sum(by_op.values())
-    return {"call_s": statistics.median(e["dur"] / 1e6 for e in calls[1:]), "kernel_s": kernel_s,
-            "by_op_s": by_op, "share": {op: s / kernel_s for op, s in by_op.items()}}
+    return {
+        "call_s": statistics.median(e["dur"] / 1e6 for e in calls[1:]),
+        "kernel_s": kernel_s,
+        "by_op_s": by_op,
+        "share": {op: s / kernel_s for op, s in by_op.items()},
+    }
 
 
 def ceiling_for(runner: str) -> str:
@@ -573,7 +663,9 @@ def precision_inputs(ctx: BenchContext) -> tuple[dict[str, torch.Tensor], dict[s
         from w2vlab.corpus._trials import read_trials
 
         trials = read_trials(TRIAL_DIR / "trials.txt")
-        waves.update({f"utt:{item.key}": prepare_waveform(*read_clip(item)) for item in read_source(TRIAL_DIR / "wav.scp")})
+        waves.update(
+            {f"utt:{item.key}": prepare_waveform(*read_clip(item)) for item in read_source(TRIAL_DIR / "wav.scp")}
+        )
     feats = {}
     for name, wave in waves.items():
         out = ctx.fe(wave, sampling_rate=SR, return_tensors="pt", return_attention_mask=True)
@@ -581,22 +673,35 @@ def precision_inputs(ctx: BenchContext) -> tuple[dict[str, torch.Tensor], dict[s
     return feats, {name: len(wave) for name, wave in waves.items()}, trials
 
 
-def precision_quality(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], samples: dict[str, int],
-                      trials: Any) -> dict[str, Any]:
+def precision_quality(
+    ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], samples: dict[str, int], trials: Any
+) -> dict[str, Any]:
     """Parity on the synthetic clips (int8's bounds, short clips included) and flipped trial decisions."""
     from w2vlab._parity import INT8_BOUNDS, compare
     from w2vlab.corpus._trials import compare_embeddings
 
     clips = [name for name in ref if not name.startswith("utt:")]
-    report = compare(np.stack([ref[n] for n in clips]), np.stack([cand[n] for n in clips]), names=clips,
-                     bounds=INT8_BOUNDS, num_samples=[samples[n] for n in clips])
-    out = {"worst_cosine": report.worst_cosine, "parity_passed": report.passed, "parity_bounds": report.bounds.describe(),
-           "cosine": {c.name: c.cosine for c in report.clips}}
+    report = compare(
+        np.stack([ref[n] for n in clips]),
+        np.stack([cand[n] for n in clips]),
+        names=clips,
+        bounds=INT8_BOUNDS,
+        num_samples=[samples[n] for n in clips],
+    )
+    out = {
+        "worst_cosine": report.worst_cosine,
+        "parity_passed": report.passed,
+        "parity_bounds": report.bounds.describe(),
+        "cosine": {c.name: c.cosine for c in report.clips},
+    }
     if trials is not None:
         utts = lambda emb: {n.removeprefix("utt:"): v for n, v in emb.items() if n.startswith("utt:")}  # noqa: E731
         decisions = compare_embeddings(utts(ref), utts(cand), trials)
-        out.update(flips=decisions.n_flips, flips_by_point={p.name: p.n_flips for p in decisions.points},
-                   max_score_diff=decisions.max_abs_diff)
+        out.update(
+            flips=decisions.n_flips,
+            flips_by_point={p.name: p.n_flips for p in decisions.points},
+            max_score_diff=decisions.max_abs_diff,
+        )
     return out
 
 
@@ -616,26 +721,44 @@ def metric_reduced_precision(ctx: BenchContext) -> Rows:
     flops = encoder_flops(flop_facts(ctx.model), frames)
     rows = {}
     for recipe, words in RECIPES.items():
-        child = run_child_report("precision_candidate", recipe, ctx.ckpt, ctx.art, inputs, out, ctx.threads,
-                                 ctx.repeats, env=ctx.env)
+        child = run_child_report(
+            "precision_candidate", recipe, ctx.ckpt, ctx.art, inputs, out, ctx.threads, ctx.repeats, env=ctx.env
+        )
         with np.load(out) as data:
             quality = precision_quality(ref, {k: data[k][0] for k in data.files}, samples, trials)
         for runner, s in child.report["s"].items():
             ceiling = ceilings.get(ceiling_for(runner), float("nan"))
-            rows[runner] = {"recipe": words, "s": s, "eager_s": child.report["eager_s"],
-                            "ratio_vs_eager": s / child.report["eager_s"], "gflops": flops / s / 1e9,
-                            "ceiling": ceiling_for(runner), "fraction_of_ceiling": flops / s / ceiling, **quality,
-                            "build_s": child.report["build_s"], "build_peak_rss_bytes": child.report["build_peak_rss_bytes"],
-                            "child_peak_rss_bytes": child.peak_rss_bytes}
+            rows[runner] = {
+                "recipe": words,
+                "s": s,
+                "eager_s": child.report["eager_s"],
+                "ratio_vs_eager": s / child.report["eager_s"],
+                "gflops": flops / s / 1e9,
+                "ceiling": ceiling_for(runner),
+                "fraction_of_ceiling": flops / s / ceiling,
+                **quality,
+                "build_s": child.report["build_s"],
+                "build_peak_rss_bytes": child.report["build_peak_rss_bytes"],
+                "child_peak_rss_bytes": child.peak_rss_bytes,
+            }
     ok = {name: row["parity_passed"] and row.get("flips", 0) == 0 for name, row in rows.items()}
     best = min(rows, key=lambda name: rows[name]["ratio_vs_eager"])
-    return {"reduced_precision_10s": metric(
-        "fastest_s", rows[best]["s"], "eager_s", rows[best]["eager_s"], "<= 0.3 with int8 parity bounds and 0 flips",
-        any(row["ratio_vs_eager"] <= 0.3 and ok[name] for name, row in rows.items()), fastest=best, runs=rows,
-        gemm_ceilings_gflops={k: v / 1e9 for k, v in ceilings.items() if isinstance(v, float)},
-        trials=None if trials is None else len(trials),
-        note="each recipe in its own process; onnx-int8's build peak is the quantisation's alone, the bf16 "
-             "builds' include the fp32 model they copy")}
+    return {
+        "reduced_precision_10s": metric(
+            "fastest_s",
+            rows[best]["s"],
+            "eager_s",
+            rows[best]["eager_s"],
+            "<= 0.3 with int8 parity bounds and 0 flips",
+            any(row["ratio_vs_eager"] <= 0.3 and ok[name] for name, row in rows.items()),
+            fastest=best,
+            runs=rows,
+            gemm_ceilings_gflops={k: v / 1e9 for k, v in ceilings.items() if isinstance(v, float)},
+            trials=None if trials is None else len(trials),
+            note="each recipe in its own process; onnx-int8's build peak is the quantisation's alone, the bf16 "
+            "builds' include the fp32 model they copy",
+        )
+    }
 
 
 def metric_allocator(ctx: BenchContext) -> Rows:
@@ -649,24 +772,40 @@ def metric_allocator(ctx: BenchContext) -> Rows:
     save_inputs(inputs, {"clip10": ctx.feats})
     ctx.release_models()  # its two children hold three models each: 16 GB at full size, on a 24 GB machine
     settings = {"default": 0, "keep_freed_memory": 1}
-    children = {name: ["allocator_runs", ctx.ckpt, ctx.art, inputs, ctx.threads, keep] for name, keep in settings.items()}
+    children = {
+        name: ["allocator_runs", ctx.ckpt, ctx.art, inputs, ctx.threads, keep] for name, keep in settings.items()
+    }
     rounds, reports = lockstep(children, ctx.env, ctx.repeats + 2, 2, ctx.work / "allocator_children.log")
     runners = list(rounds["default"][0])
     med = {name: {r: statistics.median(rnd[r][0] for rnd in rounds[name]) for r in runners} for name in settings}
     faults = {name: {r: statistics.median(rnd[r][1] for rnd in rounds[name]) for r in runners} for name in settings}
-    paired = {r: statistics.median(k[r][0] / d[r][0] for d, k in zip(rounds["default"], rounds["keep_freed_memory"]))
-              for r in runners}
+    paired = {
+        r: statistics.median(k[r][0] / d[r][0] for d, k in zip(rounds["default"], rounds["keep_freed_memory"]))
+        for r in runners
+    }
     vs_eager = {name: {r: med[name][r] / med[name]["eager"] for r in runners if r != "eager"} for name in settings}
-    return {"allocator_eager_10s": metric(
-        "eager_keep_s", med["keep_freed_memory"]["eager"], "eager_default_s", med["default"]["eager"],
-        "< 1 (the setting the consumers use)", paired["eager"] < 1, seconds=med, minor_faults_per_call=faults,
-        keep_vs_default_paired=paired, ratio_vs_eager_same_setting=vs_eager, rounds=len(rounds["default"]),
-        applied={name: report["keep_freed_memory"] for name, report in reports.items()},
-        timing="two processes, one per setting, alternating rounds; each round runs every runner once")}
+    return {
+        "allocator_eager_10s": metric(
+            "eager_keep_s",
+            med["keep_freed_memory"]["eager"],
+            "eager_default_s",
+            med["default"]["eager"],
+            "< 1 (the setting the consumers use)",
+            paired["eager"] < 1,
+            seconds=med,
+            minor_faults_per_call=faults,
+            keep_vs_default_paired=paired,
+            ratio_vs_eager_same_setting=vs_eager,
+            rounds=len(rounds["default"]),
+            applied={name: report["keep_freed_memory"] for name, report in reports.items()},
+            timing="two processes, one per setting, alternating rounds; each round runs every runner once",
+        )
+    }
 
 
-def lockstep(children: dict[str, list[Any]], env: dict[str, str], rounds: int, warmup: int,
-             log: Path) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, Any]]]:
+def lockstep(
+    children: dict[str, list[Any]], env: dict[str, str], rounds: int, warmup: int, log: Path
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, Any]]]:
     """Start one :mod:`w2vlab.bench._child` process per entry of ``children`` (name -> child and its
     arguments), then ask each in turn for a round, ``warmup + rounds`` times, so that the machine's
     drift hits every process alike.  Returns name -> the last ``rounds`` answers, and name -> the
@@ -676,13 +815,21 @@ def lockstep(children: dict[str, list[Any]], env: dict[str, str], rounds: int, w
     def answer(name: str, proc: subprocess.Popen, marker: str) -> str:
         for line in proc.stdout:
             if line.startswith(marker):
-                return line[len(marker):].strip()
+                return line[len(marker) :].strip()
         raise RuntimeError(f"benchmark child {name} exited ({proc.wait()}); its stderr is in {log}")
 
     with open(log, "w") as err:
-        procs = {name: subprocess.Popen([sys.executable, "-m", "w2vlab.bench._child", *map(str, args)], env=env,
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
-                 for name, args in children.items()}
+        procs = {
+            name: subprocess.Popen(
+                [sys.executable, "-m", "w2vlab.bench._child", *map(str, args)],
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+            )
+            for name, args in children.items()
+        }
         try:
             for name, proc in procs.items():
                 answer(name, proc, READY_MARKER)
@@ -712,10 +859,19 @@ def metric_fastest_artifact_vs_eager(ctx: BenchContext) -> Rows:
     fastest = min(formats, key=lambda f: formats[f]["ratio_vs_eager"])
     fp32 = fastest_fp32(formats)
     row = formats[fastest]
-    return {"fastest_artifact_vs_eager_10s": metric(
-        "fastest_s", row["s"], "eager_s", row["eager_s"], "<= 0.5 (int8: cosine >= 0.999)",
-        row["ratio_vs_eager"] <= 0.5 and row["cosine"] >= 0.999, format=fastest,
-        fastest_fp32=fp32, fastest_fp32_ratio=formats[fp32]["ratio_vs_eager"])}
+    return {
+        "fastest_artifact_vs_eager_10s": metric(
+            "fastest_s",
+            row["s"],
+            "eager_s",
+            row["eager_s"],
+            "<= 0.5 (int8: cosine >= 0.999)",
+            row["ratio_vs_eager"] <= 0.5 and row["cosine"] >= 0.999,
+            format=fastest,
+            fastest_fp32=fp32,
+            fastest_fp32_ratio=formats[fp32]["ratio_vs_eager"],
+        )
+    }
 
 
 def metric_encoder_flops_fraction(ctx: BenchContext) -> Rows:
@@ -726,18 +882,28 @@ def metric_encoder_flops_fraction(ctx: BenchContext) -> Rows:
     gemm = gemm_ceilings(frames, cfg.hidden_size, cfg.intermediate_size, ctx.threads, ctx.repeats)
     flops = encoder_flops(flop_facts(ctx.model), frames)
     best = gemm["fp32"]
-    achieved = {"eager": flops / statistics.median(row["eager_s"] for row in formats.values()),
-                **{f: flops / row["s"] for f, row in formats.items()}}
+    achieved = {
+        "eager": flops / statistics.median(row["eager_s"] for row in formats.values()),
+        **{f: flops / row["s"] for f, row in formats.items()},
+    }
     fp32 = fastest_fp32(formats)
-    profile = (onnx_op_profile(ctx.file("onnx"), ctx.feats, ctx.threads, ctx.repeats, ctx.work)
-               if "onnx" in formats else None)
-    return {"encoder_flops_fraction": {
-        "gflop_per_clip": flops / 1e9, "best_gemm_gflops": {k: v / 1e9 for k, v in gemm.items() if k.startswith("fp32")},
-        "gemm_shape": [frames, cfg.hidden_size, cfg.intermediate_size],
-        "achieved_gflops": {k: v / 1e9 for k, v in achieved.items()},
-        "fraction_of_best": {k: v / best for k, v in achieved.items()}, "onnx_profile": profile,
-        "note": "fp32 FLOPs over the best fp32 GEMM; the int8 copy's fraction is not comparable (int8 GEMMs)",
-        "target": ">= 0.8 for the fastest fp32 artifact", "fastest_fp32": fp32, "met": achieved[fp32] / best >= 0.8}}
+    profile = (
+        onnx_op_profile(ctx.file("onnx"), ctx.feats, ctx.threads, ctx.repeats, ctx.work) if "onnx" in formats else None
+    )
+    return {
+        "encoder_flops_fraction": {
+            "gflop_per_clip": flops / 1e9,
+            "best_gemm_gflops": {k: v / 1e9 for k, v in gemm.items() if k.startswith("fp32")},
+            "gemm_shape": [frames, cfg.hidden_size, cfg.intermediate_size],
+            "achieved_gflops": {k: v / 1e9 for k, v in achieved.items()},
+            "fraction_of_best": {k: v / best for k, v in achieved.items()},
+            "onnx_profile": profile,
+            "note": "fp32 FLOPs over the best fp32 GEMM; the int8 copy's fraction is not comparable (int8 GEMMs)",
+            "target": ">= 0.8 for the fastest fp32 artifact",
+            "fastest_fp32": fp32,
+            "met": achieved[fp32] / best >= 0.8,
+        }
+    }
 
 
 def metric_time_to_first_embedding(ctx: BenchContext) -> Rows:
@@ -748,26 +914,44 @@ def metric_time_to_first_embedding(ctx: BenchContext) -> Rows:
     wav_path = ctx.work / "clip10s.npy"
     np.save(wav_path, ctx.clip10)
     runs = 1 if ctx.quick else 3
-    eager = [run_child_report("first_embedding_eager", ctx.ckpt, wav_path, ctx.threads, env=ctx.env)
-             for _ in range(runs)]
+    eager = [
+        run_child_report("first_embedding_eager", ctx.ckpt, wav_path, ctx.threads, env=ctx.env) for _ in range(runs)
+    ]
     files = [(mode, fmt) for mode in MODES for fmt in ctx.artifact_formats]
-    consumer = {f"{mode} {fmt}": [run_child_report("first_embedding_artifact", ctx.art, mode, fmt, wav_path,
-                                                   ctx.threads, env=ctx.env) for _ in range(runs)]
-                for mode, fmt in files}
+    consumer = {
+        f"{mode} {fmt}": [
+            run_child_report("first_embedding_artifact", ctx.art, mode, fmt, wav_path, ctx.threads, env=ctx.env)
+            for _ in range(runs)
+        ]
+        for mode, fmt in files
+    }
     t_eager = statistics.median(c.wall_s for c in eager)
     t_first = {name: statistics.median(c.wall_s for c in children) for name, children in consumer.items()}
     fastest = min(t_first, key=t_first.__getitem__)
-    return {"time_to_first_embedding": metric(
-        "fastest_s", t_first[fastest], "eager_s", t_eager, "<= 0.5 for the fastest file (meaningful at --size full)",
-        t_first[fastest] <= 0.5 * t_eager, fastest=fastest, seconds=t_first,
-        ratios={name: t / t_eager for name, t in t_first.items()},
-        peak_rss_bytes={name: max(c.peak_rss_bytes for c in children) for name, children in consumer.items()},
-        eager_peak_rss_bytes=max(c.peak_rss_bytes for c in eager),
-        consumer="load_artifact(dir, mode, fmt).embed(wave, 16000) in a fresh process",
-        eager_modules_loaded=eager[-1].report["modules_loaded"],
-        consumer_modules_loaded={name: children[-1].report["modules_loaded"] for name, children in consumer.items()},
-        consumer_heavy_modules={name: sorted({m for c in children for m in c.report["heavy_modules"]})
-                                for name, children in consumer.items()})}
+    return {
+        "time_to_first_embedding": metric(
+            "fastest_s",
+            t_first[fastest],
+            "eager_s",
+            t_eager,
+            "<= 0.5 for the fastest file (meaningful at --size full)",
+            t_first[fastest] <= 0.5 * t_eager,
+            fastest=fastest,
+            seconds=t_first,
+            ratios={name: t / t_eager for name, t in t_first.items()},
+            peak_rss_bytes={name: max(c.peak_rss_bytes for c in children) for name, children in consumer.items()},
+            eager_peak_rss_bytes=max(c.peak_rss_bytes for c in eager),
+            consumer="load_artifact(dir, mode, fmt).embed(wave, 16000) in a fresh process",
+            eager_modules_loaded=eager[-1].report["modules_loaded"],
+            consumer_modules_loaded={
+                name: children[-1].report["modules_loaded"] for name, children in consumer.items()
+            },
+            consumer_heavy_modules={
+                name: sorted({m for c in children for m in c.report["heavy_modules"]})
+                for name, children in consumer.items()
+            },
+        )
+    }
 
 
 def metric_cpp_vs_python_first_embedding(ctx: BenchContext) -> Rows:
@@ -795,8 +979,18 @@ def metric_cpp_vs_python_first_embedding(ctx: BenchContext) -> Rows:
         python_s.append(run_child_report("first_embedding_file", ctx.art, wav, out, ctx.threads, env=ctx.env).wall_s)
     diff = float(np.abs(cpp.embeddings[str(wav)] - np.load(out).reshape(-1)).max())
     t_cpp, t_python = statistics.median(cpp_s), statistics.median(python_s)
-    return {name: metric("cpp_s", t_cpp, "python_s", t_python, target, t_cpp <= 0.5 * t_python and diff <= 1e-5,
-                         max_abs_diff=diff, program_bytes=program.stat().st_size)}
+    return {
+        name: metric(
+            "cpp_s",
+            t_cpp,
+            "python_s",
+            t_python,
+            target,
+            t_cpp <= 0.5 * t_python and diff <= 1e-5,
+            max_abs_diff=diff,
+            program_bytes=program.stat().st_size,
+        )
+    }
 
 
 def metric_padded_batch(ctx: BenchContext) -> Rows:
@@ -810,12 +1004,23 @@ def metric_padded_batch(ctx: BenchContext) -> Rows:
     singles = [s["input_features"][:, s["attention_mask"][0].bool()] for s in singles]
     pre = ctx.pre
     with torch.inference_mode():
-        t_batch, t_single = paired_seconds(lambda: pre(batch["input_features"], batch["attention_mask"]),
-                                           lambda: [pre(s) for s in singles], ctx.repeats)
+        t_batch, t_single = paired_seconds(
+            lambda: pre(batch["input_features"], batch["attention_mask"]),
+            lambda: [pre(s) for s in singles],
+            ctx.repeats,
+        )
         parity = compare(torch.cat([pre(s) for s in singles]), pre(batch["input_features"], batch["attention_mask"]))
-    return {"padded_batch_8_vs_one_by_one": metric(
-        "one_by_one_s", t_single, "batch_s", t_batch, ">= 1.5x throughput with max|diff| <= 1e-5",
-        t_single / t_batch >= 1.5 and parity.worst_max_abs_diff <= 1e-5, max_abs_diff=parity.worst_max_abs_diff)}
+    return {
+        "padded_batch_8_vs_one_by_one": metric(
+            "one_by_one_s",
+            t_single,
+            "batch_s",
+            t_batch,
+            ">= 1.5x throughput with max|diff| <= 1e-5",
+            t_single / t_batch >= 1.5 and parity.worst_max_abs_diff <= 1e-5,
+            max_abs_diff=parity.worst_max_abs_diff,
+        )
+    }
 
 
 # --------------------------------------------------------------------------- corpus throughput
@@ -871,8 +1076,9 @@ class CorpusRuns:
         from w2vlab.corpus._embed import embed_corpus
 
         self.calls += 1
-        self.summary = embed_corpus(self.ctx.corpus, self.output, self.ctx.embedder, progress=False, force=True,
-                                    **self.options)
+        self.summary = embed_corpus(
+            self.ctx.corpus, self.output, self.ctx.embedder, progress=False, force=True, **self.options
+        )
         if self.summary.failed or self.summary.done != self.ctx.corpus_files:
             raise RuntimeError(f"bench corpus run {self.output}: {self.summary.headline()}")
         return self.summary
@@ -927,14 +1133,22 @@ def metric_corpus_pipeline_overhead(ctx: BenchContext) -> Rows:
     alone = {k: row for batch, out in zip(prepared, model_only()) for k, row in zip(batch.keys, out.numpy())}
     diff = max_abs_diff(load_embeddings(pipeline.output), alone)
     overhead = 1.0 - t_model / t_pipe
-    return {"corpus_pipeline_overhead": metric(
-        "pipeline_s", t_pipe, "model_only_s", t_model,
-        "overhead <= 0.05 (meaningful at --size full; smaller models leave the fixed costs exposed)",
-        overhead <= 0.05 and diff <= MAX_CORPUS_DIFF, overhead=overhead,
-        overhead_definition="1 - model_only_s / pipeline_s: the share of the pipeline's wall time not spent "
-                            "in embedder.embed on the same batches",
-        **throughputs(ctx, pipeline=t_pipe, model_only=t_model), max_abs_diff=diff,
-        **corpus_facts(ctx, len(prepared)))}
+    return {
+        "corpus_pipeline_overhead": metric(
+            "pipeline_s",
+            t_pipe,
+            "model_only_s",
+            t_model,
+            "overhead <= 0.05 (meaningful at --size full; smaller models leave the fixed costs exposed)",
+            overhead <= 0.05 and diff <= MAX_CORPUS_DIFF,
+            overhead=overhead,
+            overhead_definition="1 - model_only_s / pipeline_s: the share of the pipeline's wall time not spent "
+            "in embedder.embed on the same batches",
+            **throughputs(ctx, pipeline=t_pipe, model_only=t_model),
+            max_abs_diff=diff,
+            **corpus_facts(ctx, len(prepared)),
+        )
+    }
 
 
 def metric_corpus_bucketing_vs_one_by_one(ctx: BenchContext) -> Rows:
@@ -945,12 +1159,21 @@ def metric_corpus_bucketing_vs_one_by_one(ctx: BenchContext) -> Rows:
     diff = corpus_diff(bucketed.output, single.output)
     goal = 1.0 if ctx.size == "full" else 1.5
     applied = "--size full" if ctx.size == "full" else f"the --size small target at --size {ctx.size}"
-    return {"corpus_bucketing_vs_one_by_one": metric(
-        "one_by_one_s", t_single, "bucketed_s", t_bucketed,
-        f">= 1.0x throughput at --size full, >= 1.5x at --size small (applied: >= {goal}, {applied}) "
-        f"with max|diff| <= {MAX_CORPUS_DIFF}", t_single / t_bucketed >= goal and diff <= MAX_CORPUS_DIFF,
-        **throughputs(ctx, bucketed=t_bucketed, one_by_one=t_single), max_abs_diff=diff,
-        **corpus_facts(ctx, bucketed.summary.batches), one_by_one_batches=single.summary.batches)}
+    return {
+        "corpus_bucketing_vs_one_by_one": metric(
+            "one_by_one_s",
+            t_single,
+            "bucketed_s",
+            t_bucketed,
+            f">= 1.0x throughput at --size full, >= 1.5x at --size small (applied: >= {goal}, {applied}) "
+            f"with max|diff| <= {MAX_CORPUS_DIFF}",
+            t_single / t_bucketed >= goal and diff <= MAX_CORPUS_DIFF,
+            **throughputs(ctx, bucketed=t_bucketed, one_by_one=t_single),
+            max_abs_diff=diff,
+            **corpus_facts(ctx, bucketed.summary.batches),
+            one_by_one_batches=single.summary.batches,
+        )
+    }
 
 
 def start_ray(ray: Any, workers: int) -> float | None:
@@ -971,8 +1194,9 @@ def metric_corpus_ray_vs_local(ctx: BenchContext) -> Rows:
 
         ray = require_ray()
     except ImportError as e:
-        return {"corpus_ray_vs_local": {"skipped": "ray not installed", "reason": str(e), "target": target,
-                                        "met": None}}
+        return {
+            "corpus_ray_vs_local": {"skipped": "ray not installed", "reason": str(e), "target": target, "met": None}
+        }
     workers = max(1, ctx.threads)
     init_s = start_ray(ray, workers)
     try:
@@ -983,36 +1207,81 @@ def metric_corpus_ray_vs_local(ctx: BenchContext) -> Rows:
         if init_s is not None:
             ray.shutdown()
     diff = corpus_diff(local.output, remote.output)
-    return {"corpus_ray_vs_local": metric(
-        "local_s", t_local, "ray_s", t_ray, target, diff <= MAX_CORPUS_DIFF,
-        ray_init_s=init_s, ray_workers=workers, ray_version=ray.__version__,
-        per_run="each Ray run starts its actor pool (actors load the artifact); ray.init is not in ray_s",
-        **throughputs(ctx, local=t_local, ray=t_ray), max_abs_diff=diff, **corpus_facts(ctx, local.summary.batches))}
+    return {
+        "corpus_ray_vs_local": metric(
+            "local_s",
+            t_local,
+            "ray_s",
+            t_ray,
+            target,
+            diff <= MAX_CORPUS_DIFF,
+            ray_init_s=init_s,
+            ray_workers=workers,
+            ray_version=ray.__version__,
+            per_run="each Ray run starts its actor pool (actors load the artifact); ray.init is not in ray_s",
+            **throughputs(ctx, local=t_local, ray=t_ray),
+            max_abs_diff=diff,
+            **corpus_facts(ctx, local.summary.batches),
+        )
+    }
 
 
 def metric_corpus_peak_rss(ctx: BenchContext) -> Rows:
     """Peak RSS of ``embed_corpus`` (a child process each, same batch budget) on N and on 10xN short clips (1-2 s)."""
     n = ctx.corpus_files
     scp = write_corpus(ctx.work / "corpus_short", corpus_lengths(10 * n, 1.0, 2.0, seed=11), head=n)
-    runs = {count: run_child_report("embed_corpus_peak", ctx.art, source, ctx.work / "corpus_runs" / f"rss_{count}",
-                                    ctx.threads, RSS_BATCH_SECONDS, env=ctx.env)
-            for count, source in ((n, scp.with_name("head.scp")), (10 * n, scp))}
+    runs = {
+        count: run_child_report(
+            "embed_corpus_peak",
+            ctx.art,
+            source,
+            ctx.work / "corpus_runs" / f"rss_{count}",
+            ctx.threads,
+            RSS_BATCH_SECONDS,
+            env=ctx.env,
+        )
+        for count, source in ((n, scp.with_name("head.scp")), (10 * n, scp))
+    }
     small, large = runs[n], runs[10 * n]
-    return {"corpus_peak_rss_n_vs_10n": metric(
-        "peak_rss_10n_bytes", large.peak_rss_bytes, "peak_rss_n_bytes", small.peak_rss_bytes, "<= 1.1",
-        large.peak_rss_bytes <= 1.1 * small.peak_rss_bytes, files_n=n, files_10n=10 * n,
-        audio_s_n=small.report["audio_seconds"], audio_s_10n=large.report["audio_seconds"],
-        batch_seconds=RSS_BATCH_SECONDS, batches_n=small.report["batches"], batches_10n=large.report["batches"],
-        wall_s_n=small.wall_s, wall_s_10n=large.wall_s)}
-
+    return {
+        "corpus_peak_rss_n_vs_10n": metric(
+            "peak_rss_10n_bytes",
+            large.peak_rss_bytes,
+            "peak_rss_n_bytes",
+            small.peak_rss_bytes,
+            "<= 1.1",
+            large.peak_rss_bytes <= 1.1 * small.peak_rss_bytes,
+            files_n=n,
+            files_10n=10 * n,
+            audio_s_n=small.report["audio_seconds"],
+            audio_s_10n=large.report["audio_seconds"],
+            batch_seconds=RSS_BATCH_SECONDS,
+            batches_n=small.report["batches"],
+            batches_10n=large.report["batches"],
+            wall_s_n=small.wall_s,
+            wall_s_10n=large.wall_s,
+        )
+    }
 
 
 # after the export, in this order (also the order of the JSON's metrics)
 METRICS: tuple[Callable[[BenchContext], Rows], ...] = (
-    metric_frontend_vs_hf, metric_frontend_busy, metric_waveform_vs_hf_plus_eager, metric_torchscript_vs_eager,
-    metric_formats_vs_eager, metric_allocator, metric_onnx_rewrites, metric_reduced_precision, metric_fastest_artifact_vs_eager,
-    metric_encoder_flops_fraction, metric_time_to_first_embedding, metric_cpp_vs_python_first_embedding, metric_padded_batch,
-    metric_corpus_pipeline_overhead, metric_corpus_bucketing_vs_one_by_one, metric_corpus_ray_vs_local,
+    metric_frontend_vs_hf,
+    metric_frontend_busy,
+    metric_waveform_vs_hf_plus_eager,
+    metric_torchscript_vs_eager,
+    metric_formats_vs_eager,
+    metric_allocator,
+    metric_onnx_rewrites,
+    metric_reduced_precision,
+    metric_fastest_artifact_vs_eager,
+    metric_encoder_flops_fraction,
+    metric_time_to_first_embedding,
+    metric_cpp_vs_python_first_embedding,
+    metric_padded_batch,
+    metric_corpus_pipeline_overhead,
+    metric_corpus_bucketing_vs_one_by_one,
+    metric_corpus_ray_vs_local,
     metric_corpus_peak_rss,
 )
 
@@ -1039,9 +1308,15 @@ def select_metrics(only: Sequence[str] | None) -> tuple[Callable[[BenchContext],
     return tuple(m for m in METRICS if metric_name(m) in only)
 
 
-def run(size: str = "tiny", quick: bool = False, threads: int = 2, workdir: str | Path | None = None,
-        only: Sequence[str] | None = None, progress: Callable[[dict[str, Any]], None] | None = None,
-        reuse: bool = False) -> dict[str, Any]:
+def run(
+    size: str = "tiny",
+    quick: bool = False,
+    threads: int = 2,
+    workdir: str | Path | None = None,
+    only: Sequence[str] | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    reuse: bool = False,
+) -> dict[str, Any]:
     """Measure everything (or the metrics named in ``only``, after the export, which always runs) for the
     demo model of ``size``; returns the JSON-able result.
 
@@ -1064,7 +1339,10 @@ def run(size: str = "tiny", quick: bool = False, threads: int = 2, workdir: str 
     keep_freed_memory()  # time as the consumers run; the export child keeps glibc's defaults
     ctx = make_context(size, quick, threads, Path(workdir), reuse)
     result: dict[str, Any] = {
-        "size": size, "quick": quick, "threads": threads, "repeats": ctx.repeats,
+        "size": size,
+        "quick": quick,
+        "threads": threads,
+        "repeats": ctx.repeats,
         "only": None if only is None else [*([] if reuse else [SHARED]), *map(metric_name, measures)],
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
         "reused": str(workdir) if reuse else None,
@@ -1096,13 +1374,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats: a smoke run for CI")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the result here")
-    parser.add_argument("--workdir", type=Path, help="keep the checkpoint and artifact here (default: a temporary "
-                                                     "directory, removed afterwards)")
-    parser.add_argument("--reuse", action="store_true", help="measure the checkpoint and artifact an earlier run left "
-                                                             "in --workdir instead of exporting again")
-    parser.add_argument("--only", metavar="METRIC[,METRIC]", type=lambda text: [n for n in text.split(",") if n],
-                        help=f"only these metrics (after the export, which always runs): "
-                             f"{', '.join(metric_name(m) for m in METRICS)}")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep the checkpoint and artifact here (default: a temporary directory, removed afterwards)",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="measure the checkpoint and artifact an earlier run left in --workdir instead of exporting again",
+    )
+    parser.add_argument(
+        "--only",
+        metavar="METRIC[,METRIC]",
+        type=lambda text: [n for n in text.split(",") if n],
+        help=f"only these metrics (after the export, which always runs): {', '.join(metric_name(m) for m in METRICS)}",
+    )
     args = parser.parse_args(argv)
     try:
         select_metrics(args.only)
@@ -1117,8 +1404,15 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(e))
     logging.basicConfig(level=logging.WARNING)
     logger.setLevel(logging.INFO)  # which metric is running: a full-size run takes about two hours
-    result = run(args.size, args.quick, args.threads, args.workdir, args.only,
-                 None if args.json is None else lambda partial: write_json(args.json, partial), args.reuse)
+    result = run(
+        args.size,
+        args.quick,
+        args.threads,
+        args.workdir,
+        args.only,
+        None if args.json is None else lambda partial: write_json(args.json, partial),
+        args.reuse,
+    )
     sys.stdout.write(json.dumps(result, indent=2) + "\n")
     if args.json:
         write_json(args.json, result)

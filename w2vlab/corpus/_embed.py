@@ -42,11 +42,11 @@ import importlib.metadata
 import json
 import logging
 import os
-import shutil
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional, Protocol, Sequence
+from typing import Any, Protocol
 
 import kaldiio
 import numpy as np
@@ -54,16 +54,28 @@ import soundfile as sf
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from w2vlab.runtime._artifact import load_artifact
 from w2vlab._atomic import write_json
 from w2vlab._audio import pad_waveforms, prepare_waveform, read_audio
 from w2vlab._contract import CORPUS_ARK, CORPUS_SCP, file_entry
 from w2vlab._features import extractor_inputs
+from w2vlab.runtime._artifact import load_artifact
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ArtifactEmbedder", "BatchPreparer", "CorpusItem", "CorpusSummary", "CorpusWriter", "Embedder",
-           "PreparedBatch", "Preparer", "embed_corpus", "plan_batches", "read_source", "run_local"]
+__all__ = [
+    "ArtifactEmbedder",
+    "BatchPreparer",
+    "CorpusItem",
+    "CorpusSummary",
+    "CorpusWriter",
+    "Embedder",
+    "PreparedBatch",
+    "Preparer",
+    "embed_corpus",
+    "plan_batches",
+    "read_source",
+    "run_local",
+]
 
 TAG = "w2vlab-embed-corpus/1"  # format tag of progress.json
 ARK, SCP = CORPUS_ARK, CORPUS_SCP
@@ -104,7 +116,7 @@ class Embedder(Protocol):
     min_num_samples: int  # shortest clip, in samples at sample_rate
     mode: str  # "preprocessed" or "waveform": what prepare() returns
     prepare: Callable[[Sequence[np.ndarray]], tuple[torch.Tensor, ...]]  # 16 kHz mono clips -> model inputs
-    recipe: Callable[[], "Embedder"]  # picklable: builds the same embedder in another process (Ray actors)
+    recipe: Callable[[], Embedder]  # picklable: builds the same embedder in another process (Ray actors)
 
     def embed(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Model inputs of B clips -> embeddings [B, D] on the CPU."""
@@ -128,7 +140,7 @@ class Preparer:
     """
 
     mode: str
-    extractor_config: Optional[Mapping[str, Any]] = None  # SeamlessM4TFeatureExtractor.to_dict(); preprocessed only
+    extractor_config: Mapping[str, Any] | None = None  # SeamlessM4TFeatureExtractor.to_dict(); preprocessed only
 
     def __call__(self, waves: Sequence[np.ndarray]) -> tuple[torch.Tensor, ...]:
         if self.mode == "waveform":
@@ -140,14 +152,24 @@ class Preparer:
 class ArtifactEmbedder:
     """An exported artifact (:func:`w2vlab.runtime._artifact.load_artifact`) as an :class:`Embedder`."""
 
-    def __init__(self, directory: str | Path, mode: str | None = None, format: str = "torchscript",
-                 device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        directory: str | Path,
+        mode: str | None = None,
+        format: str = "torchscript",
+        device: str | torch.device = "cpu",
+    ):
         self.artifact = load_artifact(directory, mode, format, device)
         art = self.artifact
         self.mode, self.sample_rate = art.mode, art.sample_rate
         self.min_num_samples = int(art.metadata["min_num_samples"])
-        self.identity = {"kind": "artifact", "artifact": str(Path(directory).resolve()), "format": art.format,
-                         "mode": art.mode, "content_sha256": file_entry(art.metadata, art.mode, art.format)["content_sha256"]}
+        self.identity = {
+            "kind": "artifact",
+            "artifact": str(Path(directory).resolve()),
+            "format": art.format,
+            "mode": art.mode,
+            "content_sha256": file_entry(art.metadata, art.mode, art.format)["content_sha256"],
+        }
         config = art.feature_extractor.to_dict() if art.mode == "preprocessed" else None
         self.prepare = Preparer(art.mode, config)
         self.recipe = functools.partial(ArtifactEmbedder, self.identity["artifact"], art.mode, art.format)
@@ -170,7 +192,7 @@ class CorpusItem:
     key: str  # utterance id: unique, no whitespace
     path: Path
     offset: float = 0.0  # seconds into the file where the clip starts
-    duration: Optional[float] = None  # seconds; None: to the end of the file
+    duration: float | None = None  # seconds; None: to the end of the file
     origin: str = ""  # where the source lists it, for error messages ("wav.scp line 3: 'k a.wav'")
 
 
@@ -210,14 +232,16 @@ def _wav_scp_items(scp: Path) -> list[CorpusItem]:
             raise ValueError(f"{origin}: expected '<key> <path>'")
         key, where = parts
         if where.endswith("|"):
-            raise ValueError(f"{origin}: piped commands ('... |') are not supported; decode the audio to files "
-                             f"first (e.g. with sox) and list those paths")
+            raise ValueError(
+                f"{origin}: piped commands ('... |') are not supported; decode the audio to files "
+                f"first (e.g. with sox) and list those paths"
+            )
         path = Path(where)
         items.append(CorpusItem(key, path if path.is_absolute() else scp.parent / path, origin=origin))
     return items
 
 
-def _number(entry: Mapping[str, Any], name: str, origin: str, default: Optional[float]) -> Optional[float]:
+def _number(entry: Mapping[str, Any], name: str, origin: str, default: float | None) -> float | None:
     value = entry.get(name)
     if value is None:
         return default
@@ -242,8 +266,15 @@ def _jsonl_items(manifest: Path) -> list[CorpusItem]:
         duration = _number(entry, "duration", origin, None)
         if duration == 0:
             raise ValueError(f"{origin}: 'duration' is 0; expected a positive number of seconds (or none: to the end)")
-        items.append(CorpusItem(key, path if path.is_absolute() else manifest.parent / path,
-                                _number(entry, "offset", origin, 0.0), duration, origin))
+        items.append(
+            CorpusItem(
+                key,
+                path if path.is_absolute() else manifest.parent / path,
+                _number(entry, "offset", origin, 0.0),
+                duration,
+                origin,
+            )
+        )
     return items
 
 
@@ -355,7 +386,7 @@ class PreparedBatch:
 
     keys: tuple[str, ...]
     paths: tuple[str, ...]
-    inputs: Optional[tuple[torch.Tensor, ...]]  # None when no clip was good
+    inputs: tuple[torch.Tensor, ...] | None  # None when no clip was good
     failures: tuple[Failure, ...]
     seconds: tuple[float, ...]  # each good clip's length at the model's rate
 
@@ -372,8 +403,10 @@ class BatchPreparer:
         wave, sr = read_clip(item)
         wave = prepare_waveform(wave, sr, self.sample_rate)  # (N,) float32
         if len(wave) < self.min_num_samples:
-            raise ValueError(f"audio too short: {len(wave)} samples at {self.sample_rate} Hz after resampling; "
-                             f"the encoder needs at least {self.min_num_samples}")
+            raise ValueError(
+                f"audio too short: {len(wave)} samples at {self.sample_rate} Hz after resampling; "
+                f"the encoder needs at least {self.min_num_samples}"
+            )
         return wave
 
     def __call__(self, batch: Sequence[CorpusItem]) -> PreparedBatch:
@@ -391,8 +424,13 @@ class BatchPreparer:
             except (ValueError, TypeError, RuntimeError) as e:
                 failures += [(i.key, str(i.path), f"feature computation failed: {_reason(e)}") for i in good]
                 good, waves = [], []
-        return PreparedBatch(tuple(i.key for i in good), tuple(str(i.path) for i in good), inputs,
-                             tuple(failures), tuple(len(w) / self.sample_rate for w in waves))
+        return PreparedBatch(
+            tuple(i.key for i in good),
+            tuple(str(i.path) for i in good),
+            inputs,
+            tuple(failures),
+            tuple(len(w) / self.sample_rate for w in waves),
+        )
 
 
 class BatchDataset(Dataset):
@@ -417,10 +455,15 @@ def embed_prepared(embedder: Embedder, batch: PreparedBatch) -> tuple[list[str],
         reason = f"embedding failed: {_reason(e)}"
         return [], np.zeros((0, 0), np.float32), [(k, p, reason) for k, p in zip(batch.keys, batch.paths)]
     if out.dim() != 2 or out.shape[0] != len(batch.keys):
-        raise RuntimeError(f"the embedder returned shape {list(out.shape)} for {len(batch.keys)} clips; expected [B, D]")
+        raise RuntimeError(
+            f"the embedder returned shape {list(out.shape)} for {len(batch.keys)} clips; expected [B, D]"
+        )
     finite = torch.isfinite(out).all(dim=1).tolist()
-    failures = [(k, p, "the model produced a non-finite embedding")
-                for k, p, ok in zip(batch.keys, batch.paths, finite) if not ok]
+    failures = [
+        (k, p, "the model produced a non-finite embedding")
+        for k, p, ok in zip(batch.keys, batch.paths, finite)
+        if not ok
+    ]
     keys = [k for k, ok in zip(batch.keys, finite) if ok]
     return keys, out[torch.tensor(finite, dtype=torch.bool)].numpy(), failures
 
@@ -457,8 +500,10 @@ class CorpusWriter:
         elif ours:
             return self._resume()
         elif self.output.is_dir() and any(self.output.iterdir()):
-            raise FileExistsError(f"{self.output} is not empty and holds no embed-corpus output ({PROGRESS}); "
-                                  f"choose a new or empty directory (--force replaces only embed-corpus outputs)")
+            raise FileExistsError(
+                f"{self.output} is not empty and holds no embed-corpus output ({PROGRESS}); "
+                f"choose a new or empty directory (--force replaces only embed-corpus outputs)"
+            )
         self.output.mkdir(parents=True, exist_ok=True)
         self.ark.touch()
         self.scp.touch()
@@ -471,23 +516,38 @@ class CorpusWriter:
             progress = json.loads(path.read_text())
             committed = {ARK: int(progress["ark_bytes"]), SCP: int(progress["scp_bytes"])}
         except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{path} is not an embed-corpus progress file ({_reason(e)}); use --force to start over") from e
+            raise ValueError(
+                f"{path} is not an embed-corpus progress file ({_reason(e)}); use --force to start over"
+            ) from e
         if progress.get("format") != TAG or progress.get("identity") != self.identity:
-            raise ValueError(f"{self.output} holds embeddings made by {json.dumps(progress.get('identity'), sort_keys=True)}, "
-                             f"not by {json.dumps(self.identity, sort_keys=True)}; resuming would mix two embedders "
-                             f"in one ark: choose another output directory, or pass --force to start over")
+            raise ValueError(
+                f"{self.output} holds embeddings made by {json.dumps(progress.get('identity'), sort_keys=True)}, "
+                f"not by {json.dumps(self.identity, sort_keys=True)}; resuming would mix two embedders "
+                f"in one ark: choose another output directory, or pass --force to start over"
+            )
         for name, size in committed.items():
             file = self.output / name
             if not file.is_file() or file.stat().st_size < size:
-                raise ValueError(f"{file} is missing or shorter than the {size} bytes {path.name} committed (edited "
-                                 f"by hand?); pass --force to start over")
+                raise ValueError(
+                    f"{file} is missing or shorter than the {size} bytes {path.name} committed (edited "
+                    f"by hand?); pass --force to start over"
+                )
             os.truncate(file, size)  # drop a batch written but not committed
         return set(kaldiio.load_scp(str(self.scp)).keys()) if committed[SCP] else set()
 
     def _commit(self, ark_bytes: int, scp_bytes: int, embedded: int) -> None:
         """Replace progress.json: from here on the ark and scp up to these sizes are the run's output."""
-        write_json(self.output / PROGRESS, {"format": TAG, "identity": self.identity, "ark_bytes": ark_bytes,
-                                            "scp_bytes": scp_bytes, "embedded": embedded}, sort_keys=True)
+        write_json(
+            self.output / PROGRESS,
+            {
+                "format": TAG,
+                "identity": self.identity,
+                "ark_bytes": ark_bytes,
+                "scp_bytes": scp_bytes,
+                "embedded": embedded,
+            },
+            sort_keys=True,
+        )
 
     def write(self, keys: Sequence[str], embeddings: np.ndarray) -> None:
         """Append one batch, embeddings ``[B, D]``, and commit it."""
@@ -510,14 +570,14 @@ class CorpusWriter:
         self._failures.flush()
         self.failed += 1
 
-    def close(self, summary: Optional[Mapping[str, Any]] = None) -> None:
+    def close(self, summary: Mapping[str, Any] | None = None) -> None:
         """Close ``failures.tsv``; write ``summary.json`` when given one (a finished run)."""
         if not self._failures.closed:
             self._failures.close()
         if summary is not None:
             write_json(self.output / SUMMARY, dict(summary), sort_keys=True)
 
-    def __enter__(self) -> "CorpusWriter":
+    def __enter__(self) -> CorpusWriter:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -551,13 +611,21 @@ class CorpusSummary:
         return dataclasses.asdict(self)
 
     def headline(self) -> str:
-        return (f"embedded {self.done} of {self.files} files ({self.skipped} already done, {self.failed} failed), "
-                f"{self.audio_seconds:.1f} s of audio in {self.wall_seconds:.1f} s "
-                f"({self.throughput:.1f} audio s/s) -> {self.output}")
+        return (
+            f"embedded {self.done} of {self.files} files ({self.skipped} already done, {self.failed} failed), "
+            f"{self.audio_seconds:.1f} s of audio in {self.wall_seconds:.1f} s "
+            f"({self.throughput:.1f} audio s/s) -> {self.output}"
+        )
 
 
-def run_local(batches: Sequence[Sequence[CorpusItem]], embedder: Embedder, writer: CorpusWriter, *,
-              workers: int = 0, bar: Any = None) -> float:
+def run_local(
+    batches: Sequence[Sequence[CorpusItem]],
+    embedder: Embedder,
+    writer: CorpusWriter,
+    *,
+    workers: int = 0,
+    bar: Any = None,
+) -> float:
     """The local engine: prepare batches in a DataLoader (``workers`` processes), embed and write
     in this process.  Returns the seconds of audio embedded."""
     preparer = BatchPreparer(embedder.prepare, embedder.sample_rate, embedder.min_num_samples)
@@ -605,9 +673,17 @@ def _versions() -> dict[str, str]:
     return {"w2vlab": w2vlab, "torch": torch.__version__, "kaldiio": importlib.metadata.version("kaldiio")}
 
 
-def embed_corpus(source: str | Path, output: str | Path, embedder: Embedder, *,
-                 batch_seconds: float = DEFAULT_BATCH_SECONDS, workers: int = 0, force: bool = False,
-                 progress: bool = True, engine: str | Engine = "local") -> CorpusSummary:
+def embed_corpus(
+    source: str | Path,
+    output: str | Path,
+    embedder: Embedder,
+    *,
+    batch_seconds: float = DEFAULT_BATCH_SECONDS,
+    workers: int = 0,
+    force: bool = False,
+    progress: bool = True,
+    engine: str | Engine = "local",
+) -> CorpusSummary:
     """Embed every clip of ``source`` into ``output`` (``embeddings.ark``/``.scp``, ``failures.tsv``,
     ``summary.json``); re-running resumes.  See the module docstring.
 
@@ -625,9 +701,15 @@ def embed_corpus(source: str | Path, output: str | Path, embedder: Embedder, *,
     """
     start = time.perf_counter()
     if not callable(engine) and engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; expected one of {sorted(ENGINES)} or an engine function "
-                         f"(the Ray Data one is w2vlab.corpus._ray.run_ray)")
-    run, engine = (engine, getattr(engine, "engine_name", engine.__module__.rsplit(".", 1)[-1])) if callable(engine) else (ENGINES[engine], engine)
+        raise ValueError(
+            f"unknown engine {engine!r}; expected one of {sorted(ENGINES)} or an engine function "
+            f"(the Ray Data one is w2vlab.corpus._ray.run_ray)"
+        )
+    run, engine = (
+        (engine, getattr(engine, "engine_name", engine.__module__.rsplit(".", 1)[-1]))
+        if callable(engine)
+        else (ENGINES[engine], engine)
+    )
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ValueError(f"workers must be an int >= 0, received {workers!r}")
     if not batch_seconds > 0:
@@ -642,8 +724,22 @@ def embed_corpus(source: str | Path, output: str | Path, embedder: Embedder, *,
             logger.info("%d files to embed in %d batches (%d already done)", len(todo), len(batches), writer.skipped)
             seconds = run(batches, embedder, writer, workers=workers, bar=bar)
         wall = time.perf_counter() - start
-        summary = CorpusSummary(str(source), str(output), len(items), writer.written, writer.failed, writer.skipped,
-                                seconds, wall, seconds / wall, engine, float(batch_seconds), len(batches), workers,
-                                dict(embedder.identity), _versions())
+        summary = CorpusSummary(
+            str(source),
+            str(output),
+            len(items),
+            writer.written,
+            writer.failed,
+            writer.skipped,
+            seconds,
+            wall,
+            seconds / wall,
+            engine,
+            float(batch_seconds),
+            len(batches),
+            workers,
+            dict(embedder.identity),
+            _versions(),
+        )
         writer.close(summary.to_dict())
     return summary

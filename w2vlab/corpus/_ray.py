@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -66,8 +67,10 @@ class EmbedBatches:
         keep_freed_memory()  # this worker embeds batch after batch (w2vlab._allocator)
         self.embedder = recipe()
         if json.dumps(self.embedder.identity, sort_keys=True) != json.dumps(identity, sort_keys=True):
-            raise RuntimeError(f"a Ray actor built {self.embedder.identity}, not the driver's {identity}: "
-                               f"do the cluster's nodes see the same artifact or checkpoint?")
+            raise RuntimeError(
+                f"a Ray actor built {self.embedder.identity}, not the driver's {identity}: "
+                f"do the cluster's nodes see the same artifact or checkpoint?"
+            )
         e = self.embedder
         self.preparer = BatchPreparer(e.prepare, e.sample_rate, e.min_num_samples)
 
@@ -90,8 +93,14 @@ class EmbedBatches:
         return out
 
 
-def run_ray(batches: Sequence[Sequence[CorpusItem]], embedder: Embedder, writer: CorpusWriter, *,
-            workers: int = 1, bar: Any = None) -> float:
+def run_ray(
+    batches: Sequence[Sequence[CorpusItem]],
+    embedder: Embedder,
+    writer: CorpusWriter,
+    *,
+    workers: int = 1,
+    bar: Any = None,
+) -> float:
     """Embed ``batches`` on ``workers`` Ray actors (at least one) and write each result on this
     driver; returns the seconds of audio embedded.  Same signature and results as
     :func:`w2vlab.corpus._embed.run_local`."""
@@ -103,15 +112,21 @@ def run_ray(batches: Sequence[Sequence[CorpusItem]], embedder: Embedder, writer:
         ray.init(include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False  # the run's own tqdm bar counts files
     dataset = ray.data.from_items([{"items": _encode(batch)} for batch in batches], override_num_blocks=len(batches))
-    results = dataset.map_batches(EmbedBatches, fn_constructor_args=(embedder.recipe, dict(embedder.identity)),
-                                  batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors),
-                                  num_cpus=CPUS_PER_ACTOR)
+    results = dataset.map_batches(
+        EmbedBatches,
+        fn_constructor_args=(embedder.recipe, dict(embedder.identity)),
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=CPUS_PER_ACTOR,
+    )
     seconds = 0.0
     for block in results.iter_batches(batch_size=None, batch_format="numpy"):
         ok = [i for i, reason in enumerate(block["reason"]) if not reason]
         if ok:
-            writer.write([str(block["key"][i]) for i in ok],
-                         np.stack([np.frombuffer(block["embedding"][i], dtype=np.float32) for i in ok]))
+            writer.write(
+                [str(block["key"][i]) for i in ok],
+                np.stack([np.frombuffer(block["embedding"][i], dtype=np.float32) for i in ok]),
+            )
         for i in (i for i, reason in enumerate(block["reason"]) if reason):
             writer.fail(str(block["key"][i]), str(block["path"][i]), str(block["reason"][i]))
         seconds += float(np.sum(block["seconds"]))

@@ -20,9 +20,10 @@ import dataclasses
 import io
 import re
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -55,8 +56,10 @@ class Trials:
     def __post_init__(self) -> None:
         labels = np.array(self.labels, dtype=np.int64).reshape(-1)
         if not len(self.enroll) == len(self.test) == len(labels):
-            raise ValueError(f"received {len(self.enroll)} enroll keys, {len(self.test)} test keys and "
-                             f"{len(labels)} labels; expected one of each per trial")
+            raise ValueError(
+                f"received {len(self.enroll)} enroll keys, {len(self.test)} test keys and "
+                f"{len(labels)} labels; expected one of each per trial"
+            )
         if not np.isin(labels, (0, 1)).all():
             raise ValueError(f"labels must be 1 (target) or 0 (non-target); received {sorted(set(labels.tolist()))}")
         if self.format not in TRIAL_FORMATS:
@@ -82,11 +85,16 @@ class Trials:
     def n_nontarget(self) -> int:
         return len(self) - self.n_target
 
-    def subset(self, keep: np.ndarray) -> "Trials":
+    def subset(self, keep: np.ndarray) -> Trials:
         """The trials where the boolean [N] mask ``keep`` is true, in their order."""
         idx = np.flatnonzero(keep)
-        return Trials(tuple(self.enroll[i] for i in idx), tuple(self.test[i] for i in idx), self.labels[idx],
-                      self.format, self.source)
+        return Trials(
+            tuple(self.enroll[i] for i in idx),
+            tuple(self.test[i] for i in idx),
+            self.labels[idx],
+            self.format,
+            self.source,
+        )
 
 
 def _line_formats(fields: Sequence[str]) -> set[str]:
@@ -121,17 +129,22 @@ def read_trials(path: str | Path) -> Trials:
     for (n, line), fit in zip(lines, fits):
         if not fit:
             raise ValueError(f"{path}, line {n}: {line!r} is not a trial; expected {expected}")
-    first = next(((n, line, f) for (n, line), f in zip(lines, fits) if len(f) == 1), (lines[0][0], lines[0][1], {"voxceleb"}))
+    first = next(
+        ((n, line, f) for (n, line), f in zip(lines, fits) if len(f) == 1), (lines[0][0], lines[0][1], {"voxceleb"})
+    )
     fmt = next(iter(first[2]))
     for (n, line), fit in zip(lines, fits):
         if fmt not in fit:
-            raise ValueError(f"{path}, line {n}: {line!r} is a {next(iter(fit))} trial, but the file is {fmt} "
-                             f"(from line {first[0]}: {first[1]!r}); expected {TRIAL_FORMATS[fmt]} on every line")
+            raise ValueError(
+                f"{path}, line {n}: {line!r} is a {next(iter(fit))} trial, but the file is {fmt} "
+                f"(from line {first[0]}: {first[1]!r}); expected {TRIAL_FORMATS[fmt]} on every line"
+            )
     rows = [line.split() for _, line in lines]
     if fmt == "voxceleb":
         return Trials(tuple(r[1] for r in rows), tuple(r[2] for r in rows), [int(r[0]) for r in rows], fmt, str(path))
-    return Trials(tuple(r[0] for r in rows), tuple(r[1] for r in rows), [int(r[2] == "target") for r in rows],
-                  fmt, str(path))
+    return Trials(
+        tuple(r[0] for r in rows), tuple(r[1] for r in rows), [int(r[2] == "target") for r in rows], fmt, str(path)
+    )
 
 
 # --------------------------------------------------------------------------- embeddings
@@ -152,8 +165,10 @@ def _scp_entries(scp: Path) -> list[tuple[str, str]]:
             raise ValueError(f"{scp}, line {n}: {line!r}; expected `<key> <file.ark>:<offset>`")
         key, value = fields[0], fields[1].strip()
         if value.startswith("|") or value.endswith("|"):
-            raise ValueError(f"{scp}, line {n}: {line!r} is a shell command; w2vlab reads embeddings from "
-                             "ark files only and never runs commands named in an scp")
+            raise ValueError(
+                f"{scp}, line {n}: {line!r} is a shell command; w2vlab reads embeddings from "
+                "ark files only and never runs commands named in an scp"
+            )
         if key in seen:
             raise ValueError(f"{scp}, line {n}: key {key!r} occurs more than once; expected unique keys")
         seen.add(key)
@@ -162,8 +177,9 @@ def _scp_entries(scp: Path) -> list[tuple[str, str]]:
         if not ark.is_absolute() and (scp.parent / ark).is_file():
             ark = scp.parent / ark
         if not ark.is_file():
-            raise FileNotFoundError(f"{scp}, line {n}: ark file {m['file']} not found (looked beside the scp "
-                                    f"and in the working directory)")
+            raise FileNotFoundError(
+                f"{scp}, line {n}: ark file {m['file']} not found (looked beside the scp and in the working directory)"
+            )
         entries.append((key, f"{ark}{m['tail'] or ''}"))
     return entries
 
@@ -217,14 +233,17 @@ def _embedding_matrix(embeddings: Mapping[str, Any], keys: Sequence[str]) -> np.
         if v.ndim != 1 or v.size == 0:
             raise ValueError(f"the embedding of {key!r} has shape {np.shape(embeddings[key])}; expected a [D] vector")
         if rows and v.shape != rows[0].shape:
-            raise ValueError(f"the embedding of {key!r} has {v.size} values but that of {keys[0]!r} has "
-                             f"{rows[0].size}; expected one dimension for all")
+            raise ValueError(
+                f"the embedding of {key!r} has {v.size} values but that of {keys[0]!r} has "
+                f"{rows[0].size}; expected one dimension for all"
+            )
         rows.append(v)
     matrix = np.stack(rows)  # (K, D)
     bad = [keys[i] for i in np.flatnonzero(~np.isfinite(matrix).all(axis=1))]
     if bad:
-        raise ValueError(f"{len(bad)} embeddings hold NaN/Inf ({', '.join(bad[:_SHOW])}); a non-finite "
-                         "embedding cannot be scored")
+        raise ValueError(
+            f"{len(bad)} embeddings hold NaN/Inf ({', '.join(bad[:_SHOW])}); a non-finite embedding cannot be scored"
+        )
     return matrix
 
 
@@ -242,8 +261,10 @@ def _scores_labels(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{int((~np.isfinite(s)).sum())} scores are NaN/Inf; expected finite scores")
     y = y.astype(np.int64)
     if y.sum() == 0 or y.sum() == y.size:
-        raise ValueError(f"received {int(y.sum())} target and {int(y.size - y.sum())} non-target trials; "
-                         "EER and minDCF need at least one of each")
+        raise ValueError(
+            f"received {int(y.sum())} target and {int(y.size - y.sum())} non-target trials; "
+            "EER and minDCF need at least one of each"
+        )
     return s, y
 
 
@@ -343,28 +364,44 @@ class TrialScores:
         """Trial counts, EER and minDCF at each prior, as JSON-ready plain values."""
         value, threshold = self.eer()
         return {
-            "n_trials": len(self), "n_target": self.trials.n_target, "n_nontarget": self.trials.n_nontarget,
-            "skipped": self.skipped, "missing_keys": list(self.missing_keys),
-            "eer": value, "eer_threshold": threshold,
+            "n_trials": len(self),
+            "n_target": self.trials.n_target,
+            "n_nontarget": self.trials.n_nontarget,
+            "skipped": self.skipped,
+            "missing_keys": list(self.missing_keys),
+            "eer": value,
+            "eer_threshold": threshold,
             "min_dcf": [dict(zip(("p_target", "min_dcf", "threshold"), (p, *self.min_dcf(p)))) for p in p_targets],
         }
 
     def to_markdown(self, p_targets: Sequence[float] = P_TARGETS) -> str:
         """Counts, then one table row per metric: value and threshold."""
         m = self.metrics(p_targets)
-        skipped = f", {m['skipped']} skipped ({len(self.missing_keys)} keys without an embedding)" if self.skipped else ""
-        lines = [f"{m['n_trials']} trials ({m['n_target']} target, {m['n_nontarget']} non-target){skipped}", "",
-                 "| metric | value | threshold |", "|---|---:|---:|",
-                 f"| EER | {100 * m['eer']:.3f}% | {m['eer_threshold']:.6f} |"]
-        lines += [f"| minDCF (p_target={d['p_target']}) | {d['min_dcf']:.4f} | {d['threshold']:.6f} |" for d in m["min_dcf"]]
+        skipped = (
+            f", {m['skipped']} skipped ({len(self.missing_keys)} keys without an embedding)" if self.skipped else ""
+        )
+        lines = [
+            f"{m['n_trials']} trials ({m['n_target']} target, {m['n_nontarget']} non-target){skipped}",
+            "",
+            "| metric | value | threshold |",
+            "|---|---:|---:|",
+            f"| EER | {100 * m['eer']:.3f}% | {m['eer_threshold']:.6f} |",
+        ]
+        lines += [
+            f"| minDCF (p_target={d['p_target']}) | {d['min_dcf']:.4f} | {d['threshold']:.6f} |" for d in m["min_dcf"]
+        ]
         return "\n".join(lines)
 
     def write(self, path: str | Path) -> Path:
         """Write ``<enroll> <test> <score> <target|nontarget>`` lines (WeSpeaker's score file)."""
         path = Path(path)
         t = self.trials
-        path.write_text("".join(f"{e} {x} {s:.8f} {'target' if y else 'nontarget'}\n"
-                                for e, x, s, y in zip(t.enroll, t.test, self.scores, t.labels)))
+        path.write_text(
+            "".join(
+                f"{e} {x} {s:.8f} {'target' if y else 'nontarget'}\n"
+                for e, x, s, y in zip(t.enroll, t.test, self.scores, t.labels)
+            )
+        )
         return path
 
 
@@ -385,9 +422,11 @@ def score_trials(embeddings: Mapping[str, Any], trials: Trials, skip_missing: bo
     keep = np.array([e in embeddings and x in embeddings for e, x in zip(trials.enroll, trials.test)], dtype=bool)
     if missing and not skip_missing:
         more = f" and {len(missing) - _SHOW} more" if len(missing) > _SHOW else ""
-        raise ValueError(f"{len(missing)} of {len(trials.keys)} trial keys have no embedding "
-                         f"({', '.join(missing[:_SHOW])}{more}), needed by {int((~keep).sum())} of {len(trials)} "
-                         "trials; embed them, or skip those trials (skip_missing=True, --skip-missing)")
+        raise ValueError(
+            f"{len(missing)} of {len(trials.keys)} trial keys have no embedding "
+            f"({', '.join(missing[:_SHOW])}{more}), needed by {int((~keep).sum())} of {len(trials)} "
+            "trials; embed them, or skip those trials (skip_missing=True, --skip-missing)"
+        )
     kept = trials.subset(keep) if missing else trials
     if not len(kept):
         raise ValueError(f"none of the {len(trials)} trials has embeddings for both keys; nothing to score")
@@ -396,7 +435,7 @@ def score_trials(embeddings: Mapping[str, Any], trials: Trials, skip_missing: bo
     index = {key: i for i, key in enumerate(keys)}
     ei = np.array([index[k] for k in kept.enroll])
     ti = np.array([index[k] for k in kept.test])
-    scores = [cosine_rows(matrix[ei[s:s + _CHUNK]], matrix[ti[s:s + _CHUNK]]) for s in range(0, len(kept), _CHUNK)]
+    scores = [cosine_rows(matrix[ei[s : s + _CHUNK]], matrix[ti[s : s + _CHUNK]]) for s in range(0, len(kept), _CHUNK)]
     return TrialScores(kept, np.concatenate(scores), len(trials) - len(kept), missing)
 
 
@@ -450,8 +489,12 @@ def _operating_point(ref: TrialScores, cand: TrialScores, p_target: float | None
         t = float((t + below.max()) / 2) if below.size else -np.inf
     trials = ref.trials
     flipped = np.flatnonzero((ref.scores >= t) != (cand.scores >= t))
-    flips = tuple(FlippedTrial(trials.enroll[i], trials.test[i], int(trials.labels[i]), float(ref.scores[i]),
-                               float(cand.scores[i])) for i in flipped)
+    flips = tuple(
+        FlippedTrial(
+            trials.enroll[i], trials.test[i], int(trials.labels[i]), float(ref.scores[i]), float(cand.scores[i])
+        )
+        for i in flipped
+    )
     return OperatingPoint("EER" if p_target is None else f"minDCF@{p_target}", p_target, r, c, t, ct, flips)
 
 
@@ -476,12 +519,26 @@ class TrialComparison:
         """Counts, score differences and each operating point without its flipped trials; JSON-ready."""
         t = self.reference.trials
         return {
-            "label": self.label, "n_trials": len(t), "n_target": t.n_target, "n_nontarget": t.n_nontarget,
-            "skipped": self.reference.skipped, "n_flips": self.n_flips,
+            "label": self.label,
+            "n_trials": len(t),
+            "n_target": t.n_target,
+            "n_nontarget": t.n_nontarget,
+            "skipped": self.reference.skipped,
+            "n_flips": self.n_flips,
             "abs_diff": {"max": self.max_abs_diff, "p99": self.p99_abs_diff, "median": self.median_abs_diff},
-            "points": [{"name": p.name, "p_target": p.p_target, "reference": p.reference, "candidate": p.candidate,
-                        "difference": p.difference, "threshold": p.threshold,
-                        "candidate_threshold": p.candidate_threshold, "n_flips": p.n_flips} for p in self.points],
+            "points": [
+                {
+                    "name": p.name,
+                    "p_target": p.p_target,
+                    "reference": p.reference,
+                    "candidate": p.candidate,
+                    "difference": p.difference,
+                    "threshold": p.threshold,
+                    "candidate_threshold": p.candidate_threshold,
+                    "n_flips": p.n_flips,
+                }
+                for p in self.points
+            ],
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -494,22 +551,33 @@ class TrialComparison:
     def headline(self) -> str:
         """One line: flips per operating point and the largest score difference."""
         flips = ", ".join(f"{p.n_flips} at {p.name}" for p in self.points)
-        return (f"{self.label or 'trials'}: {len(self.reference)} trials, flipped decisions: {flips}; "
-                f"|score diff| max {self.max_abs_diff:.2e}, p99 {self.p99_abs_diff:.2e}, median {self.median_abs_diff:.2e}")
+        return (
+            f"{self.label or 'trials'}: {len(self.reference)} trials, flipped decisions: {flips}; "
+            f"|score diff| max {self.max_abs_diff:.2e}, p99 {self.p99_abs_diff:.2e}, median {self.median_abs_diff:.2e}"
+        )
 
     def to_markdown(self, max_flips: int = 10) -> str:
         """Headline, a table of the metrics and flips per point, then up to ``max_flips`` flipped trials each."""
-        lines = [self.headline(), "", "| metric | reference | candidate | difference | threshold (ref) | flips |",
-                 "|---|---:|---:|---:|---:|---:|"]
+        lines = [
+            self.headline(),
+            "",
+            "| metric | reference | candidate | difference | threshold (ref) | flips |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for p in self.points:
             scale, unit = (100.0, "%") if p.p_target is None else (1.0, "")
-            lines.append(f"| {p.name} | {scale * p.reference:.4f}{unit} | {scale * p.candidate:.4f}{unit} | "
-                         f"{scale * p.difference:+.2e}{unit} | {p.threshold:.6f} | {p.n_flips} |")
+            lines.append(
+                f"| {p.name} | {scale * p.reference:.4f}{unit} | {scale * p.candidate:.4f}{unit} | "
+                f"{scale * p.difference:+.2e}{unit} | {p.threshold:.6f} | {p.n_flips} |"
+            )
         for p in self.points:
             if p.flips:
                 lines += ["", f"flipped at {p.name} (threshold {p.threshold:.6f}):"]
-                lines += [f"- {f.enroll} {f.test} label {f.label}: reference {f.reference_score:.6f}, "
-                          f"candidate {f.candidate_score:.6f}" for f in p.flips[:max_flips]]
+                lines += [
+                    f"- {f.enroll} {f.test} label {f.label}: reference {f.reference_score:.6f}, "
+                    f"candidate {f.candidate_score:.6f}"
+                    for f in p.flips[:max_flips]
+                ]
                 lines += [f"- ... and {p.n_flips - max_flips} more"] if p.n_flips > max_flips else []
         return "\n".join(lines)
 
@@ -522,12 +590,15 @@ def _same_trials(ref: Trials, cand: Trials) -> None:
         raise ValueError(f"reference scores {len(ref)} trials and candidate {len(cand)}; expected the same trials")
     for i, (a, b) in enumerate(zip(zip(ref.enroll, ref.test, ref.labels), zip(cand.enroll, cand.test, cand.labels))):
         if a != b:
-            raise ValueError(f"trial {i} is {a[0]} {a[1]} (label {a[2]}) in the reference but {b[0]} {b[1]} "
-                             f"(label {b[2]}) in the candidate; expected the same trials in the same order")
+            raise ValueError(
+                f"trial {i} is {a[0]} {a[1]} (label {a[2]}) in the reference but {b[0]} {b[1]} "
+                f"(label {b[2]}) in the candidate; expected the same trials in the same order"
+            )
 
 
-def compare_trials(reference: TrialScores, candidate: TrialScores, p_targets: Sequence[float] = P_TARGETS,
-                   label: str = "") -> TrialComparison:
+def compare_trials(
+    reference: TrialScores, candidate: TrialScores, p_targets: Sequence[float] = P_TARGETS, label: str = ""
+) -> TrialComparison:
     """Compare two scorings of the same trials: |Δscore|, EER and minDCF, and flipped decisions.
 
     Decisions are taken on both sides at the reference's thresholds (its EER threshold and its
@@ -541,18 +612,25 @@ def compare_trials(reference: TrialScores, candidate: TrialScores, p_targets: Se
     """
     for side, s in (("reference", reference), ("candidate", candidate)):
         if not isinstance(s, TrialScores):
-            raise TypeError(f"compare_trials expects TrialScores (from score_trials) as {side}; "
-                            f"received {type(s).__name__}")
+            raise TypeError(
+                f"compare_trials expects TrialScores (from score_trials) as {side}; received {type(s).__name__}"
+            )
     _same_trials(reference.trials, candidate.trials)
     diff = np.abs(candidate.scores - reference.scores)  # (N,)
     points = tuple(_operating_point(reference, candidate, p) for p in (None, *p_targets))
-    return TrialComparison(reference, candidate, points, float(diff.max()), float(np.percentile(diff, 99)),
-                           float(np.median(diff)), label)
+    return TrialComparison(
+        reference, candidate, points, float(diff.max()), float(np.percentile(diff, 99)), float(np.median(diff)), label
+    )
 
 
-def compare_embeddings(reference: Mapping[str, Any], candidate: Mapping[str, Any], trials: Trials,
-                       skip_missing: bool = False, p_targets: Sequence[float] = P_TARGETS,
-                       label: str = "") -> TrialComparison:
+def compare_embeddings(
+    reference: Mapping[str, Any],
+    candidate: Mapping[str, Any],
+    trials: Trials,
+    skip_missing: bool = False,
+    p_targets: Sequence[float] = P_TARGETS,
+    label: str = "",
+) -> TrialComparison:
     """Score ``trials`` with both sets of embeddings and :func:`compare_trials` them.
 
     With ``skip_missing``, a trial is dropped from both sides when either side lacks one of

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from w2vlab._contract import EXTRACTOR_DIR, FILES, FORMATS, format_entries
 
@@ -85,7 +86,8 @@ def render_model_card(metadata: Mapping[str, Any], dirname: str = "w2vbert_speak
         f"- Audio: {md['sample_rate']} Hz mono; at least {md['min_num_samples']} samples "
         f"({md['min_duration_s'] * 1000:.0f} ms).",
         f"- Compiled by `torch.jit.{md['export']['path']}`"
-        + (f" (script failed: {md['export']['script_error']})" if md["export"]["script_error"] else "") + ".",
+        + (f" (script failed: {md['export']['script_error']})" if md["export"]["script_error"] else "")
+        + ".",
         f"- Feature extractor: `feature_extractor/preprocessor_config.json` "
         f"({md['feature_extractor']['config'].get('feature_extractor_type')}, sha256 "
         f"`{md['feature_extractor']['sha256'][:12]}`).",
@@ -102,9 +104,17 @@ def render_model_card(metadata: Mapping[str, Any], dirname: str = "w2vbert_speak
     ]
     sr, dim, fd = md["sample_rate"], md["embedding_dim"], md["feature_dim"]
     if "preprocessed" in md["artifacts"]:
-        lines += [_PREPROCESSED_SNIPPET.format(dirname=dirname, file=FILES["torchscript", "preprocessed"], sr=sr, dim=dim, fd=fd), ""]
-        lines += ["For an odd number of 10 ms frames the extractor pads its last stacked row; run a "
-                  "single clip on the valid rows only (as above) or pass the mask.", ""]
+        lines += [
+            _PREPROCESSED_SNIPPET.format(
+                dirname=dirname, file=FILES["torchscript", "preprocessed"], sr=sr, dim=dim, fd=fd
+            ),
+            "",
+        ]
+        lines += [
+            "For an odd number of 10 ms frames the extractor pads its last stacked row; run a "
+            "single clip on the valid rows only (as above) or pass the mask.",
+            "",
+        ]
     if "waveform" in md["artifacts"]:
         lines += [_WAVEFORM_SNIPPET.format(dirname=dirname, file=FILES["torchscript", "waveform"], sr=sr, dim=dim), ""]
     lines += _program_snippets(md, dirname)
@@ -123,31 +133,57 @@ def render_model_card(metadata: Mapping[str, Any], dirname: str = "w2vbert_speak
 
 def _program_snippets(md: Mapping[str, Any], dirname: str) -> list[str]:
     """Markdown for the ``.pt2`` and ONNX files of each mode: one runnable block per file."""
-    files = {(fmt, mode): entry["file"] for mode in md["artifacts"]
-             for fmt, entry in format_entries(md, mode).items() if fmt != "torchscript"}
+    files = {
+        (fmt, mode): entry["file"]
+        for mode in md["artifacts"]
+        for fmt, entry in format_entries(md, mode).items()
+        if fmt != "torchscript"
+    }
     if not files:
         return []
-    lines = ["## The `.pt2` and ONNX files", "",
-             "`w2vlab.load_artifact(dir, mode, format=\"exported\" | \"onnx\" | \"onnx-int8\" | \"aoti\")` opens them with the "
-             "checks and call signature above. Without w2vlab, pass every input (the optional ones too) with the "
-             "dtypes below; a waveform program needs at least two feature rows (720 samples at 16 kHz).", ""]
+    lines = [
+        "## The `.pt2` and ONNX files",
+        "",
+        '`w2vlab.load_artifact(dir, mode, format="exported" | "onnx" | "onnx-int8" | "aoti")` opens them with the '
+        "checks and call signature above. Without w2vlab, pass every input (the optional ones too) with the "
+        "dtypes below; a waveform program needs at least two feature rows (720 samples at 16 kHz).",
+        "",
+    ]
     if any(fmt == "aoti" for fmt, _ in files):
-        lines += ["The `_aoti_` files are AOTInductor packages: the `.pt2` program compiled ahead of time to a "
-                  "shared library, loadable from C++ with `torch::inductor::AOTIModelPackageLoader` (w2vlab's "
-                  "`cpp/w2vlab-embed --aoti` embeds audio files with the waveform one, no Python).", ""]
+        lines += [
+            "The `_aoti_` files are AOTInductor packages: the `.pt2` program compiled ahead of time to a "
+            "shared library, loadable from C++ with `torch::inductor::AOTIModelPackageLoader` (w2vlab's "
+            "`cpp/w2vlab-embed --aoti` embeds audio files with the waveform one, no Python).",
+            "",
+        ]
     if any(fmt == "onnx-int8" for fmt, _ in files):
-        lines += ["The `_int8.onnx` files are dynamic-int8 copies (MatMul weights int8 per channel, the conv "
-                  "blocks' pointwise convolutions kept fp32): smaller and faster on CPU, verified to cosine "
-                  ">= 0.999 against eager, not bit-exact.", ""]
-    data = sorted(entry["external_data"] for mode in md["artifacts"] for entry in format_entries(md, mode).values()
-                  if "external_data" in entry)
+        lines += [
+            "The `_int8.onnx` files are dynamic-int8 copies (MatMul weights int8 per channel, the conv "
+            "blocks' pointwise convolutions kept fp32): smaller and faster on CPU, verified to cosine "
+            ">= 0.999 against eager, not bit-exact.",
+            "",
+        ]
+    data = sorted(
+        entry["external_data"]
+        for mode in md["artifacts"]
+        for entry in format_entries(md, mode).values()
+        if "external_data" in entry
+    )
     if data:
-        lines += [f"Weights of the ONNX graphs are in {', '.join(f'`{name}`' for name in data)}: keep each "
-                  "beside its `.onnx` file.", ""]
-    values = dict(dirname=dirname, extractor=EXTRACTOR_DIR, sr=md["sample_rate"], dim=md["embedding_dim"],
-                  fd=md["feature_dim"])
+        lines += [
+            f"Weights of the ONNX graphs are in {', '.join(f'`{name}`' for name in data)}: keep each "
+            "beside its `.onnx` file.",
+            "",
+        ]
+    values = dict(
+        dirname=dirname, extractor=EXTRACTOR_DIR, sr=md["sample_rate"], dim=md["embedding_dim"], fd=md["feature_dim"]
+    )
     for (fmt, mode), file in sorted(files.items(), key=lambda kv: (FORMATS.index(kv[0][0]), kv[0][1])):
-        code = _PROGRAM_INPUTS[mode].format(**values) + "\n" + _PROGRAM_CALLS[fmt.split("-")[0]].format(file=file, **values)
+        code = (
+            _PROGRAM_INPUTS[mode].format(**values)
+            + "\n"
+            + _PROGRAM_CALLS[fmt.split("-")[0]].format(file=file, **values)
+        )
         lines += [f"{fmt}, {mode} mode:", "", f"```python\n{code}\n```", ""]
     return lines
 
@@ -155,28 +191,40 @@ def _program_snippets(md: Mapping[str, Any], dirname: str) -> list[str]:
 def _gpu_section(md: Mapping[str, Any], dirname: str) -> list[str]:
     """How to run the files on a GPU: what moves the weights, and what moves a ``.pt2``'s graph."""
     mode = next(iter(md["artifacts"]))
-    lines = ["## On a GPU", "",
-             "The TorchScript archives hold no device constant (the export replaces the ones tracing bakes "
-             "in), so mapping the weights is enough; pass the inputs on the same device. A `.pt2` program "
-             "names its capture device (the CPU) in its graph and must be moved whole.", "",
-             "```python",
-             f'art = w2vlab.load_artifact("{dirname}", "{mode}", device="cuda")  # embeddings come back on the CPU',
-             f'model = torch.jit.load("{dirname}/{FILES["torchscript", mode]}", map_location="cuda")']
+    lines = [
+        "## On a GPU",
+        "",
+        "The TorchScript archives hold no device constant (the export replaces the ones tracing bakes "
+        "in), so mapping the weights is enough; pass the inputs on the same device. A `.pt2` program "
+        "names its capture device (the CPU) in its graph and must be moved whole.",
+        "",
+        "```python",
+        f'art = w2vlab.load_artifact("{dirname}", "{mode}", device="cuda")  # embeddings come back on the CPU',
+        f'model = torch.jit.load("{dirname}/{FILES["torchscript", mode]}", map_location="cuda")',
+    ]
     if "exported" in format_entries(md, mode):
-        lines += ["from torch.export.passes import move_to_device_pass",
-                  f'program = move_to_device_pass(torch.export.load("{dirname}/{FILES["exported", mode]}"), "cuda").module()']
+        lines += [
+            "from torch.export.passes import move_to_device_pass",
+            f'program = move_to_device_pass(torch.export.load("{dirname}/{FILES["exported", mode]}"), "cuda").module()',
+        ]
     return lines + ["```", "", "ONNX files run on ONNX Runtime's CPU provider here.", ""]
 
 
 def _parity_table(md: Mapping[str, Any]) -> list[str]:
     """One Markdown row per file: mode, format, file, inputs, worst cosine and max|diff|, clips."""
-    lines = ["| mode | format | file | inputs | worst cosine | worst max abs diff | clips |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| mode | format | file | inputs | worst cosine | worst max abs diff | clips |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for mode, art in md["artifacts"].items():
-        inputs = ", ".join(f"`{i['name']}` {i['shape']}" + (" (optional)" if i.get("optional") else "") for i in art["inputs"])
+        inputs = ", ".join(
+            f"`{i['name']}` {i['shape']}" + (" (optional)" if i.get("optional") else "") for i in art["inputs"]
+        )
         entries = format_entries(md, mode)
         for fmt in sorted(entries, key=FORMATS.index):
             p = entries[fmt]["parity"]
-            lines.append(f"| {mode} | {fmt} | `{entries[fmt]['file']}` | {inputs} | {p['worst_cosine']:.9f} | "
-                         f"{p['worst_max_abs_diff']:.3g} | {p['n_clips']} |")
+            lines.append(
+                f"| {mode} | {fmt} | `{entries[fmt]['file']}` | {inputs} | {p['worst_cosine']:.9f} | "
+                f"{p['worst_max_abs_diff']:.3g} | {p['n_clips']} |"
+            )
     return lines

@@ -51,16 +51,26 @@ import logging
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import nn
 
-from w2vlab._contract import (FORMATS, METADATA_FILE, ONNX_FORMATS, ONNX_METADATA_KEY, ONNX_PACKAGES, ZIP_FORMATS, check_mode,
-                       onnx_sha256, require, require_compiler)
-from w2vlab.runtime._entry import Core, min_program_samples, waveform_encoder
+from w2vlab._contract import (
+    FORMATS,
+    METADATA_FILE,
+    ONNX_FORMATS,
+    ONNX_METADATA_KEY,
+    ONNX_PACKAGES,
+    ZIP_FORMATS,
+    check_mode,
+    onnx_sha256,
+    require,
+    require_compiler,
+)
 from w2vlab._features import FeatureConfig
 from w2vlab.export._torchscript import trace_example
+from w2vlab.runtime._entry import Core, min_program_samples, waveform_encoder
 
 MAX_BATCH = 1024
 MAX_FRAMES = 30_000  # stacked rows (10 min of audio); longer inputs are refused by the program
@@ -75,12 +85,18 @@ def _capture_inputs(model: nn.Module, mode: str, config: FeatureConfig) -> tuple
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     if mode == "preprocessed":  # the TorchScript trace example: two clips, the second padded
         frames = torch.export.Dim("frames", min=1, max=MAX_FRAMES)
-        return Core(model).eval(), trace_example(config.feature_dim), ({0: batch, 1: frames}, {0: batch, 1: frames}), False
+        return (
+            Core(model).eval(),
+            trace_example(config.feature_dim),
+            ({0: batch, 1: frames}, {0: batch, 1: frames}),
+            False,
+        )
     samples = 40_000  # (2.5 s) and a second clip 12345 samples shorter
     waveform = 0.1 * torch.randn(2, samples, generator=torch.Generator().manual_seed(0))  # (2, N)
     lengths = torch.tensor([samples, samples - 12_345])  # (2,)
-    span = torch.export.Dim("samples", min=min_program_samples(config),
-                            max=config.frame_length + (2 * MAX_FRAMES - 1) * config.hop_length)
+    span = torch.export.Dim(
+        "samples", min=min_program_samples(config), max=config.frame_length + (2 * MAX_FRAMES - 1) * config.hop_length
+    )
     return waveform_encoder(Core(model), config).eval(), (waveform, lengths), ({0: batch, 1: span}, {0: batch}), True
 
 
@@ -93,12 +109,13 @@ def capture(model: nn.Module, mode: str, config: FeatureConfig) -> torch.export.
     """
     module, example, dynamic, defer = _capture_inputs(model, check_mode(mode), config)
     with torch.no_grad():
-        return torch.export.export(module, example, dynamic_shapes=dynamic,
-                                   prefer_deferred_runtime_asserts_over_guards=defer)
+        return torch.export.export(
+            module, example, dynamic_shapes=dynamic, prefer_deferred_runtime_asserts_over_guards=defer
+        )
 
 
 def export_program(
-    model: nn.Module, mode: str, config: FeatureConfig, path: str | Path, metadata_json: Optional[str] = None
+    model: nn.Module, mode: str, config: FeatureConfig, path: str | Path, metadata_json: str | None = None
 ) -> torch.export.ExportedProgram:
     """Capture ``model`` for ``mode`` and save it to ``path`` (``.pt2``); returns the program.
 
@@ -120,7 +137,9 @@ def export_program(
 @contextlib.contextmanager
 def _quiet_onnx_exporter():
     """Hide the exporter's notices that say nothing about this model (no torchvision ops, pytree)."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx._internal.exporter._registration", "onnx_ir", "onnxscript")]
+    loggers = [
+        logging.getLogger(name) for name in ("torch.onnx._internal.exporter._registration", "onnx_ir", "onnxscript")
+    ]
     levels = [log.level for log in loggers]
     for log in loggers:  # onnx_ir logs every deduplicated initializer at INFO
         log.setLevel(logging.ERROR if log.name.startswith("torch") else logging.WARNING)
@@ -139,8 +158,8 @@ def export_onnx(
     mode: str,
     config: FeatureConfig,
     path: str | Path,
-    metadata_json: Optional[str] = None,
-    external_data: Optional[bool] = None,
+    metadata_json: str | None = None,
+    external_data: bool | None = None,
 ) -> None:
     """Export ``model`` for ``mode`` to an ONNX file at ``path`` (opset of torch's dynamo exporter).
 
@@ -204,9 +223,10 @@ def export_aoti(program: torch.export.ExportedProgram, mode: str, path: str | Pa
 
     The package holds generated C++ and the shared library compiled from it, weights included:
     C++ loads it with ``torch::inductor::AOTIModelPackageLoader`` (``cpp/w2vlab_embed.cpp``), and
-    :mod:`w2vlab.runtime._loaders` with the same libtorch class, neither needing the eager model.  It keeps the program's dynamic batch and length.  Inductor fuses and reorders
-    float operations, so it is verified within the fp32 bounds, not bit for bit.  Compiling the tiny
-    demo took 25-28 s (preprocessed) and 55 s (waveform) with a cold inductor cache on 2 cores.  The package's own metadata map says its mode
+    :mod:`w2vlab.runtime._loaders` with the same libtorch class, neither needing the eager model.
+    It keeps the program's dynamic batch and length.  Inductor fuses and reorders float operations,
+    so it is verified within the fp32 bounds, not bit for bit.  Compiling takes tens of seconds even
+    for the tiny demo (docs/formats.md).  The package's own metadata map says its mode
     (``w2vlab_mode``), so a C++ loader can refuse a package of the other mode before running it.
 
     Raises:
@@ -220,7 +240,10 @@ def export_aoti(program: torch.export.ExportedProgram, mode: str, path: str | Pa
         # The waveform frontend's rfft stays an ATen call ("no code generation for complex operators")
         warnings.filterwarnings("ignore", message=r".*complex operators", category=UserWarning)
         aoti_compile_and_package(
-            program, package_path=str(path), inductor_configs={"aot_inductor.metadata": {"w2vlab_mode": check_mode(mode)}})
+            program,
+            package_path=str(path),
+            inductor_configs={"aot_inductor.metadata": {"w2vlab_mode": check_mode(mode)}},
+        )
 
 
 def _name_graph(model: Any, mode: str) -> None:
@@ -234,24 +257,29 @@ def _name_graph(model: Any, mode: str) -> None:
         if value.name == "embedding":  # taken by the relative-position Gather; free it for the output
             value.name = "relative_position_embedding"
         if value.shape is not None:
-            value.shape = ir.Shape([ir.SymbolicDim(rename.get(d.value, d.value)) if isinstance(d, ir.SymbolicDim) else d
-                                    for d in value.shape])
+            value.shape = ir.Shape(
+                [
+                    ir.SymbolicDim(rename.get(d.value, d.value)) if isinstance(d, ir.SymbolicDim) else d
+                    for d in value.shape
+                ]
+            )
     graph.outputs[0].name = "embedding"
 
 
 # --------------------------------------------------------------------------- metadata
 
 
-def embed_metadata(path: str | Path, fmt: str, metadata_json: str, verified_sha256: Optional[str] = None) -> None:
+def embed_metadata(path: str | Path, fmt: str, metadata_json: str, verified_sha256: str | None = None) -> None:
     """Store ``metadata_json`` inside an already written and verified file of any format, leaving
     its program untouched (checked: raises ``RuntimeError`` otherwise).  ``verified_sha256``: the
     content hash the file was verified with, compared with the edited ONNX file's instead of
     hashing it once more before the edit (a full weight read: 4 s for a full-size fp32 file).
 
-    TorchScript archives, ``.pt2`` programs and AOTInductor packages are zips: ``extra/metadata.json`` is appended
-    (``torch.jit.load(_extra_files=...)`` and ``torch.export.load`` read it) and every existing
-    member keeps its bytes and offset, so the verified file is not re-serialised.  An ONNX model gets the ``metadata_props`` entry; its external weights
-    (``<file>.data``) are not rewritten, and :func:`w2vlab._contract.onnx_sha256` must not change.
+    TorchScript archives, ``.pt2`` programs and AOTInductor packages are zips: ``extra/metadata.json``
+    is appended (``torch.jit.load(_extra_files=...)`` and ``torch.export.load`` read it) and every
+    existing member keeps its bytes and offset, so the verified file is not re-serialised.  An ONNX
+    model gets the ``metadata_props`` entry; its external weights (``<file>.data``) are not
+    rewritten, and :func:`w2vlab._contract.onnx_sha256` must not change.
     """
     path = Path(path)
     if fmt in ZIP_FORMATS:
@@ -280,5 +308,3 @@ def embed_metadata(path: str | Path, fmt: str, metadata_json: str, verified_sha2
         raise ValueError(f"embed_metadata writes files of formats {FORMATS}; received format {fmt!r}")
     if changed:
         raise RuntimeError(f"storing metadata in {path.name} changed {sorted(changed)[:3]}; refusing to keep it")
-
-

@@ -15,12 +15,14 @@ quantiser holds three copies of the fp32 graph (it saves and reloads the model f
 twice), 7.6 GB for a 2.35 GB model; this one reads each fp32 weight from the external-data file as
 it is quantised, so it holds the graph without weights plus the int8 copy it writes.
 """
+
 from __future__ import annotations
 
 import ast
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,8 +43,11 @@ KEEP_FP32 = ("Wav2Vec2BertConvolutionModule",)
 
 def recipe(keep_fp32: Sequence[str] = KEEP_FP32) -> dict[str, Any]:
     """What :func:`quantize_onnx` does, as an artifact's metadata records it beside the int8 file."""
-    return {"weights": "MatMul/Gemm initializers: int8, symmetric, per output channel",
-            "activations": "uint8, per call (DynamicQuantizeLinear)", "kept_fp32": list(keep_fp32)}
+    return {
+        "weights": "MatMul/Gemm initializers: int8, symmetric, per output channel",
+        "activations": "uint8, per call (DynamicQuantizeLinear)",
+        "kept_fp32": list(keep_fp32),
+    }
 
 
 def quantize_weight(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,8 +96,13 @@ def quantize_onnx(source: str | Path, path: str | Path, keep_fp32: Sequence[str]
             del inits[i]
     for init in inits:
         weights.inline(init)
-    logger.info("quantised %d MatMul weights of %s; %d kept fp32 in %s", quantised, source.name, kept,
-                ", ".join(keep_fp32) or "no block")
+    logger.info(
+        "quantised %d MatMul weights of %s; %d kept fp32 in %s",
+        quantised,
+        source.name,
+        kept,
+        ", ".join(keep_fp32) or "no block",
+    )
     path.with_name(path.name + ".data").unlink(missing_ok=True)  # onnx appends to an existing data file
     onnx.save_model(model, str(path), save_as_external_data=True, location=path.name + ".data", size_threshold=1024)
 

@@ -10,8 +10,8 @@ writes it as an artifact) and :func:`naive_trace_report` measures what it gets w
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -28,8 +28,9 @@ class _HFExtractorInForward(nn.Module):
         self.model, self.fe = model, fe
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:  # [1, N]
-        out = self.fe(waveform[0].numpy(), sampling_rate=self.fe.sampling_rate,
-                      return_attention_mask=True, return_tensors="pt")
+        out = self.fe(
+            waveform[0].numpy(), sampling_rate=self.fe.sampling_rate, return_attention_mask=True, return_tensors="pt"
+        )
         return self.model(out["input_features"], out["attention_mask"])
 
 
@@ -47,7 +48,9 @@ def naive_waveform_trace(model: nn.Module, fe, example_samples: int = 32000, see
         warnings.simplefilter("always")
         with torch.no_grad():
             traced = torch.jit.trace(_HFExtractorInForward(model, fe).eval(), (example,), check_trace=False)
-    messages = sorted({str(w.message).splitlines()[0] for w in caught if issubclass(w.category, torch.jit.TracerWarning)})
+    messages = sorted(
+        {str(w.message).splitlines()[0] for w in caught if issubclass(w.category, torch.jit.TracerWarning)}
+    )
     return NaiveTrace(traced, example_samples, messages)
 
 
@@ -67,9 +70,13 @@ def naive_trace_report(
     embedding back.  Lengths equal to ``example_samples`` use a *different* waveform (seed 1).
     """
     naive = naive_waveform_trace(model, fe, example_samples)
-    cases = [Case(f"{n} samples" + (" (example length)" if n == example_samples else ""), (synthetic_speech(n, seed=1),))
-             for n in lengths]
-    cases.insert(0, Case(f"{example_samples} samples (the tracing example itself)", (synthetic_speech(example_samples, 0),)))
+    cases = [
+        Case(f"{n} samples" + (" (example length)" if n == example_samples else ""), (synthetic_speech(n, seed=1),))
+        for n in lengths
+    ]
+    cases.insert(
+        0, Case(f"{example_samples} samples (the tracing example itself)", (synthetic_speech(example_samples, 0),))
+    )
     report = run_suite(
         cases,
         reference=lambda case: model(*hf_features(fe, case)),

@@ -22,9 +22,10 @@ import json
 import logging
 import platform
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,23 +35,41 @@ from torch import nn
 from w2vlab import __version__
 from w2vlab._allocator import trim
 from w2vlab._atomic import atomic_directory
-from w2vlab.export._card import render_model_card
-from w2vlab.model._checkpoint import LoadedModel, feature_extractor_for, load_speaker_encoder
-from w2vlab._contract import (CARD_FILE, DEFAULT_OUTPUT, EXTRACTOR_DIR, FILES, FORMAT_TAG, FORMATS, METADATA_FILE, MODES, ONNX_FORMATS,
-                       ONNX_PACKAGES, PARITY_FILE, canonical_sha256, check_format, check_mode, require,
-                       require_compiler, validate_metadata)
-from w2vlab.runtime._entry import min_program_samples
+from w2vlab._contract import (
+    CARD_FILE,
+    DEFAULT_OUTPUT,
+    EXTRACTOR_DIR,
+    FILES,
+    FORMAT_TAG,
+    FORMATS,
+    METADATA_FILE,
+    MODES,
+    ONNX_FORMATS,
+    ONNX_PACKAGES,
+    PARITY_FILE,
+    canonical_sha256,
+    check_format,
+    check_mode,
+    require,
+    require_compiler,
+    validate_metadata,
+)
 from w2vlab._features import FeatureConfig
+from w2vlab._parity import ParityBounds, ParityReport, compare, format_bounds, merge_reports
+from w2vlab.export._card import render_model_card
 from w2vlab.export._formats import capture as capture_program
 from w2vlab.export._formats import embed_metadata, export_aoti, export_onnx, export_program
-from w2vlab.export._int8 import quantize_onnx, recipe as int8_recipe
-from w2vlab.runtime._loaders import open_format
-from w2vlab._parity import ParityBounds, ParityReport, compare, format_bounds, merge_reports
+from w2vlab.export._int8 import quantize_onnx
+from w2vlab.export._int8 import recipe as int8_recipe
 from w2vlab.export._rewrites import faster_blocks
 from w2vlab.export._suite import Case, build_suite, candidate_fn, case_lengths, embed_cases, reference_fn
 from w2vlab.export._torchscript import TraceInfo, compile_core, save_script, wrap
+from w2vlab.model._checkpoint import LoadedModel, feature_extractor_for, load_speaker_encoder
+from w2vlab.runtime._entry import min_program_samples
+from w2vlab.runtime._loaders import open_format
 
 logger = logging.getLogger(__name__)
+
 
 class ExportParityError(RuntimeError):
     """A reloaded file did not match the eager model; ``reports`` say where."""
@@ -59,7 +78,9 @@ class ExportParityError(RuntimeError):
         self.reports = failed
         self.report = failed[0]
         where = "; ".join(f"{r.label}: {list(r.failures)}" for r in failed)
-        super().__init__(f"export refused: reloaded artifact failed parity on {where}\n" + "\n\n".join(map(str, failed)))
+        super().__init__(
+            f"export refused: reloaded artifact failed parity on {where}\n" + "\n\n".join(map(str, failed))
+        )
 
 
 @dataclass
@@ -101,7 +122,9 @@ def check_request(modes: Sequence[str], formats: Sequence[str]) -> tuple[tuple[s
         check_mode(mode)
     for fmt in formats:
         check_format(fmt)
-    formats = tuple(f for f in FORMATS if f == "torchscript" or f in formats)  # contract order: aoti reuses the .pt2 capture
+    formats = tuple(
+        f for f in FORMATS if f == "torchscript" or f in formats
+    )  # contract order: aoti reuses the .pt2 capture
     if set(formats) & set(ONNX_FORMATS):
         require(*ONNX_PACKAGES)
     if "aoti" in formats:
@@ -123,8 +146,9 @@ def reference(model: nn.Module, fe: Any, cases: Sequence[Case], progress: bool) 
     return Reference(cases, names, embeddings)
 
 
-def capture(model: nn.Module, config: FeatureConfig, modes: Sequence[str], formats: Sequence[str],
-            tmp: Path) -> tuple[TraceInfo, dict[str, int]]:
+def capture(
+    model: nn.Module, config: FeatureConfig, modes: Sequence[str], formats: Sequence[str], tmp: Path
+) -> tuple[TraceInfo, dict[str, int]]:
     """Write every ``(format, mode)`` file into ``tmp`` under its contract name, without metadata;
     returns the trace facts and the blocks the ONNX files run rewritten (:mod:`w2vlab.export._rewrites`).
 
@@ -183,8 +207,9 @@ def quantize_files(tmp: Path, modes: Sequence[str], formats: Sequence[str]) -> N
                 staged.unlink(missing_ok=True)
 
 
-def verify_file(path: Path, fmt: str, mode: str, fe: Any, ref: Reference, bounds: ParityBounds,
-                progress: bool) -> tuple[ParityReport, dict[str, Any]]:
+def verify_file(
+    path: Path, fmt: str, mode: str, fe: Any, ref: Reference, bounds: ParityBounds, progress: bool
+) -> tuple[ParityReport, dict[str, Any]]:
     """Reload ``path`` as a consumer would and compare it with ``ref``: (report, metadata entry)."""
     config = FeatureConfig.from_extractor(fe)
     logger.info("verifying %s", path.name)
@@ -192,9 +217,14 @@ def verify_file(path: Path, fmt: str, mode: str, fe: Any, ref: Reference, bounds
     _, candidate = embed_cases(ref.cases, candidate_fn(mode, module, fe), progress, f"{mode} {fmt}")
     del module
     trim()  # the next file loads into this memory, not on top of it
-    report = compare(ref.embeddings, candidate, names=ref.names, bounds=format_bounds(fmt, mode, bounds),
-                     num_samples=case_lengths(ref.cases),
-                     label=f"{mode} vs eager" if fmt == "torchscript" else f"{mode} {fmt} vs eager")
+    report = compare(
+        ref.embeddings,
+        candidate,
+        names=ref.names,
+        bounds=format_bounds(fmt, mode, bounds),
+        num_samples=case_lengths(ref.cases),
+        label=f"{mode} vs eager" if fmt == "torchscript" else f"{mode} {fmt} vs eager",
+    )
     entry = {"file": path.name, "parity": report.summary(), "content_sha256": digest}
     data = path.with_name(path.name + ".data")  # ONNX weights past protobuf's 2 GB limit
     if data.exists():
@@ -202,12 +232,21 @@ def verify_file(path: Path, fmt: str, mode: str, fe: Any, ref: Reference, bounds
     return report, entry
 
 
-def verify_files(tmp: Path, modes: Sequence[str], formats: Sequence[str], fe: Any, ref: Reference,
-                 bounds: ParityBounds, progress: bool) -> dict[str, dict[str, tuple[ParityReport, dict[str, Any]]]]:
+def verify_files(
+    tmp: Path,
+    modes: Sequence[str],
+    formats: Sequence[str],
+    fe: Any,
+    ref: Reference,
+    bounds: ParityBounds,
+    progress: bool,
+) -> dict[str, dict[str, tuple[ParityReport, dict[str, Any]]]]:
     """format -> mode -> (report, entry) for every written file; raises :class:`ExportParityError`
     naming every file that missed its bounds."""
-    checked = {fmt: {mode: verify_file(tmp / FILES[fmt, mode], fmt, mode, fe, ref, bounds, progress) for mode in modes}
-               for fmt in formats}
+    checked = {
+        fmt: {mode: verify_file(tmp / FILES[fmt, mode], fmt, mode, fe, ref, bounds, progress) for mode in modes}
+        for fmt in formats
+    }
     failed = [report for by_mode in checked.values() for report, _ in by_mode.values() if not report.passed]
     if failed:
         raise ExportParityError(*failed)
@@ -222,52 +261,71 @@ def _io_spec(mode: str, config: FeatureConfig, embd_dim: int) -> dict[str, Any]:
         ]
     else:
         inputs = [
-            {"name": "waveform", "shape": ["batch", "samples"], "dtype": "float32", "sample_rate": config.sampling_rate},
+            {
+                "name": "waveform",
+                "shape": ["batch", "samples"],
+                "dtype": "float32",
+                "sample_rate": config.sampling_rate,
+            },
             {"name": "lengths", "shape": ["batch"], "dtype": "int64", "optional": True},
         ]
     return {"inputs": inputs, "output": {"name": "embedding", "shape": ["batch", embd_dim], "dtype": "float32"}}
 
 
-def build_metadata(loaded: LoadedModel, fe: Any, info: TraceInfo,
-                   entries: Mapping[str, Mapping[str, dict[str, Any]]]) -> dict[str, Any]:
+def build_metadata(
+    loaded: LoadedModel, fe: Any, info: TraceInfo, entries: Mapping[str, Mapping[str, dict[str, Any]]]
+) -> dict[str, Any]:
     """Everything a consumer needs to trust and use the artifact (no paths, no user names).
 
     ``entries`` maps mode -> format -> that file's entry (file, parity, content_sha256)."""
     fe_config = json.loads(fe.to_json_string())
     config = FeatureConfig.from_extractor(fe)
-    return validate_metadata({
-        "format": FORMAT_TAG,
-        "artifacts": {mode: {**_io_spec(mode, config, loaded.head.embd_dim), "formats": dict(by_format)}
-                      for mode, by_format in entries.items()},
-        "sample_rate": config.sampling_rate,
-        "feature_dim": config.feature_dim,
-        "embedding_dim": loaded.head.embd_dim,
-        "min_num_samples": config.min_num_samples,
-        "min_duration_s": config.min_num_samples / config.sampling_rate,
-        "min_program_samples": min_program_samples(config),  # .pt2/ONNX/aoti programs: pad shorter waveforms to this
-        "export": {
-            "path": info.path,
-            "script_error": info.script_error,
-            "trace_example_shape": list(info.example_shape),
-            "trace_example_valid_frames": list(info.example_valid_frames),
-            "compile_warnings": info.warnings,
+    return validate_metadata(
+        {
+            "format": FORMAT_TAG,
+            "artifacts": {
+                mode: {**_io_spec(mode, config, loaded.head.embd_dim), "formats": dict(by_format)}
+                for mode, by_format in entries.items()
+            },
+            "sample_rate": config.sampling_rate,
+            "feature_dim": config.feature_dim,
+            "embedding_dim": loaded.head.embd_dim,
+            "min_num_samples": config.min_num_samples,
+            "min_duration_s": config.min_num_samples / config.sampling_rate,
+            "min_program_samples": min_program_samples(
+                config
+            ),  # .pt2/ONNX/aoti programs: pad shorter waveforms to this
+            "export": {
+                "path": info.path,
+                "script_error": info.script_error,
+                "trace_example_shape": list(info.example_shape),
+                "trace_example_valid_frames": list(info.example_valid_frames),
+                "compile_warnings": info.warnings,
+            },
+            "versions": {
+                "w2vlab": __version__,
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+                "numpy": np.__version__,
+                "python": platform.python_version(),
+            },
+            "feature_extractor": {"config": fe_config, "sha256": canonical_sha256(fe_config)},
+            "model": {
+                "encoder_config": loaded.encoder_config,
+                "encoder_config_sha256": canonical_sha256(loaded.encoder_config),
+                "head": loaded.head.to_dict(),
+                "parameters": loaded.parameters,
+                "config_notes": loaded.notes,
+            },
+            "source_weights_sha256": loaded.source_sha256,
         },
-        "versions": {"w2vlab": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-                     "numpy": np.__version__, "python": platform.python_version()},
-        "feature_extractor": {"config": fe_config, "sha256": canonical_sha256(fe_config)},
-        "model": {
-            "encoder_config": loaded.encoder_config,
-            "encoder_config_sha256": canonical_sha256(loaded.encoder_config),
-            "head": loaded.head.to_dict(),
-            "parameters": loaded.parameters,
-            "config_notes": loaded.notes,
-        },
-        "source_weights_sha256": loaded.source_sha256,
-    }, "the metadata being exported")
+        "the metadata being exported",
+    )
 
 
-def write(tmp: Path, metadata: dict[str, Any], checked: Mapping[str, Mapping[str, tuple[ParityReport, Any]]],
-          fe: Any) -> None:
+def write(
+    tmp: Path, metadata: dict[str, Any], checked: Mapping[str, Mapping[str, tuple[ParityReport, Any]]], fe: Any
+) -> None:
     """Store the metadata in every verified file and beside them, with parity.json, the extractor and the card."""
     metadata_json = json.dumps(metadata, indent=2, sort_keys=True) + "\n"
     for fmt, by_mode in checked.items():
@@ -276,8 +334,11 @@ def write(tmp: Path, metadata: dict[str, Any], checked: Mapping[str, Mapping[str
     fe.save_pretrained(str(tmp / EXTRACTOR_DIR))
     (tmp / METADATA_FILE).write_text(metadata_json)
     parity = {mode: report.to_dict() for mode, (report, _) in checked["torchscript"].items()}
-    parity["formats"] = {fmt: {mode: report.to_dict() for mode, (report, _) in by_mode.items()}
-                         for fmt, by_mode in checked.items() if fmt != "torchscript"}
+    parity["formats"] = {
+        fmt: {mode: report.to_dict() for mode, (report, _) in by_mode.items()}
+        for fmt, by_mode in checked.items()
+        if fmt != "torchscript"
+    }
     (tmp / PARITY_FILE).write_text(json.dumps(parity, indent=2) + "\n")
     (tmp / CARD_FILE).write_text(render_model_card(metadata))
 
@@ -321,9 +382,17 @@ def export(
         trim()
         quantize_files(tmp, modes, formats)
         checked = verify_files(tmp, modes, formats, fe, ref, bounds, progress)
-        entries = {mode: {fmt: {**checked[fmt][mode][1], **({"rewrites": rewrites} if fmt in ONNX_FORMATS else {}),
-                                **({"quantisation": int8_recipe()} if fmt == "onnx-int8" else {})}
-                          for fmt in formats} for mode in modes}
+        entries = {
+            mode: {
+                fmt: {
+                    **checked[fmt][mode][1],
+                    **({"rewrites": rewrites} if fmt in ONNX_FORMATS else {}),
+                    **({"quantisation": int8_recipe()} if fmt == "onnx-int8" else {}),
+                }
+                for fmt in formats
+            }
+            for mode in modes
+        }
         metadata = build_metadata(loaded, fe, info, entries)
         write(tmp, metadata, checked, fe)
     seconds = time.perf_counter() - start

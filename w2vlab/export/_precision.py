@@ -11,8 +11,9 @@ replace it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,12 +23,12 @@ Runner = Callable[[torch.Tensor], torch.Tensor]
 # recipe -> what it is, in words (the JSON repeats this beside each row)
 RECIPES: dict[str, str] = {
     "onnx-int8": "the artifact's fp32 ONNX program (rewritten blocks) quantised as onnxruntime's "
-                 "quantize_dynamic does (w2vlab.export._int8): MatMul weights int8 per output channel (the conv "
-                 "blocks' pointwise convolutions kept fp32), activations "
-                 "quantised per call; sessions with intra-op spinning off (as shipped) and on",
+    "quantize_dynamic does (w2vlab.export._int8): MatMul weights int8 per output channel (the conv "
+    "blocks' pointwise convolutions kept fp32), activations "
+    "quantised per call; sessions with intra-op spinning off (as shipped) and on",
     "bf16": "model.to(torch.bfloat16), run eagerly; features cast to bf16, embedding back to fp32",
     "bf16-inductor": "torch.compile(model.to(torch.bfloat16), dynamic=True) with inductor freezing; "
-                     "the build includes compiling for the 10 s clip",
+    "the build includes compiling for the 10 s clip",
 }
 
 
@@ -57,8 +58,10 @@ def build_onnx_int8(artifact: Path, work: Path, threads: int, feature_dim: int) 
 
     path = work / "candidate_int8.onnx"
     quantize_onnx(artifact / FILES["onnx", "preprocessed"], path)
-    return {name: PreprocessedSpeakerEncoder(OnnxRuntimeCore(onnx_session(path, threads, spinning)), feature_dim)
-            for name, spinning in (("onnx-int8", False), ("onnx-int8-spin", True))}
+    return {
+        name: PreprocessedSpeakerEncoder(OnnxRuntimeCore(onnx_session(path, threads, spinning)), feature_dim)
+        for name, spinning in (("onnx-int8", False), ("onnx-int8-spin", True))
+    }
 
 
 def build_bf16(model: nn.Module) -> dict[str, Runner]:
@@ -78,8 +81,9 @@ def build_bf16_inductor(model: nn.Module, example: torch.Tensor) -> dict[str, Ru
     return {"bf16-inductor": runner}
 
 
-def build(recipe: str, model: nn.Module | None, artifact: Path, work: Path, threads: int,
-          example: torch.Tensor) -> tuple[dict[str, Runner], float]:
+def build(
+    recipe: str, model: nn.Module | None, artifact: Path, work: Path, threads: int, example: torch.Tensor
+) -> tuple[dict[str, Runner], float]:
     """The runners of ``recipe`` and the seconds building them took (``model``, the fp32 eager
     model, is not used by ``onnx-int8``).
 

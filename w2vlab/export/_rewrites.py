@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import types
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -58,8 +59,13 @@ def relative_key_bias(query: Tensor, table: Tensor, left: int, right: int) -> Te
     return bias.reshape(length, length, batch, heads).permute(2, 3, 0, 1)
 
 
-def _attention_forward(self: nn.Module, hidden_states: Tensor, attention_mask: Optional[Tensor] = None,
-                       relative_position_embeddings: Optional[Tensor] = None, **kwargs: Any) -> tuple[Tensor, None]:
+def _attention_forward(
+    self: nn.Module,
+    hidden_states: Tensor,
+    attention_mask: Tensor | None = None,
+    relative_position_embeddings: Tensor | None = None,
+    **kwargs: Any,
+) -> tuple[Tensor, None]:
     """``Wav2Vec2BertSelfAttention.forward`` (relative_key, eager attention, inference) with
     :func:`relative_key_bias`: hidden [B, L, C] (+ additive mask [B, 1, L, L]) -> ([B, L, C], None)."""
     batch, length, _ = hidden_states.shape
@@ -68,8 +74,9 @@ def _attention_forward(self: nn.Module, hidden_states: Tensor, attention_mask: O
     key = self.linear_k(hidden_states).view(shape).transpose(1, 2)
     value = self.linear_v(hidden_states).view(shape).transpose(1, 2)
     weights = torch.matmul(query, key.transpose(2, 3)) * self.scaling  # (B, H, L, L)
-    bias = relative_key_bias(query, self.distance_embedding.weight, self.left_max_position_embeddings,
-                             self.right_max_position_embeddings)
+    bias = relative_key_bias(
+        query, self.distance_embedding.weight, self.left_max_position_embeddings, self.right_max_position_embeddings
+    )
     weights = weights + bias * self.scaling
     if attention_mask is not None:
         weights = weights + attention_mask
@@ -77,7 +84,7 @@ def _attention_forward(self: nn.Module, hidden_states: Tensor, attention_mask: O
     return self.linear_out(out.transpose(1, 2).reshape(batch, length, -1)), None
 
 
-def _conv_forward(self: nn.Module, hidden_states: Tensor, attention_mask: Optional[Tensor] = None) -> Tensor:
+def _conv_forward(self: nn.Module, hidden_states: Tensor, attention_mask: Tensor | None = None) -> Tensor:
     """``Wav2Vec2BertConvolutionModule.forward`` (inference) with its pointwise convolutions as
     ``linear``: [B, T, C] (+ mask [B, T]) -> [B, T, C]."""
     hidden = self.layer_norm(hidden_states)

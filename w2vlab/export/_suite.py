@@ -10,9 +10,9 @@ the extractor and run with its mask.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -28,10 +28,29 @@ SAMPLE_RATE = 16000
 # Samples per clip: 560 (the shortest that gives one stacked frame) to 30 s.  Lengths marked
 # "odd" give an odd number of 10 ms frames, so the extractor's last stacked row is half padding.
 DEFAULT_LENGTHS = (
-    560, 561, 8000, 8160,  # 8160: odd
-    12345, 16000, 16160,  # 16160: odd
-    20000, 24160, 32000, 40080, 48000, 64160, 80000, 96321,
-    112000, 128160, 160000, 200000, 240160, 320000, 400000, 480000,
+    560,
+    561,
+    8000,
+    8160,  # 8160: odd
+    12345,
+    16000,
+    16160,  # 16160: odd
+    20000,
+    24160,
+    32000,
+    40080,
+    48000,
+    64160,
+    80000,
+    96321,
+    112000,
+    128160,
+    160000,
+    200000,
+    240160,
+    320000,
+    400000,
+    480000,
 )
 QUICK_LENGTHS = (560, 8160, 16000, 16160, 40080, 160000)
 DEFAULT_BATCHES = ((16160, 8000, 32037), (560, 48000), (160000, 16161, 24000, 8160))
@@ -167,11 +186,25 @@ def embed_suite(
     return names, ref, cand
 
 
-def verify(mode: str, artifact: Callable[..., torch.Tensor], model: torch.nn.Module, fe, cases: Sequence[Case],
-           bounds: ParityBounds = ParityBounds(), progress: bool = True, label: str = "") -> ParityReport:
+def verify(
+    mode: str,
+    artifact: Callable[..., torch.Tensor],
+    model: torch.nn.Module,
+    fe,
+    cases: Sequence[Case],
+    bounds: ParityBounds = ParityBounds(),
+    progress: bool = True,
+    label: str = "",
+) -> ParityReport:
     """Parity of ``artifact`` (in ``mode``) against HF extractor + eager ``model`` on ``cases``."""
-    return run_suite(cases, reference_fn(model, fe), candidate_fn(mode, artifact, fe),
-                     progress=progress, label=f"{label or mode} vs eager", bounds=bounds)
+    return run_suite(
+        cases,
+        reference_fn(model, fe),
+        candidate_fn(mode, artifact, fe),
+        progress=progress,
+        label=f"{label or mode} vs eager",
+        bounds=bounds,
+    )
 
 
 def run_suite(
@@ -184,4 +217,6 @@ def run_suite(
 ) -> ParityReport:
     """Embed every case both ways and compare them."""
     names, ref, cand = embed_suite(cases, reference, candidate, progress, label or "parity")
-    return compare(ref, cand, names=names, bounds=bounds or ParityBounds(), label=label, num_samples=case_lengths(cases))
+    return compare(
+        ref, cand, names=names, bounds=bounds or ParityBounds(), label=label, num_samples=case_lengths(cases)
+    )

@@ -17,16 +17,16 @@ from __future__ import annotations
 import logging
 import re
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
 
 import torch
 from torch import nn
 
 from w2vlab._contract import check_mode
-from w2vlab.runtime._entry import Core, PreprocessedSpeakerEncoder, waveform_encoder
 from w2vlab._features import FeatureConfig
+from w2vlab.runtime._entry import Core, PreprocessedSpeakerEncoder, waveform_encoder
 from w2vlab.runtime._loaders import quiet_jit
 
 logger = logging.getLogger(__name__)
@@ -57,12 +57,17 @@ def trace_example(feature_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _kept(caught: Sequence[warnings.WarningMessage]) -> list[str]:
     """Warnings worth recording: not TorchScript's own deprecation, not libraries' FutureWarnings."""
-    return sorted({f"{w.category.__name__}: {w.message}" for w in caught
-                   if not (issubclass(w.category, DeprecationWarning) and "torch.jit" in str(w.message))
-                   and not issubclass(w.category, FutureWarning)})
+    return sorted(
+        {
+            f"{w.category.__name__}: {w.message}"
+            for w in caught
+            if not (issubclass(w.category, DeprecationWarning) and "torch.jit" in str(w.message))
+            and not issubclass(w.category, FutureWarning)
+        }
+    )
 
 
-def try_script(module: nn.Module) -> tuple[Optional[torch.jit.ScriptModule], str]:
+def try_script(module: nn.Module) -> tuple[torch.jit.ScriptModule | None, str]:
     """``(torch.jit.script(module), "")``, or ``(None, why)`` when TorchScript cannot compile it."""
     with quiet_jit(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # library notices hit while TorchScript probes attributes
@@ -92,8 +97,11 @@ def device_constants(module: torch.jit.ScriptModule) -> list[str]:
     compile time, which a run on another device would not follow (``map_location`` moves
     tensors, not these)."""
     graph = module.inlined_graph  # held: its nodes die with it
-    return [str(n.output().toIValue()) for n in graph.findAllNodes("prim::Constant")
-            if n.output().type().kind() == "DeviceObjType"]
+    return [
+        str(n.output().toIValue())
+        for n in graph.findAllNodes("prim::Constant")
+        if n.output().type().kind() == "DeviceObjType"
+    ]
 
 
 def unbake_devices(traced: torch.jit.ScriptModule) -> int:

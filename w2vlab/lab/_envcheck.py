@@ -16,9 +16,10 @@ import importlib
 import json
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from w2vlab._contract import METADATA_FILE
 
@@ -60,11 +61,15 @@ def check_python() -> Check:
     version = _python_version()
     text = ".".join(map(str, version))
     if version[:2] < (3, 10):
-        return Check("python", False, f"Python {text}; w2vlab needs 3.10 or newer",
-                     f"{SETUP_SCRIPT} python3.11")
+        return Check("python", False, f"Python {text}; w2vlab needs 3.10 or newer", f"{SETUP_SCRIPT} python3.11")
     if version[:2] >= (3, 14):
-        return Check("python", False, f"Python {text}: no numba/librosa wheels; w2vlab reads audio "
-                     "with soundfile and resamples with soxr", f"{SETUP_SCRIPT} python3.11", "warning")
+        return Check(
+            "python",
+            False,
+            f"Python {text}: no numba/librosa wheels; w2vlab reads audio with soundfile and resamples with soxr",
+            f"{SETUP_SCRIPT} python3.11",
+            "warning",
+        )
     return Check("python", True, f"Python {text}")
 
 
@@ -86,14 +91,18 @@ def check_torchscript() -> Check:
         try:
             result = torch.jit.script(_jit_probe)(1)
         except Exception as e:
-            return Check("torchscript", False, f"TorchScript is disabled in this torch build ({_error_line(e)})",
-                         TORCH_FIX)
+            return Check(
+                "torchscript", False, f"TorchScript is disabled in this torch build ({_error_line(e)})", TORCH_FIX
+            )
     if result != 2:
         return Check("torchscript", False, f"a scripted x + 1 returned {result!r} for x = 1", TORCH_FIX)
     deprecated = [w for w in caught if issubclass(w.category, DeprecationWarning) and "torch.jit" in str(w.message)]
     if deprecated:
-        return Check("torchscript", True, f"torch.jit.script works; deprecated in torch {torch.__version__} "
-                     f"(\"{str(deprecated[0].message).strip()}\")")
+        return Check(
+            "torchscript",
+            True,
+            f'torch.jit.script works; deprecated in torch {torch.__version__} ("{str(deprecated[0].message).strip()}")',
+        )
     return Check("torchscript", True, "torch.jit.script works")
 
 
@@ -106,14 +115,12 @@ def check_numpy() -> Check:
     try:
         torch = _import("torch")
     except Exception:
-        return Check("numpy", False, f"{found}; torch interop not checked: torch not importable",
-                     TORCH_FIX, "warning")
+        return Check("numpy", False, f"{found}; torch interop not checked: torch not importable", TORCH_FIX, "warning")
     try:
         torch.from_numpy(np.zeros(3))
         torch.zeros(3).numpy()
     except Exception as e:  # "RuntimeError: Numpy is not available": NumPy 2 under a torch < 2.3 build
-        return Check("numpy", False, f"{found} but torch cannot exchange arrays with it ({_error_line(e)})",
-                     NUMPY_FIX)
+        return Check("numpy", False, f"{found} but torch cannot exchange arrays with it ({_error_line(e)})", NUMPY_FIX)
     if int(np.__version__.split(".")[0]) >= 2:
         return Check("numpy", False, f"{found}; torch interop works, but w2vlab pins numpy<2", NUMPY_FIX, "warning")
     return Check("numpy", True, f"{found}; torch.from_numpy and .numpy() work")
@@ -147,8 +154,13 @@ def check_artifact(artifact_dir: str | Path) -> Check:
     """Compare the torch/transformers an artifact was exported with against the running ones."""
     path = Path(artifact_dir) / METADATA_FILE  # read leniently: an older artifact's versions are still worth comparing
     if not path.is_file():
-        return Check("artifact", False, f"{path} not found; is {artifact_dir} a w2vlab export directory?",
-                     "w2vlab export --help", "warning")
+        return Check(
+            "artifact",
+            False,
+            f"{path} not found; is {artifact_dir} a w2vlab export directory?",
+            "w2vlab export --help",
+            "warning",
+        )
     try:
         versions = json.loads(path.read_text()).get("versions", {})
     except ValueError as e:
@@ -161,10 +173,20 @@ def check_artifact(artifact_dir: str | Path) -> Check:
             if module in versions:
                 pins.append(f'"{module}=={exported.split("+")[0]}"')
     if mismatches:
-        return Check("artifact", False, f"{artifact_dir}: {'; '.join(mismatches)}",
-                     f"pip install {' '.join(pins)}" if pins else "w2vlab export --help", "warning")
-    return Check("artifact", True, f"{artifact_dir}: exported with transformers {versions['transformers']}, "
-                 f"torch {versions['torch']}; same as running", severity="warning")
+        return Check(
+            "artifact",
+            False,
+            f"{artifact_dir}: {'; '.join(mismatches)}",
+            f"pip install {' '.join(pins)}" if pins else "w2vlab export --help",
+            "warning",
+        )
+    return Check(
+        "artifact",
+        True,
+        f"{artifact_dir}: exported with transformers {versions['transformers']}, "
+        f"torch {versions['torch']}; same as running",
+        severity="warning",
+    )
 
 
 def _package_check(name: str, fix: str, severity: str = "error", why: str = "") -> Callable[[], Check]:
@@ -174,6 +196,7 @@ def _package_check(name: str, fix: str, severity: str = "error", why: str = "") 
         except Exception as e:
             return Check(name, False, f"{name} not importable ({_error_line(e)}){why}", fix, severity)
         return Check(name, True, f"{name} {getattr(module, '__version__', '(version unknown)')}", severity=severity)
+
     return check
 
 
@@ -183,16 +206,27 @@ def check_kernel() -> Check:
         manager = kernelspec.KernelSpecManager()
         specs = manager.find_kernel_specs()
     except Exception as e:
-        return Check("jupyter kernel", False, f"cannot list Jupyter kernels ({_error_line(e)})",
-                     SETUP_SCRIPT, "warning")
+        return Check(
+            "jupyter kernel", False, f"cannot list Jupyter kernels ({_error_line(e)})", SETUP_SCRIPT, "warning"
+        )
     if KERNEL_NAME not in specs:
-        return Check("jupyter kernel", False, f"no kernel named {KERNEL_NAME!r} (found: {', '.join(sorted(specs)) or 'none'})",
-                     SETUP_SCRIPT, "warning")
+        return Check(
+            "jupyter kernel",
+            False,
+            f"no kernel named {KERNEL_NAME!r} (found: {', '.join(sorted(specs)) or 'none'})",
+            SETUP_SCRIPT,
+            "warning",
+        )
     # The kernel name is per user: another checkout's setup may have pointed it at its own venv.
     runs = manager.get_kernel_spec(KERNEL_NAME).argv[0]
     if Path(runs).resolve() != Path(sys.executable).resolve():
-        return Check("jupyter kernel", False, f"{KERNEL_NAME!r} runs {runs}, not this environment's {sys.executable}",
-                     SETUP_SCRIPT, "warning")
+        return Check(
+            "jupyter kernel",
+            False,
+            f"{KERNEL_NAME!r} runs {runs}, not this environment's {sys.executable}",
+            SETUP_SCRIPT,
+            "warning",
+        )
     return Check("jupyter kernel", True, f"{KERNEL_NAME!r} runs this environment's Python", severity="warning")
 
 
@@ -205,12 +239,23 @@ CHECKS: list[tuple[str, Callable[[], Check]]] = [
     ("safetensors", _package_check("safetensors", 'pip install "safetensors>=0.4"')),
     ("soundfile", _package_check("soundfile", 'pip install "soundfile>=0.12"')),
     ("soxr", _package_check("soxr", 'pip install "soxr>=0.3"')),
-    ("librosa", _package_check("librosa", 'pip install "librosa>=0.10"', "warning",
-                               "; w2vlab does not need it: audio I/O uses soundfile and soxr")),
-    ("matplotlib", _package_check("matplotlib", 'pip install "matplotlib>=3.7"', "warning",
-                                  "; the notebooks' plots need it")),
-    ("ipywidgets", _package_check("ipywidgets", 'pip install "ipywidgets>=8.0"', "warning",
-                                  "; the notebooks' widgets need it")),
+    (
+        "librosa",
+        _package_check(
+            "librosa",
+            'pip install "librosa>=0.10"',
+            "warning",
+            "; w2vlab does not need it: audio I/O uses soundfile and soxr",
+        ),
+    ),
+    (
+        "matplotlib",
+        _package_check("matplotlib", 'pip install "matplotlib>=3.7"', "warning", "; the notebooks' plots need it"),
+    ),
+    (
+        "ipywidgets",
+        _package_check("ipywidgets", 'pip install "ipywidgets>=8.0"', "warning", "; the notebooks' widgets need it"),
+    ),
     ("jupyter kernel", check_kernel),
 ]
 

@@ -9,8 +9,9 @@ notebook with ``display(fig)``; ``fig.savefig(path)`` writes them to disk.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from statistics import NormalDist
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -233,7 +234,9 @@ def plot_bench(result: Mapping[str, Any]) -> Figure:
         left.annotate(f" {row['ratio']:.2f}  (target {row['target']})", (row["ratio"], i), va="center", fontsize=8)
     left.axvline(1.0, **BOUND_STYLE)
     left.set_xscale("log")
-    left.set_xlim(min(0.05, *(row["ratio"] / 2 for _, row in rows)), max(100.0, *(row["ratio"] * 40 for _, row in rows)))
+    left.set_xlim(
+        min(0.05, *(row["ratio"] / 2 for _, row in rows)), max(100.0, *(row["ratio"] * 40 for _, row in rows))
+    )
     left.set_yticks(y, [name for name, _ in rows])
     left.invert_yaxis()
     left.set_xlabel("ratio (as defined by each metric; blue: target met)")
@@ -252,7 +255,9 @@ def _latency_panel(ax: Any, formats: Mapping[str, Any], candidates: Mapping[str,
     for bar, name in zip(bars, names):
         if "int8" in name:
             bar.set_hatch("//")
-    cosine = {n: rows[n]["worst_cosine"] if "worst_cosine" in rows[n] else rows[n]["cosine"] for n in names}  # candidates: per clip
+    cosine = {
+        n: rows[n]["worst_cosine"] if "worst_cosine" in rows[n] else rows[n]["cosine"] for n in names
+    }  # candidates: per clip
     ax.bar_label(bars, labels=[f"{rows[n]['ratio_vs_eager']:.2f}x\ncos {cosine[n]:.5f}" for n in names], fontsize=8)
     ax.axhline(1.0, color="tab:gray", linewidth=1.0)
     ax.axhline(0.5, label="target for the fastest: 0.5x", **BOUND_STYLE)
@@ -262,13 +267,20 @@ def _latency_panel(ax: Any, formats: Mapping[str, Any], candidates: Mapping[str,
     ax.set_ylabel("latency / eager, one 10 s clip")
     ax.tick_params(axis="x", labelrotation=30 if len(names) > 5 else 0)
     ax.legend(loc="upper right", fontsize=8)
-    ax.set_title("formats (blue) and reduced-precision candidates (orange) vs eager; hatched: int8"
-                 if candidates else "formats vs eager (hatched: int8, not exact)", fontsize=9)
+    ax.set_title(
+        "formats (blue) and reduced-precision candidates (orange) vs eager; hatched: int8"
+        if candidates
+        else "formats vs eager (hatched: int8, not exact)",
+        fontsize=9,
+    )
 
 
 DET_TICKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99)
-POINT_STYLES = ({"color": "black", "linestyle": "--"}, {"color": "tab:green", "linestyle": ":"},
-                {"color": "tab:purple", "linestyle": "-."})
+POINT_STYLES = (
+    {"color": "black", "linestyle": "--"},
+    {"color": "tab:green", "linestyle": ":"},
+    {"color": "tab:purple", "linestyle": "-."},
+)
 
 
 def _probit(p: Any, floor: float) -> np.ndarray:
@@ -283,8 +295,10 @@ def _det_panel(ax: Any, comparison: TrialComparison) -> None:
     floor = max(1e-4, 0.5 / max(trials.n_target, trials.n_nontarget))  # half the finest rate the trials resolve
     eer_point = comparison.points[0]
     top = 0.5 if max(eer_point.reference, eer_point.candidate) <= 0.25 else 1.0 - floor  # DET's usual corner if it fits
-    for side, scores, color, value in (("reference", comparison.reference, PASS_COLOR, eer_point.reference),
-                                       ("candidate", comparison.candidate, FAIL_COLOR, eer_point.candidate)):
+    for side, scores, color, value in (
+        ("reference", comparison.reference, PASS_COLOR, eer_point.reference),
+        ("candidate", comparison.candidate, FAIL_COLOR, eer_point.candidate),
+    ):
         fpr, fnr, _ = det_curve(scores.scores, trials.labels)
         style = "-" if side == "reference" else "--"
         ax.plot(_probit(fpr, floor), _probit(fnr, floor), style, color=color, label=f"{side}: EER {100 * value:.2f}%")
@@ -299,8 +313,9 @@ def _det_panel(ax: Any, comparison: TrialComparison) -> None:
     ax.set_title("DET")
 
 
-def plot_trial_parity(comparison: TrialComparison | TrialScores, candidate: TrialScores | None = None,
-                      title: str = "") -> Figure:
+def plot_trial_parity(
+    comparison: TrialComparison | TrialScores, candidate: TrialScores | None = None, title: str = ""
+) -> Figure:
     """Decision-level parity of two scorings of the same trials.
 
     Left: candidate vs reference score per trial (targets and non-targets apart, flipped trials
@@ -315,8 +330,10 @@ def plot_trial_parity(comparison: TrialComparison | TrialScores, candidate: Tria
     if isinstance(comparison, TrialScores) and isinstance(candidate, TrialScores):
         comparison = compare_trials(comparison, candidate)
     if not isinstance(comparison, TrialComparison):
-        raise TypeError("plot_trial_parity expects a TrialComparison (w2vlab.corpus._trials.compare_trials), or two "
-                        f"TrialScores; received {type(comparison).__name__} and {type(candidate).__name__}")
+        raise TypeError(
+            "plot_trial_parity expects a TrialComparison (w2vlab.corpus._trials.compare_trials), or two "
+            f"TrialScores; received {type(comparison).__name__} and {type(candidate).__name__}"
+        )
     ref, cand = comparison.reference.scores, comparison.candidate.scores
     target = comparison.reference.trials.labels == 1
     fig = Figure(figsize=(11, 5), layout="constrained")

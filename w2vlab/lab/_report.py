@@ -22,10 +22,11 @@ import json
 import logging
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from w2vlab import __version__
 
@@ -68,8 +69,15 @@ class NotebookResult:
 
     def to_dict(self, root: Path) -> dict[str, Any]:
         rel = lambda p: None if p is None else str(p.relative_to(root))  # noqa: E731
-        return {"name": self.name, "status": self.status, "seconds": round(self.seconds, 2), "error": self.error,
-                "notebook": rel(self.notebook), "html": rel(self.html), "output_dir": rel(self.output_dir)}
+        return {
+            "name": self.name,
+            "status": self.status,
+            "seconds": round(self.seconds, 2),
+            "error": self.error,
+            "notebook": rel(self.notebook),
+            "html": rel(self.html),
+            "output_dir": rel(self.output_dir),
+        }
 
 
 @dataclass
@@ -108,8 +116,10 @@ def parse_notebooks(spec: str | Sequence[str]) -> tuple[str, ...]:
     for item in items:
         key = item.removesuffix(".ipynb")[:2]
         if key not in NOTEBOOKS or item.removesuffix(".ipynb") not in (key, NOTEBOOKS[key]):
-            raise ValueError(f"unknown report notebook {item!r}; expected some of {', '.join(NOTEBOOKS)} "
-                             f"(the notebooks with a parameters cell: {', '.join(NOTEBOOKS.values())})")
+            raise ValueError(
+                f"unknown report notebook {item!r}; expected some of {', '.join(NOTEBOOKS)} "
+                f"(the notebooks with a parameters cell: {', '.join(NOTEBOOKS.values())})"
+            )
         keys.add(key)
     if not keys:
         raise ValueError(f"no notebooks given; expected a comma-separated list of {', '.join(NOTEBOOKS)}")
@@ -126,8 +136,15 @@ def _first_line(text: Any, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def run_notebook(source: Path, executed: Path, parameters: dict[str, Any], *, kernel: str = KERNEL,
-                 cwd: Path = NOTEBOOKS_DIR, timeout: float | None = None) -> tuple[str, str]:
+def run_notebook(
+    source: Path,
+    executed: Path,
+    parameters: dict[str, Any],
+    *,
+    kernel: str = KERNEL,
+    cwd: Path = NOTEBOOKS_DIR,
+    timeout: float | None = None,
+) -> tuple[str, str]:
     """Execute ``source`` into ``executed`` with papermill: (status, error line).
 
     The executed notebook is written even when a cell raises (papermill saves it, with an error
@@ -136,8 +153,15 @@ def run_notebook(source: Path, executed: Path, parameters: dict[str, Any], *, ke
     import papermill
 
     try:
-        papermill.execute_notebook(source, executed, parameters=parameters, kernel_name=kernel, cwd=cwd,
-                                   progress_bar=False, **({"execution_timeout": timeout} if timeout else {}))
+        papermill.execute_notebook(
+            source,
+            executed,
+            parameters=parameters,
+            kernel_name=kernel,
+            cwd=cwd,
+            progress_bar=False,
+            **({"execution_timeout": timeout} if timeout else {}),
+        )
     except papermill.PapermillExecutionError as e:
         status = "FAIL" if e.ename in FAIL_ERRORS else "ERROR"
         return status, f"In [{e.exec_count}]: {e.ename}: {_first_line(e.evalue)}".rstrip(": ")
@@ -163,11 +187,15 @@ def render_html(notebook: Path) -> Path:
 # --------------------------------------------------------------------------- the whole report
 
 
-def _check_inputs(model_path: Path, checkpoint: Path | None, config: Path | None, audio: Path | None,
-                  notebooks_dir: Path, kernel: str) -> None:
+def _check_inputs(
+    model_path: Path, checkpoint: Path | None, config: Path | None, audio: Path | None, notebooks_dir: Path, kernel: str
+) -> None:
     """Everything that can be wrong before a kernel starts, each with what to do."""
-    missing = [f"{name} {path}" for name, path in (("model path", model_path), ("checkpoint", checkpoint),
-                                                    ("config", config)) if path is not None and not path.exists()]
+    missing = [
+        f"{name} {path}"
+        for name, path in (("model path", model_path), ("checkpoint", checkpoint), ("config", config))
+        if path is not None and not path.exists()
+    ]
     if missing:
         raise FileNotFoundError(f"not found: {'; '.join(missing)}")
     if audio is not None:
@@ -176,11 +204,15 @@ def _check_inputs(model_path: Path, checkpoint: Path | None, config: Path | None
         if not audio_files(audio):  # raises NotADirectoryError for a missing directory
             raise ValueError(f"--audio {audio} holds no .wav/.flac files (only files directly inside are read)")
     if not notebooks_dir.is_dir():
-        raise FileNotFoundError(f"notebooks folder not found: {notebooks_dir}; w2vlab report runs the notebooks of a "
-                                f"source checkout (pip install -e . from the repository)")
+        raise FileNotFoundError(
+            f"notebooks folder not found: {notebooks_dir}; w2vlab report runs the notebooks of a "
+            f"source checkout (pip install -e . from the repository)"
+        )
     missing_packages = [n for n in REPORT_PACKAGES if importlib.util.find_spec(n) is None]
     if missing_packages:
-        raise ImportError(f"w2vlab report needs {', '.join(missing_packages)}, which is not installed; run: {REPORT_HINT}")
+        raise ImportError(
+            f"w2vlab report needs {', '.join(missing_packages)}, which is not installed; run: {REPORT_HINT}"
+        )
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
     try:
@@ -217,12 +249,18 @@ def write_report(
     ``ValueError`` for unusable inputs.
     """
     start = time.perf_counter()
-    model_path, output, notebooks_dir = Path(model_path).resolve(), Path(output).resolve(), Path(notebooks_dir).resolve()
+    model_path, output, notebooks_dir = (
+        Path(model_path).resolve(),
+        Path(output).resolve(),
+        Path(notebooks_dir).resolve(),
+    )
     checkpoint, config, audio = (None if p is None else Path(p).resolve() for p in (checkpoint, config, audio))
     _check_inputs(model_path, checkpoint, config, audio, notebooks_dir, kernel)
     keys = parse_notebooks(notebooks) if notebooks is not None else default_notebooks(model_path, config)
     if output.exists() and any(output.iterdir()) and not force:
-        raise FileExistsError(f"{output} already exists and is not empty; pass --force (force=True) to write the report into it")
+        raise FileExistsError(
+            f"{output} already exists and is not empty; pass --force (force=True) to write the report into it"
+        )
     output.mkdir(parents=True, exist_ok=True)
 
     given = {"model_path": model_path, "checkpoint": checkpoint, "config": config, "clips": audio}
@@ -234,9 +272,14 @@ def write_report(
         executed = output / f"{name}.ipynb"
         logger.info("[%d/%d] %s: running", n, len(keys), name)
         t0 = time.perf_counter()
-        status, error = run_notebook(notebooks_dir / f"{name}.ipynb", executed,
-                                     {**report.parameters, "output_dir": str(out_dir)},
-                                     kernel=kernel, cwd=notebooks_dir, timeout=timeout)
+        status, error = run_notebook(
+            notebooks_dir / f"{name}.ipynb",
+            executed,
+            {**report.parameters, "output_dir": str(out_dir)},
+            kernel=kernel,
+            cwd=notebooks_dir,
+            timeout=timeout,
+        )
         seconds = time.perf_counter() - t0
         page = render_html(executed) if executed.is_file() else None
         result = NotebookResult(name, status, seconds, executed, page, out_dir, error)
@@ -256,8 +299,12 @@ def _versions() -> dict[str, str]:
     import torch
     import transformers
 
-    return {"w2vlab": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "python": platform.python_version()}
+    return {
+        "w2vlab": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def _write_summary(report: Report, started: datetime, seconds: float) -> None:
@@ -289,8 +336,10 @@ def render_index(summary: dict[str, Any]) -> str:
     """``index.html`` from the report summary: parameters, versions, one row per notebook."""
     e = html.escape
     verdict = "PASS" if summary["passed"] else "FAIL"
-    params = "".join(f"<tr><th>{e(k)}</th><td>{f'<code>{e(v)}</code>' if v is not None else 'not given (the default)'}</td></tr>"
-                     for k, v in summary["parameters"].items())
+    params = "".join(
+        f"<tr><th>{e(k)}</th><td>{f'<code>{e(v)}</code>' if v is not None else 'not given (the default)'}</td></tr>"
+        for k, v in summary["parameters"].items()
+    )
     versions = ", ".join(f"{e(k)} {e(v)}" for k, v in summary["versions"].items())
     rows = []
     for r in summary["notebooks"]:
@@ -298,9 +347,10 @@ def render_index(summary: dict[str, Any]) -> str:
         rows.append(
             f'<tr class="{e(r["status"])}"><td>{page}</td><td><b>{e(r["status"])}</b></td>'
             f'<td class="num">{r["seconds"]:.1f} s</td><td><code>{e(r["error"])}</code></td>'
-            f'<td><a href="{e(r["notebook"])}">.ipynb</a></td><td><a href="{e(r["output_dir"])}/">outputs</a></td></tr>')
+            f'<td><a href="{e(r["notebook"])}">.ipynb</a></td><td><a href="{e(r["output_dir"])}/">outputs</a></td></tr>'
+        )
     return (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
         f"<title>w2vlab report: {verdict}</title><style>{_STYLE}</style></head><body>\n"
         f'<h1>w2vlab report: <span class="{verdict}">{verdict}</span></h1>\n'
         f"<p>Started {e(summary['started'])}, {summary['seconds']:.1f} s in all; {versions}.</p>\n"

@@ -9,18 +9,19 @@ HF-extractor-in-forward trace, kept in memory to show why w2vlab does not ship i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from w2vlab.runtime._artifact import load_artifact
-from w2vlab.model._checkpoint import feature_extractor_for, load_speaker_encoder
 from w2vlab._contract import FORMATS, MODES, format_entries, read_metadata
 from w2vlab._parity import ParityBounds, ParityReport, compare, format_bounds
 from w2vlab.export._suite import Case, audio_files, build_suite, candidate_fn, case_lengths, embed_suite, reference_fn
+from w2vlab.model._checkpoint import feature_extractor_for, load_speaker_encoder
+from w2vlab.runtime._artifact import load_artifact
 
 EXPLORER_MODES = (*MODES, "naive")  # the artifact's modes, and the naive trace to show why not
 MODE_LABELS = {"preprocessed": "preprocessed", "waveform": "waveform", "naive": "naive trace (why not)"}
@@ -39,14 +40,21 @@ class Workbench:
     naive: Any = None  # built on first use: tracing it takes a moment
 
 
-def build_workbench(model_path: str | Path, artifact_dir: str | Path, audio_dir: str | Path | None = None,
-                    checkpoint: str | Path | None = None, config: Any = None) -> Workbench:
+def build_workbench(
+    model_path: str | Path,
+    artifact_dir: str | Path,
+    audio_dir: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    config: Any = None,
+) -> Workbench:
     """Load the eager model (``model_path`` + optional speaker ``checkpoint`` and override ``config``, as
     for export), every mode and format of the artifact, and the clips (``audio_dir``'s + a few synthetic)."""
     loaded = load_speaker_encoder(model_path, checkpoint, config)
     metadata = read_metadata(artifact_dir)
-    artifacts = {mode: {fmt: load_artifact(artifact_dir, mode, fmt).module for fmt in format_entries(metadata, mode)}
-                 for mode in metadata["artifacts"]}
+    artifacts = {
+        mode: {fmt: load_artifact(artifact_dir, mode, fmt).module for fmt in format_entries(metadata, mode)}
+        for mode in metadata["artifacts"]
+    }
     cases = build_suite(lengths=(561, 16160, 48000), batches=(), audio=audio_files(audio_dir) if audio_dir else ())
     clips = {c.name: c.waves[0] for c in cases if not c.batched}
     return Workbench(loaded.model, feature_extractor_for(loaded), artifacts, clips)
@@ -61,7 +69,10 @@ class Exploration:
     def figures(self) -> list:
         from w2vlab.lab._plots import plot_embedding_scatter, plot_parity
 
-        return [plot_parity(self.report), plot_embedding_scatter(self.reference, self.candidate, title=self.report.label)]
+        return [
+            plot_parity(self.report),
+            plot_embedding_scatter(self.reference, self.candidate, title=self.report.label),
+        ]
 
 
 def explore(
@@ -94,16 +105,24 @@ def explore(
     elif mode not in bench.artifacts:
         raise ValueError(f"this artifact has no {mode!r} module; it has {sorted(bench.artifacts)}")
     elif format not in bench.artifacts[mode]:
-        raise ValueError(f"this artifact has no {format!r} file for {mode}; it has {sorted(bench.artifacts[mode])} "
-                         f"(export with --format all for every format)")
+        raise ValueError(
+            f"this artifact has no {format!r} file for {mode}; it has {sorted(bench.artifacts[mode])} "
+            f"(export with --format all for every format)"
+        )
     else:
         candidate = candidate_fn(mode, bench.artifacts[mode][format], bench.fe)
     _, ref, cand = embed_suite(cases, reference_fn(bench.model, bench.fe), candidate, progress=False)
     names = list(clips)  # one row per clip, batched or not
     label = MODE_LABELS[mode] + (f" {format}" if mode != "naive" and format != "torchscript" else "")
     bounds = ParityBounds() if mode == "naive" else format_bounds(format, mode)  # int8: cosine >= 0.999
-    report = compare(ref, cand, names=names, label=label + (" (padded batch)" if cases[0].batched else ""), bounds=bounds,
-                     num_samples=case_lengths(cases))
+    report = compare(
+        ref,
+        cand,
+        names=names,
+        label=label + (" (padded batch)" if cases[0].batched else ""),
+        bounds=bounds,
+        num_samples=case_lengths(cases),
+    )
     return Exploration(report, ref, cand)
 
 

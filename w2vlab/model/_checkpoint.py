@@ -20,9 +20,10 @@ import json
 import logging
 import struct
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -57,7 +58,11 @@ class LoadReport:
         if self.ok:
             return "all keys matched"
         lines = []
-        for title, keys in (("missing", self.missing), ("unexpected", self.unexpected), ("shape mismatch", self.mismatched)):
+        for title, keys in (
+            ("missing", self.missing),
+            ("unexpected", self.unexpected),
+            ("shape mismatch", self.mismatched),
+        ):
             if keys:
                 shown = "\n    ".join(keys[:20]) + (f"\n    ... and {len(keys) - 20} more" if len(keys) > 20 else "")
                 lines.append(f"  {title} ({len(keys)}):\n    {shown}")
@@ -102,8 +107,15 @@ def read_json(path: str | Path) -> dict[str, Any]:
 
 
 _SAFETENSORS_DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
     "BOOL": torch.bool,
 }
 
@@ -132,8 +144,10 @@ def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
                 start, end = info["data_offsets"]
                 buffer = tensor.reshape(-1).view(torch.uint8).numpy()  # writable bytes of the tensor
                 if end - start != buffer.nbytes or base + end > size:
-                    raise ValueError(f"{name}: {end - start} bytes at offset {start} for shape {info['shape']} "
-                                     f"{info['dtype']}, file is {size} bytes (truncated?)")
+                    raise ValueError(
+                        f"{name}: {end - start} bytes at offset {start} for shape {info['shape']} "
+                        f"{info['dtype']}, file is {size} bytes (truncated?)"
+                    )
                 f.seek(base + start)
                 if f.readinto(buffer) != buffer.nbytes:
                     raise ValueError(f"{name}: file ends inside the tensor data (truncated?)")
@@ -179,7 +193,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 def _rename(key: str) -> str:
     """Map reference/PEFT key spellings onto ``SpeakerEncoder`` keys."""
     if key.startswith("front.encoder."):
-        key = "encoder." + key[len("front.encoder."):]
+        key = "encoder." + key[len("front.encoder.") :]
     return key.replace("base_model.model.", "").replace(".base_layer.", ".")
 
 
@@ -199,7 +213,9 @@ def merge_lora(state: dict[str, torch.Tensor], scaling: float | None) -> tuple[d
     for base in pairs:
         a = next(v for k, v in state.items() if k.startswith(base + ".lora_A"))  # (r, in)
         b = next(v for k, v in state.items() if k.startswith(base + ".lora_B"))  # (out, r)
-        out[base + ".weight"] = out[base + ".weight"] + scaling * (b.float() @ a.float()).to(out[base + ".weight"].dtype)
+        out[base + ".weight"] = out[base + ".weight"] + scaling * (b.float() @ a.float()).to(
+            out[base + ".weight"].dtype
+        )
     return out, [f"merged {len(pairs)} LoRA pairs (scaling {scaling})"]
 
 
@@ -260,8 +276,9 @@ def _realign(model: torch.nn.Module, alignment: int = 64) -> None:
                 tensor.data = tensor.data.clone()
 
 
-def _build_and_load(encoder_config: Mapping[str, Any], head: HeadConfig, state: Mapping[str, torch.Tensor],
-                    strict: bool) -> tuple[SpeakerEncoder, LoadReport]:
+def _build_and_load(
+    encoder_config: Mapping[str, Any], head: HeadConfig, state: Mapping[str, torch.Tensor], strict: bool
+) -> tuple[SpeakerEncoder, LoadReport]:
     """Build the model and load ``state``, without random init or a second copy when strict.
 
     A strict load fills every persistent tensor, so the model is built on the meta device and
@@ -343,7 +360,7 @@ def load_speaker_encoder(
     hashes[checkpoint.name] = sha256_file(checkpoint)
 
     encoder_config, pruning_notes = normalise_pruning(
-        merge_config(base, override), {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+        merge_config(base, override), {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
     )
     notes += pruning_notes
     head = infer_head_config(state, encoder_config["num_hidden_layers"])
@@ -354,8 +371,10 @@ def load_speaker_encoder(
     model, report = _build_and_load(encoder_config, head, state, strict)
     if not report.ok:
         logger.warning("non-strict load of %s:\n%s", checkpoint, report)
-        notes.append(f"non-strict load: {len(report.missing)} missing, {len(report.unexpected)} unexpected, "
-                     f"{len(report.mismatched)} mis-shaped keys")
+        notes.append(
+            f"non-strict load: {len(report.missing)} missing, {len(report.unexpected)} unexpected, "
+            f"{len(report.mismatched)} mis-shaped keys"
+        )
     for note in notes:
         logger.info("config normalisation: %s", note)
     return LoadedModel(model.eval(), encoder_config, head, notes, hashes, preprocessor, count_parameters(model))

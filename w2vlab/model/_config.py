@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -68,7 +69,7 @@ class HeadConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "HeadConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> HeadConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -79,7 +80,7 @@ class HeadConfig:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "HeadConfig":
+    def load(cls, path: str | Path) -> HeadConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
@@ -184,10 +185,12 @@ def normalise_pruning(
             if len(value) < n_layers:
                 notes.append(f"{field}: {len(value)} entries for {n_layers} layers, taken from the weights")
             else:
-                notes.append(f"{field}: {len(value)} entries for {n_layers} layers, "
-                             f"the {len(value) - n_layers} past the last layer dropped")
+                notes.append(
+                    f"{field}: {len(value)} entries for {n_layers} layers, "
+                    f"the {len(value) - n_layers} past the last layer dropped"
+                )
             # the given entries go on to the check against the weights below, like a full list's
-            value = value[:n_layers] + list(inferred[field][len(value):])
+            value = value[:n_layers] + list(inferred[field][len(value) :])
         cfg[field] = value
 
     for i in range(n_layers):

@@ -37,12 +37,18 @@ _COMMON = {
     "architectures": ["Wav2Vec2BertModel"],
 }
 SIZES: dict[str, tuple[dict[str, Any], HeadConfig]] = {
-    "tiny": (dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
-             HeadConfig(adapter_dim=16, attention_channels=16, embd_dim=32)),
-    "small": (dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=4, intermediate_size=1024),
-              HeadConfig(adapter_dim=64, attention_channels=64, embd_dim=128)),
-    "full": (dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
-             HeadConfig()),
+    "tiny": (
+        dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
+        HeadConfig(adapter_dim=16, attention_channels=16, embd_dim=32),
+    ),
+    "small": (
+        dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=4, intermediate_size=1024),
+        HeadConfig(adapter_dim=64, attention_channels=64, embd_dim=128),
+    ),
+    "full": (
+        dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
+        HeadConfig(),
+    ),
 }
 PRUNED_BASE = dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128)
 
@@ -53,7 +59,9 @@ def encoder_config(size: str = "tiny", pruned: bool = False) -> dict[str, Any]:
         raise ValueError(f"unknown demo size {size!r}; expected one of {sorted(SIZES)}")
     cfg = {**_COMMON, **(PRUNED_BASE if pruned and size == "tiny" else SIZES[size][0])}
     if pruned:
-        n, heads, width, hidden = (cfg[k] for k in ("num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_size"))
+        n, heads, width, hidden = (
+            cfg[k] for k in ("num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_size")
+        )
         cfg["num_attention_heads_group"] = [0 if i == 1 else max(1, heads - i) for i in range(n)]
         cfg["use_attention"] = [i != 1 for i in range(n)]
         cfg["intermediate_size_group"] = [[width - 16 * i, 0 if i == 2 else width // 2 + 8 * i] for i in range(n)]
@@ -82,13 +90,25 @@ def write_demo_checkpoint(
     model, cfg = build_demo_model(size, pruned, seed)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     with atomic_directory(out_dir, overwrite) as tmp:
-        save_file({k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")},
-                  str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        save_file({k: v for k, v in state.items() if not k.startswith("encoder.")},
-                  str(tmp / HEAD_WEIGHTS), metadata={"format": "pt"})
+        save_file(
+            {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")},
+            str(tmp / "model.safetensors"),
+            metadata={"format": "pt"},
+        )
+        save_file(
+            {k: v for k, v in state.items() if not k.startswith("encoder.")},
+            str(tmp / HEAD_WEIGHTS),
+            metadata={"format": "pt"},
+        )
         (tmp / "config.json").write_text(json.dumps({**cfg, "model_type": "wav2vec2-bert"}, indent=2) + "\n")
         (tmp / "preprocessor_config.json").write_text(json.dumps(W2VBERT_PREPROCESSOR, indent=2) + "\n")
         model.head.save(tmp / HEAD_CONFIG)
-    logger.info("demo checkpoint %s%s (seed %d, %d parameters) -> %s",
-                "pruned " if pruned else "", size, seed, count_parameters(model), out_dir)
+    logger.info(
+        "demo checkpoint %s%s (seed %d, %d parameters) -> %s",
+        "pruned " if pruned else "",
+        size,
+        seed,
+        count_parameters(model),
+        out_dir,
+    )
     return Path(out_dir)

@@ -10,15 +10,16 @@ returns them).  Exporter side (it builds the modelling code); the CLI imports it
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
-from w2vlab.model._checkpoint import feature_extractor_for, load_speaker_encoder, sha256_file
 from w2vlab._contract import canonical_sha256
-from w2vlab.corpus._embed import Preparer
 from w2vlab._features import FeatureConfig
+from w2vlab.corpus._embed import Preparer
+from w2vlab.model._checkpoint import feature_extractor_for, load_speaker_encoder, sha256_file
 
 __all__ = ["EagerEmbedder"]
 
@@ -26,8 +27,13 @@ __all__ = ["EagerEmbedder"]
 class EagerEmbedder:
     """A checkpoint's eager speaker encoder, always on preprocessed-style inputs."""
 
-    def __init__(self, model_path: str | Path, checkpoint: str | Path | None = None,
-                 config: str | Path | Mapping[str, Any] | None = None, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        model_path: str | Path,
+        checkpoint: str | Path | None = None,
+        config: str | Path | Mapping[str, Any] | None = None,
+        device: str | torch.device = "cpu",
+    ):
         loaded = load_speaker_encoder(model_path, checkpoint, config)
         fe = feature_extractor_for(loaded)
         features = FeatureConfig.from_extractor(fe)
@@ -36,8 +42,12 @@ class EagerEmbedder:
         self.mode = "preprocessed"
         self.sample_rate, self.min_num_samples = features.sampling_rate, features.min_num_samples
         override = sha256_file(config) if isinstance(config, (str, Path)) else canonical_sha256(dict(config or {}))
-        self.identity = {"kind": "eager", "model_path": str(Path(model_path).resolve()),
-                         "source_sha256": dict(loaded.source_sha256), "config_sha256": override}
+        self.identity = {
+            "kind": "eager",
+            "model_path": str(Path(model_path).resolve()),
+            "source_sha256": dict(loaded.source_sha256),
+            "config_sha256": override,
+        }
         self.prepare = Preparer("preprocessed", fe.to_dict())
         self.recipe = functools.partial(EagerEmbedder, model_path, checkpoint, config)
 

@@ -13,7 +13,8 @@ embedding alone or inside a padded batch.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -109,7 +110,7 @@ class AttentiveStatsPool(nn.Module):
             nn.Conv1d(channels, in_dim, kernel_size=1),
         )
 
-    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         x = x.transpose(1, 2)  # (B, F, T)
         logits = self.attention(x)  # (B, F, T)
         if mask is not None:
@@ -155,7 +156,7 @@ class SpeakerEncoder(nn.Module):
         return self.head.embd_dim
 
     def hidden_states(
-        self, input_features: torch.Tensor, attention_mask: Optional[torch.Tensor] = None
+        self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> list[torch.Tensor]:
         """Embeddings output + every layer's output: ``num_hidden_layers + 1`` tensors [B, T, H]."""
         hidden, _ = self.encoder.feature_projection(input_features)  # (B, T, H)
@@ -179,7 +180,7 @@ class SpeakerEncoder(nn.Module):
             states.append(hidden)
         return states
 
-    def forward(self, input_features: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """input_features [B, T, 160] float32, attention_mask [B, T] (1 = real) -> embeddings [B, embd_dim]."""
         states = self.hidden_states(input_features, attention_mask)[-self.n_mfa_layers :]
         x = torch.cat([adapter(h) for adapter, h in zip(self.adapter_layers, states)], dim=-1)  # (B, T, n*a)

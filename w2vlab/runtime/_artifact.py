@@ -5,8 +5,9 @@
 
 Opening checks the format tag, that the file's embedded metadata equals ``metadata.json``
 and that its content hash (code and every tensor) matches, for TorchScript (``.pt``),
-``torch.export`` (``.pt2``) and ONNX files alike; a newer/older torch than the exporter's only warns.  This module is the
-consumer: it imports the artifact contract and the loaders, never the exporter, the eager model
+``torch.export`` (``.pt2``) and ONNX files alike; a newer/older torch than the exporter's only
+warns.  This module is the consumer: it imports the artifact contract and the loaders, never the
+exporter, the eager model
 or transformers' modelling code (preprocessed mode loads the saved HF feature extractor).
 """
 
@@ -14,18 +15,25 @@ from __future__ import annotations
 
 import warnings
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from w2vlab._audio import pad_waveforms, prepare_waveform, read_audio
-from w2vlab._contract import (EXTRACTOR_DIR, METADATA_FILE, ArtifactError, check_mode, file_entry, read_embedded_metadata,
-                       read_metadata)
+from w2vlab._contract import (
+    EXTRACTOR_DIR,
+    METADATA_FILE,
+    ArtifactError,
+    check_mode,
+    file_entry,
+    read_embedded_metadata,
+    read_metadata,
+)
 from w2vlab._features import FeatureConfig, extractor_inputs
-from w2vlab.runtime._loaders import FRONTEND_THREADS, intra_op_threads, open_format
 from w2vlab._parity import cosine_rows
+from w2vlab.runtime._loaders import FRONTEND_THREADS, intra_op_threads, open_format
 
 ArrayLike = np.ndarray | torch.Tensor
 __all__ = ["Artifact", "ArtifactError", "load_artifact"]
@@ -34,8 +42,13 @@ __all__ = ["Artifact", "ArtifactError", "load_artifact"]
 class Artifact:
     """A loaded artifact: ``embed``, ``embed_file``, ``embed_batch`` and ``score``."""
 
-    def __init__(self, directory: str | Path, mode: str | None = None, format: str = "torchscript",
-                 device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        directory: str | Path,
+        mode: str | None = None,
+        format: str = "torchscript",
+        device: str | torch.device = "cpu",
+    ):
         self.directory = Path(directory)
         self.metadata = read_metadata(self.directory)
         available = list(self.metadata["artifacts"])
@@ -62,21 +75,29 @@ class Artifact:
     def _open(self, path: Path, entry: dict) -> torch.nn.Module:
         """Load ``path`` and check it against ``metadata.json``: embedded metadata, then content hash."""
         try:
-            module, digest = open_format(path, self.format, self.mode, self.feature_config,
-                                         threads=torch.get_num_threads(), device=self.device)
+            module, digest = open_format(
+                path, self.format, self.mode, self.feature_config, threads=torch.get_num_threads(), device=self.device
+            )
             embedded = read_embedded_metadata(path, self.format)
         except (RuntimeError, OSError, ValueError, zipfile.BadZipFile) as e:
-            reader = {"torchscript": "a TorchScript archive torch.jit.load", "exported": "a .pt2 program torch.export.load"}
-            raise ArtifactError(f"{path} is not {reader.get(self.format, 'an ONNX model ONNX Runtime')} can read: "
-                                f"{str(e).splitlines()[0]}") from e
+            reader = {
+                "torchscript": "a TorchScript archive torch.jit.load",
+                "exported": "a .pt2 program torch.export.load",
+            }
+            raise ArtifactError(
+                f"{path} is not {reader.get(self.format, 'an ONNX model ONNX Runtime')} can read: "
+                f"{str(e).splitlines()[0]}"
+            ) from e
         if embedded != self.metadata:
             raise ArtifactError(
                 f"{path.name} embeds metadata that differs from {self.directory / METADATA_FILE}: the files "
                 f"come from different exports or were edited; re-export instead of mixing files"
             )
         if digest != entry["content_sha256"]:
-            raise ArtifactError(f"{path.name} content does not match the sha256 recorded in metadata.json "
-                                f"({entry['content_sha256'][:12]}...): the file was modified after export")
+            raise ArtifactError(
+                f"{path.name} content does not match the sha256 recorded in metadata.json "
+                f"({entry['content_sha256'][:12]}...): the file was modified after export"
+            )
         return module
 
     @property
@@ -89,8 +110,10 @@ class Artifact:
         return self._extractor
 
     def __repr__(self) -> str:
-        return (f"Artifact({str(self.directory)!r}, mode={self.mode!r}, format={self.format!r}, "
-                f"embedding_dim={self.embedding_dim})")
+        return (
+            f"Artifact({str(self.directory)!r}, mode={self.mode!r}, format={self.format!r}, "
+            f"embedding_dim={self.embedding_dim})"
+        )
 
     def _prepare(self, wave: ArrayLike, sr: int) -> np.ndarray:
         wave = prepare_waveform(wave, sr, self.sample_rate)
@@ -149,8 +172,9 @@ class Artifact:
         return float(cosine_rows(a.detach().cpu().double().numpy()[None], b.detach().cpu().double().numpy()[None])[0])
 
 
-def load_artifact(directory: str | Path, mode: str | None = None, format: str = "torchscript",
-                  device: str | torch.device = "cpu") -> Artifact:
+def load_artifact(
+    directory: str | Path, mode: str | None = None, format: str = "torchscript", device: str | torch.device = "cpu"
+) -> Artifact:
     """Open an artifact directory written by :func:`w2vlab.export._pipeline.export`.
 
     Args:

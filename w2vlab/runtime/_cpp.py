@@ -8,9 +8,9 @@ consumer's.  It needs a source checkout (the build script and ``cpp/`` are not i
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -54,8 +54,13 @@ def build() -> Path:
     return PROGRAM
 
 
-def run(artifact: str | Path, files: Sequence[str | Path], aoti: bool = False, threads: int | None = None,
-        program: Path = PROGRAM) -> CppRun:
+def run(
+    artifact: str | Path,
+    files: Sequence[str | Path],
+    aoti: bool = False,
+    threads: int | None = None,
+    program: Path = PROGRAM,
+) -> CppRun:
     """Embed ``files`` with the program and the waveform artifact ``artifact`` (directory or file).
 
     Returns:
@@ -64,8 +69,13 @@ def run(artifact: str | Path, files: Sequence[str | Path], aoti: bool = False, t
     """
     if not Path(program).is_file():
         raise FileNotFoundError(f"{program} not built yet; call w2vlab.runtime._cpp.build() first")
-    args = [str(program), *(["--aoti"] if aoti else []), *(["--threads", str(threads)] if threads else []),
-            str(artifact), *map(str, files)]
+    args = [
+        str(program),
+        *(["--aoti"] if aoti else []),
+        *(["--threads", str(threads)] if threads else []),
+        str(artifact),
+        *map(str, files),
+    ]
     done = subprocess.run(args, capture_output=True, text=True)
     result = CppRun(done.returncode, stderr=done.stderr)
     for line in done.stdout.splitlines():

@@ -11,7 +11,7 @@ session, so every format takes the same inputs and raises the same errors.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -39,7 +39,7 @@ class PreprocessedSpeakerEncoder(nn.Module):
         self.core = core
         self.feature_dim = feature_dim
 
-    def forward(self, input_features: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         if input_features.dim() != 3 or input_features.size(2) != self.feature_dim:
             raise ValueError(
                 f"input_features must be [batch, frames, {self.feature_dim}]; got shape {list(input_features.shape)}"
@@ -65,7 +65,7 @@ class WaveformSpeakerEncoder(nn.Module):
         self.frontend = frontend
         self.core = core
 
-    def forward(self, waveform: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         input_features, attention_mask = self.frontend(waveform, lengths)
         return self.core(input_features, attention_mask)
 
@@ -93,7 +93,7 @@ class ProgramWaveformEntry(nn.Module):
         self.min_num_samples = config.min_num_samples  # 560: two analysis frames
         self.min_program_samples = min_program_samples(config)  # 720: two feature rows
 
-    def forward(self, waveform: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         check_waveform(waveform, self.min_num_samples)
         batch, num_samples = waveform.shape
         if lengths is None:

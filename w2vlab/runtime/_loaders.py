@@ -13,16 +13,24 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 import torch
 from torch import nn
 
-from w2vlab._contract import check_format, check_mode, onnx_sha256, package_sha256, program_sha256, require, script_sha256
-from w2vlab.runtime._entry import PreprocessedSpeakerEncoder, ProgramWaveformEntry
+from w2vlab._contract import (
+    check_format,
+    check_mode,
+    onnx_sha256,
+    package_sha256,
+    program_sha256,
+    require,
+    script_sha256,
+)
 from w2vlab._features import FeatureConfig
-
+from w2vlab.runtime._entry import PreprocessedSpeakerEncoder, ProgramWaveformEntry
 
 # The torch frontend runs on one intra-op thread.  It is ~40 small ATen calls, each an OpenMP
 # parallel region when it has 2 threads, and a region waits for its slowest thread: on a busy
@@ -53,8 +61,9 @@ def quiet_jit() -> Iterator[None]:
         yield
 
 
-def load_script(path: str | Path, extra_names: tuple[str, ...] = (), device: str | torch.device = "cpu"
-                ) -> tuple[torch.jit.ScriptModule, dict[str, str]]:
+def load_script(
+    path: str | Path, extra_names: tuple[str, ...] = (), device: str | torch.device = "cpu"
+) -> tuple[torch.jit.ScriptModule, dict[str, str]]:
     """``torch.jit.load`` onto ``device`` in eval mode: (module, the requested extra files as text)."""
     extra = {name: "" for name in extra_names}
     with quiet_jit():
@@ -73,7 +82,7 @@ class ProgramCore(nn.Module):
         super().__init__()
         self.program = program
 
-    def train(self, mode: bool = True) -> "ProgramCore":
+    def train(self, mode: bool = True) -> ProgramCore:
         return self
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
@@ -113,8 +122,9 @@ class OnnxRuntimeCore(nn.Module):
         return torch.from_numpy(self.session.run([self.output_name], feeds)[0])
 
 
-def onnx_session(path: str | Path, threads: Optional[int] = None, spinning: bool = False,
-                 profile_prefix: Optional[str] = None) -> Any:
+def onnx_session(
+    path: str | Path, threads: int | None = None, spinning: bool = False, profile_prefix: str | None = None
+) -> Any:
     """An ONNX Runtime CPU session for ``path``: all graph optimisations, ``threads`` intra-op threads
     (``None``: ONNX Runtime's default, one per physical core), and idle workers that sleep
     (``spinning=True``: that busy-wait, ONNX Runtime's default; the benchmark measures both).
@@ -143,8 +153,8 @@ def open_format(
     path: str | Path,
     fmt: str,
     mode: str,
-    config: Optional[FeatureConfig] = None,
-    threads: Optional[int] = None,
+    config: FeatureConfig | None = None,
+    threads: int | None = None,
     fingerprint: bool = True,
     device: str | torch.device = "cpu",
 ) -> tuple[Callable[..., torch.Tensor], str]:
@@ -194,9 +204,12 @@ def open_format(
 
 
 def load_format(
-    path: str | Path, fmt: str, mode: str, config: Optional[FeatureConfig] = None, threads: Optional[int] = None,
+    path: str | Path,
+    fmt: str,
+    mode: str,
+    config: FeatureConfig | None = None,
+    threads: int | None = None,
     device: str | torch.device = "cpu",
 ) -> Callable[..., torch.Tensor]:
     """:func:`open_format` without the hash."""
     return open_format(path, fmt, mode, config, threads, fingerprint=False, device=device)[0]
-

@@ -384,7 +384,8 @@ class TrialScores:
             f", {m['skipped']} skipped ({len(self.missing_keys)} keys without an embedding)" if self.skipped else ""
         )
         lines = [
-            f"{m['n_trials']} trials ({m['n_target']} target, {m['n_nontarget']} non-target){skipped}; {self.scoring}",
+            f"{m['n_trials']} trials ({m['n_target']} target, {m['n_nontarget']} non-target){skipped}; "
+            f"scoring: {self.scoring}",
             "",
             "| metric | value | threshold |",
             "|---|---:|---:|",

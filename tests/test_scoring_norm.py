@@ -406,6 +406,7 @@ def test_cli_compare_trials_normalises_each_side_with_its_own_cohort(tmp_path, c
     argv = ["compare-trials", *map(str, paths), str(trials_path), "--json", "--top-n", "6"]
     assert main([*argv, "--mean-from", *map(str, cohorts), "--as-norm", *map(str, cohorts)]) == 0
     data = json.loads(capsys.readouterr().out)
+    assert data["scoring"] == dict.fromkeys(("reference", "candidate"), "cosine, mean-subtracted, AS-Norm top-6")
 
     def side(emb, coh):
         rows = list(coh.values())

@@ -528,6 +528,7 @@ class TrialComparison:
         t = self.reference.trials
         return {
             "label": self.label,
+            "scoring": {"reference": self.reference.scoring, "candidate": self.candidate.scoring},
             "n_trials": len(t),
             "n_target": t.n_target,
             "n_nontarget": t.n_nontarget,
@@ -559,8 +560,10 @@ class TrialComparison:
     def headline(self) -> str:
         """One line: flips per operating point and the largest score difference."""
         flips = ", ".join(f"{p.n_flips} at {p.name}" for p in self.points)
+        sides = (self.reference.scoring, self.candidate.scoring)
+        scoring = "" if set(sides) == {"cosine"} else f" ({' / '.join(dict.fromkeys(sides))})"
         return (
-            f"{self.label or 'trials'}: {len(self.reference)} trials, flipped decisions: {flips}; "
+            f"{self.label or 'trials'}{scoring}: {len(self.reference)} trials, flipped decisions: {flips}; "
             f"|score diff| max {self.max_abs_diff:.2e}, p99 {self.p99_abs_diff:.2e}, median {self.median_abs_diff:.2e}"
         )
 

@@ -264,6 +264,10 @@ def test_stored_mean_round_trip_and_shape_errors(tmp_path):
         load_mean(tmp_path / "text.npy")
     with pytest.raises(ValueError, match=r"the mean has shape \(17,\) but the embeddings are 16-dimensional"):
         subtract_mean(speaker_set(), np.ones(17))
+    with pytest.raises(ValueError, match=r"received a mean of shape \(1, 16\); expected a \[D\] vector"):
+        ScoreNorm(mean=np.ones((1, 16)))
+    with pytest.raises(ValueError, match=r"mean has shape \(17,\) but the AS-Norm cohort embeddings are 16-dim"):
+        ScoreNorm(mean=np.ones(17), cohort=np.ones((4, 16)))
     with pytest.raises(ValueError, match="mean cohort is empty"):
         cohort_mean({})
     with pytest.raises(ValueError, match=r"shape \(0, 4\)"):

@@ -254,7 +254,10 @@ class ScoreNorm:
 
     def __post_init__(self) -> None:
         if self.mean is not None:
-            object.__setattr__(self, "mean", _check_mean(self.mean, np.size(self.mean), "mean"))
+            mean = np.asarray(self.mean, dtype=np.float64)
+            if mean.ndim != 1 or mean.size == 0:
+                raise ValueError(f"received a mean of shape {mean.shape}; expected a [D] vector")
+            object.__setattr__(self, "mean", _check_mean(mean, mean.size, "embeddings"))
         if self.cohort is not None:
             cohort = _as_matrix(self.cohort, "AS-Norm cohort")
             if self.mean is not None:

@@ -150,9 +150,15 @@ def _doctor(args) -> int:
 
 
 def _score_trials(args) -> int:
-    from w2vlab.corpus._trials import load_embeddings, read_trials, score_trials
+    from w2vlab.corpus._norm import ScoreNorm, save_mean
+    from w2vlab.corpus._trials import load_embeddings, read_trials
 
-    scores = score_trials(load_embeddings(args.embeddings), read_trials(args.trials), skip_missing=args.skip_missing)
+    if args.save_mean and not args.mean_from:
+        raise ValueError("--save-mean stores the mean of --mean-from COHORT; received no --mean-from")
+    norm = ScoreNorm.load(args.mean_from, args.mean, args.as_norm, args.top_n)
+    if args.save_mean:
+        save_mean(args.save_mean, norm.mean)
+    scores = norm.score(load_embeddings(args.embeddings), read_trials(args.trials), skip_missing=args.skip_missing)
     if args.output:
         scores.write(args.output)
     print(json.dumps(scores.metrics(), indent=2) if args.json else scores.to_markdown())
@@ -160,12 +166,21 @@ def _score_trials(args) -> int:
 
 
 def _compare_trials(args) -> int:
-    from w2vlab.corpus._trials import compare_embeddings, load_embeddings, read_trials
+    from w2vlab.corpus._norm import ScoreNorm, compare_embeddings_normed
+    from w2vlab.corpus._trials import load_embeddings, read_trials
 
-    comparison = compare_embeddings(
+    norms = []
+    for i, side in enumerate(("reference", "candidate")):  # each side its own mean and cohort, same model
+        sources = [None if pair is None else pair[i] for pair in (args.mean_from, args.mean, args.as_norm)]
+        try:
+            norms.append(ScoreNorm.load(*sources, top_n=args.top_n))
+        except ValueError as e:
+            raise ValueError(f"{side}: {e}") from e
+    comparison = compare_embeddings_normed(
         load_embeddings(args.reference),
         load_embeddings(args.candidate),
         read_trials(args.trials),
+        *norms,
         skip_missing=args.skip_missing,
         label=f"{args.reference} vs {args.candidate}",
     )
@@ -178,9 +193,26 @@ def _add_trial_parsers(sub) -> None:
     p = sub.add_parser("score-trials", help="cosine-score a trial list from Kaldi embeddings: EER and minDCF")
     p.add_argument("embeddings", type=Path, help="embed-corpus output directory or embeddings .scp")
     p.add_argument("trials", type=Path, help="VoxCeleb (1|0 enroll test) or WeSpeaker (enroll test target) trials")
-    p.add_argument("--output", type=Path, help="write `enroll test score target|nontarget` lines here")
+    p.add_argument("--output", type=Path, help="write `enroll test score target|nontarget` lines (WeSpeaker's layout)")
     p.add_argument("--json", action="store_true", help="print the metrics as a JSON object")
     p.add_argument("--skip-missing", action="store_true", help="drop trials whose keys have no embedding")
+    mean = p.add_mutually_exclusive_group()
+    mean.add_argument(
+        "--mean-from",
+        type=Path,
+        metavar="COHORT",
+        help="subtract the mean embedding of COHORT (directory or .scp; WeSpeaker: the training set) before scoring",
+    )
+    mean.add_argument("--mean", type=Path, metavar="FILE.npy", help="subtract this stored [D] mean before scoring")
+    p.add_argument("--save-mean", type=Path, metavar="FILE.npy", help="store the --mean-from mean here for --mean")
+    p.add_argument(
+        "--as-norm",
+        type=Path,
+        metavar="COHORT",
+        help="AS-Norm the scores against COHORT (directory or .scp; WeSpeaker: one mean embedding per training "
+        "speaker), mean subtracted like the trials",
+    )
+    p.add_argument("--top-n", type=int, help="cohort scores per side for --as-norm (default 300, WeSpeaker's recipe)")
     p.set_defaults(func=_score_trials)
 
     p = sub.add_parser("compare-trials", help="decision-level parity: flipped trials and |score diff| of two scorings")
@@ -189,6 +221,25 @@ def _add_trial_parsers(sub) -> None:
     p.add_argument("trials", type=Path)
     p.add_argument("--json", action="store_true", help="print the comparison, flipped trials included, as JSON")
     p.add_argument("--skip-missing", action="store_true", help="drop trials whose keys either side lacks")
+    mean = p.add_mutually_exclusive_group()
+    mean.add_argument(
+        "--mean-from",
+        nargs=2,
+        type=Path,
+        metavar=("REF_COHORT", "CAND_COHORT"),
+        help="subtract from each side the mean of the cohort embedded by the same model as that side",
+    )
+    mean.add_argument(
+        "--mean", nargs=2, type=Path, metavar=("REF.npy", "CAND.npy"), help="subtract each side's stored [D] mean"
+    )
+    p.add_argument(
+        "--as-norm",
+        nargs=2,
+        type=Path,
+        metavar=("REF_COHORT", "CAND_COHORT"),
+        help="AS-Norm each side against the cohort embedded by the same model as that side",
+    )
+    p.add_argument("--top-n", type=int, help="cohort scores per side for --as-norm (default 300)")
     p.set_defaults(func=_compare_trials)
 
 

@@ -288,7 +288,7 @@ def det_curve(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, np.ndar
     cut = np.append(first, s.size)  # (K,): trials below each threshold
     n_target, n_nontarget = int(y.sum()), int(y.size - y.sum())
     fnr = targets_before[cut] / n_target
-    fpr = (n_nontarget - (cut - targets_before[cut])) / n_nontarget
+    fpr = 1.0 - (cut - targets_before[cut]) / n_nontarget  # this form: bit-identical to WeSpeaker's sweep
     thresholds = np.append(distinct, np.nextafter(distinct[-1], np.inf))
     return fpr, fnr, thresholds
 
@@ -305,8 +305,9 @@ def eer(scores: Any, labels: Any) -> tuple[float, float]:
     fpr, fnr, thresholds = det_curve(scores, labels)
     x1 = int(np.flatnonzero(fnr >= fpr)[0])  # >= 1: the first point accepts all (fnr 0, fpr 1)
     x2 = x1 - 1
-    d1, d2 = fnr[x1] - fpr[x1], fnr[x2] - fpr[x2]  # d1 >= 0 > d2
-    a = d1 / (d1 - d2)  # how far from point x1 back towards x2 the crossing lies
+    # how far from point x1 (fnr - fpr >= 0) back towards x2 (< 0) the crossing lies; the same
+    # arithmetic, operation for operation, as NIST's / WeSpeaker's, so that untied scores give their bits
+    a = (fnr[x1] - fpr[x1]) / (fpr[x2] - fpr[x1] - (fnr[x2] - fnr[x1]))
     return float(fnr[x1] + a * (fnr[x2] - fnr[x1])), float(thresholds[x1])
 
 
@@ -325,7 +326,7 @@ def min_dcf(scores: Any, labels: Any, p_target: float, c_miss: float = 1.0, c_fa
     if not (c_miss > 0 and c_fa > 0):
         raise ValueError(f"c_miss={c_miss}, c_fa={c_fa}; expected positive costs")
     fpr, fnr, thresholds = det_curve(scores, labels)
-    cost = c_miss * p_target * fnr + c_fa * (1.0 - p_target) * fpr  # (K,)
+    cost = c_miss * fnr * p_target + c_fa * fpr * (1.0 - p_target)  # (K,), WeSpeaker's order of operations
     best = int(np.argmin(cost))
     return float(cost[best] / min(c_miss * p_target, c_fa * (1.0 - p_target))), float(thresholds[best])
 
@@ -335,12 +336,13 @@ def min_dcf(scores: Any, labels: Any, p_target: float, c_miss: float = 1.0, c_fa
 
 @dataclass(frozen=True, eq=False)
 class TrialScores:
-    """Cosine scores of a trial list."""
+    """Scores of a trial list: cosine, or normalised (:mod:`w2vlab.corpus._norm`)."""
 
     trials: Trials  # the trials scored (those skipped for a missing key left out)
-    scores: np.ndarray  # [N] float64 cosine of each trial, in [-1, 1]
+    scores: np.ndarray  # [N] float64 score of each trial (a plain cosine is in [-1, 1])
     skipped: int = 0  # trials dropped because a key has no embedding (skip_missing=True)
     missing_keys: tuple[str, ...] = ()  # the keys that had no embedding, sorted
+    scoring: str = "cosine"  # how the scores were made, e.g. "cosine, mean-subtracted, AS-Norm top-300"
 
     def __post_init__(self) -> None:
         scores = np.array(self.scores, dtype=np.float64).reshape(-1)
@@ -364,6 +366,7 @@ class TrialScores:
         """Trial counts, EER and minDCF at each prior, as JSON-ready plain values."""
         value, threshold = self.eer()
         return {
+            "scoring": self.scoring,
             "n_trials": len(self),
             "n_target": self.trials.n_target,
             "n_nontarget": self.trials.n_nontarget,
@@ -381,7 +384,8 @@ class TrialScores:
             f", {m['skipped']} skipped ({len(self.missing_keys)} keys without an embedding)" if self.skipped else ""
         )
         lines = [
-            f"{m['n_trials']} trials ({m['n_target']} target, {m['n_nontarget']} non-target){skipped}",
+            f"{m['n_trials']} trials ({m['n_target']} target, {m['n_nontarget']} non-target){skipped}; "
+            f"scoring: {self.scoring}",
             "",
             "| metric | value | threshold |",
             "|---|---:|---:|",
@@ -393,15 +397,19 @@ class TrialScores:
         return "\n".join(lines)
 
     def write(self, path: str | Path) -> Path:
-        """Write ``<enroll> <test> <score> <target|nontarget>`` lines (WeSpeaker's score file)."""
+        """Write ``<enroll> <test> <score> <target|nontarget>`` lines (WeSpeaker's score file, which its
+        ``compute_metrics.py`` reads), atomically.  Each score is written in the fewest digits that read
+        back as the same float64, so metrics computed from the file are those of :attr:`scores`."""
         path = Path(path)
         t = self.trials
-        path.write_text(
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(
             "".join(
-                f"{e} {x} {s:.8f} {'target' if y else 'nontarget'}\n"
+                f"{e} {x} {float(s)!r} {'target' if y else 'nontarget'}\n"
                 for e, x, s, y in zip(t.enroll, t.test, self.scores, t.labels)
             )
         )
+        tmp.replace(path)
         return path
 
 
@@ -520,6 +528,7 @@ class TrialComparison:
         t = self.reference.trials
         return {
             "label": self.label,
+            "scoring": {"reference": self.reference.scoring, "candidate": self.candidate.scoring},
             "n_trials": len(t),
             "n_target": t.n_target,
             "n_nontarget": t.n_nontarget,
@@ -551,8 +560,10 @@ class TrialComparison:
     def headline(self) -> str:
         """One line: flips per operating point and the largest score difference."""
         flips = ", ".join(f"{p.n_flips} at {p.name}" for p in self.points)
+        sides = (self.reference.scoring, self.candidate.scoring)
+        scoring = "" if set(sides) == {"cosine"} else f" ({' / '.join(dict.fromkeys(sides))})"
         return (
-            f"{self.label or 'trials'}: {len(self.reference)} trials, flipped decisions: {flips}; "
+            f"{self.label or 'trials'}{scoring}: {len(self.reference)} trials, flipped decisions: {flips}; "
             f"|score diff| max {self.max_abs_diff:.2e}, p99 {self.p99_abs_diff:.2e}, median {self.median_abs_diff:.2e}"
         )
 

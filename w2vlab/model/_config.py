@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from w2vlab._contract import InputError
+
 # Per-layer fields of a pruned student, and the training-only fields that come with them.
 PRUNING_FIELDS = (
     "num_attention_heads_group",  # int per layer; head size stays hidden / num_attention_heads
@@ -59,7 +61,7 @@ class HeadConfig:
         available = num_hidden_layers + 1
         n = available if self.n_mfa_layers == -1 else self.n_mfa_layers
         if not 1 <= n <= available:
-            raise ValueError(
+            raise InputError(
                 f"n_mfa_layers={self.n_mfa_layers} but the encoder has {available} hidden states "
                 f"(embeddings + {num_hidden_layers} layers); use -1 or a value in [1, {available}]"
             )
@@ -73,7 +75,7 @@ class HeadConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown HeadConfig fields {unknown}; expected a subset of {sorted(known)}")
+            raise InputError(f"unknown HeadConfig fields {unknown}; expected a subset of {sorted(known)}")
         return cls(**{k: int(v) for k, v in d.items()})
 
     def save(self, path: str | Path) -> None:
@@ -178,7 +180,7 @@ def normalise_pruning(
         value = list(value)
         if len(value) != n_layers:
             if inferred is None:
-                raise ValueError(
+                raise InputError(
                     f"{field} has {len(value)} entries but num_hidden_layers is {n_layers}, and no "
                     f"weights are at hand to resolve it; give one entry per layer"
                 )
@@ -200,7 +202,7 @@ def normalise_pruning(
         for field in PRUNING_FIELDS:
             for i, (want, got) in enumerate(zip(cfg[field], inferred[field])):
                 if got is not None and _as_list(want) != _as_list(got):
-                    raise ValueError(
+                    raise InputError(
                         f"{field}[{i}] is {want} in the config but the weights say {got}; "
                         f"fix the config (or the override JSON) for layer {i}"
                     )
@@ -227,7 +229,7 @@ def _agree_absent_blocks(cfg: dict[str, Any], i: int) -> list[str]:
     cfg["intermediate_size_group"][i], cfg["use_feed_forward"][i] = widths, used
     conv_in = cfg["conv_group"][i][0]
     if conv_in != cfg["hidden_size"]:
-        raise ValueError(
+        raise InputError(
             f"conv_group[{i}] has in_channels {conv_in} but hidden_size is {cfg['hidden_size']}; "
             f"the conformer convolution's input and output must be hidden_size wide"
         )

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 
 from w2vlab._contract import (
+    ONNX_HINT,
+    InputError,
     check_format,
     check_mode,
     onnx_sha256,
@@ -136,7 +138,7 @@ def onnx_session(
     with it off, within this machine's noise, so treat it as a courtesy to the process, not a
     speed-up.
     """
-    require("onnxruntime")
+    require("onnxruntime", needed_by="running an ONNX file", hint=ONNX_HINT)
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -190,12 +192,12 @@ def open_format(
         core: nn.Module = ProgramCore(program.module())
     elif fmt == "aoti":
         if torch.device(device).type != "cpu":
-            raise ValueError(f"aoti packages are compiled for the CPU here; received device={device!s}")
+            raise InputError(f"aoti packages are compiled for the CPU here; received device={device!s}")
         digest = package_sha256(path) if fingerprint else ""
         core = AotiCore(path)
     else:
         if torch.device(device).type != "cpu":
-            raise ValueError(f"{fmt} files run on ONNX Runtime's CPU provider here; received device={device!s}")
+            raise InputError(f"{fmt} files run on ONNX Runtime's CPU provider here; received device={device!s}")
         digest = onnx_sha256(path) if fingerprint else ""
         core = OnnxRuntimeCore(onnx_session(path, threads))
     if mode == "preprocessed":

@@ -14,7 +14,6 @@ or transformers' modelling code (preprocessed mode loads the saved HF feature ex
 from __future__ import annotations
 
 import warnings
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from w2vlab._contract import (
 )
 from w2vlab._features import FeatureConfig, extractor_inputs
 from w2vlab._parity import cosine_rows
-from w2vlab.runtime._loaders import FRONTEND_THREADS, intra_op_threads, open_format
+from w2vlab.runtime._loaders import FRONTEND_THREADS, intra_op_threads, open_format, reading
 
 ArrayLike = np.ndarray | torch.Tensor
 __all__ = ["Artifact", "ArtifactError", "load_artifact"]
@@ -74,20 +73,11 @@ class Artifact:
 
     def _open(self, path: Path, entry: dict) -> torch.nn.Module:
         """Load ``path`` and check it against ``metadata.json``: embedded metadata, then content hash."""
-        try:
-            module, digest = open_format(
-                path, self.format, self.mode, self.feature_config, threads=torch.get_num_threads(), device=self.device
-            )
+        module, digest = open_format(  # a corrupt file: an ArtifactError naming the format (READERS)
+            path, self.format, self.mode, self.feature_config, threads=torch.get_num_threads(), device=self.device
+        )
+        with reading(path, self.format):
             embedded = read_embedded_metadata(path, self.format)
-        except (RuntimeError, OSError, ValueError, zipfile.BadZipFile) as e:
-            reader = {
-                "torchscript": "a TorchScript archive torch.jit.load",
-                "exported": "a .pt2 program torch.export.load",
-            }
-            raise ArtifactError(
-                f"{path} is not {reader.get(self.format, 'an ONNX model ONNX Runtime')} can read: "
-                f"{str(e).splitlines()[0]}"
-            ) from e
         if embedded != self.metadata:
             raise ArtifactError(
                 f"{path.name} embeds metadata that differs from {self.directory / METADATA_FILE}: the files "

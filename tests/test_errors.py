@@ -94,3 +94,54 @@ def test_input_errors_are_still_value_errors():
     """Callers that catch ValueError keep working: the project's input errors derive from it."""
     for cls in (InputError, AudioTooShortError, ArtifactError):
         assert issubclass(cls, ValueError) and issubclass(cls, W2vlabError)
+
+
+def test_too_short_audio_is_one_error_with_one_message(tmp_path):
+    """The features path, the corpus's clip step and the artifact's preparation share prepare_clip:
+    the same AudioTooShortError, saying what was received (samples, seconds), the minimum and what to do."""
+    import soundfile as sf
+    from transformers import SeamlessM4TFeatureExtractor
+
+    from w2vlab._audio import prepare_clip
+    from w2vlab._features import compute_input_features_from_wave
+    from w2vlab.corpus._embed import BatchPreparer, CorpusItem
+    from w2vlab.model._config import W2VBERT_PREPROCESSOR
+    from w2vlab.runtime._prepare import Preparer
+
+    wave = np.full(279, 0.1, np.float32)  # at 8 kHz: 558 samples at 16 kHz, two short of 560
+    want = (
+        "audio too short: received 279 samples at 8000 Hz (0.035 s), 558 samples at 16000 Hz after resampling; "
+        "the feature extractor needs at least 560 samples at 16000 Hz (0.035 s, two analysis frames); "
+        "pad the clip (e.g. with silence) to at least that length or leave it out"
+    )
+    fe = SeamlessM4TFeatureExtractor.from_dict(W2VBERT_PREPROCESSOR)
+    sf.write(tmp_path / "short.wav", wave, 8000, subtype="FLOAT")
+    corpus = BatchPreparer(Preparer("waveform"), 16000, 560)
+    for attempt in (
+        lambda: prepare_clip(wave, 8000, 560),
+        lambda: compute_input_features_from_wave(fe, wave, 8000),
+        lambda: corpus.clip(CorpusItem("k", tmp_path / "short.wav")),
+    ):
+        with pytest.raises(AudioTooShortError) as err:
+            attempt()
+        assert str(err.value) == want
+    with pytest.raises(AudioTooShortError, match=r"^audio too short: received 559 samples at 16000 Hz \(0\.035 s\); "):
+        prepare_clip(np.zeros((559, 2), np.float32), 16000, 560)  # channels do not count as samples
+    assert len(prepare_clip(np.zeros(560, np.float32), 16000, 560)) == 560
+
+
+def test_preparers_stay_picklable():
+    """The corpus's BatchPreparer runs in DataLoader workers and Ray actors: it and its Preparer pickle."""
+    import pickle
+
+    from w2vlab.corpus._embed import BatchPreparer
+    from w2vlab.model._config import W2VBERT_PREPROCESSOR
+    from w2vlab.runtime._prepare import Preparer
+
+    for prepare in (Preparer("waveform"), Preparer("preprocessed", dict(W2VBERT_PREPROCESSOR))):
+        preparer = BatchPreparer(prepare, 16000, 560)
+        again = pickle.loads(pickle.dumps(preparer))
+        assert again == preparer
+        waves = [np.full(16160, 0.1, np.float32), np.full(8000, 0.1, np.float32)]
+        for a, b in zip(again.prepare(waves), preparer.prepare(waves)):
+            assert torch.equal(a, b)

@@ -17,9 +17,9 @@ import soundfile as sf
 import soxr
 import torch
 
-from w2vlab._contract import InputError
+from w2vlab._contract import SAMPLE_RATE, AudioTooShortError, InputError
 
-__all__ = ["MAX_CHANNELS", "read_audio", "prepare_waveform"]
+__all__ = ["MAX_CHANNELS", "read_audio", "prepare_waveform", "prepare_clip", "check_clip_length", "pad_waveforms"]
 
 MAX_CHANNELS = 8  # a 2-D axis of at most this many entries is read as the channel axis
 _PCM = {  # integer dtype -> (offset, scale): float = (x - offset) / scale
@@ -106,7 +106,7 @@ def _downmix(wave: np.ndarray) -> np.ndarray:
     )
 
 
-def prepare_waveform(wave: np.ndarray | torch.Tensor, sr: int, target_sr: int = 16000) -> np.ndarray:
+def prepare_waveform(wave: np.ndarray | torch.Tensor, sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
     """Validate, scale, downmix and resample audio to what the encoder expects.
 
     Args:
@@ -152,6 +152,46 @@ def prepare_waveform(wave: np.ndarray | torch.Tensor, sr: int, target_sr: int = 
         if wave.shape[0] == 0:
             raise InputError(f"audio of {n} samples at {sr} Hz resamples to no samples at {target_sr} Hz")
     return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def check_clip_length(
+    num_samples: int, sample_rate: int, min_num_samples: int, received: tuple[int, int] | None = None
+) -> None:
+    """Raise :class:`~w2vlab._contract.AudioTooShortError` when a clip of ``num_samples`` at
+    ``sample_rate`` is shorter than ``min_num_samples``: the one too-short message, for the artifact,
+    the corpus and the features path alike.
+
+    Args:
+        received: ``(samples, rate)`` of the clip as given, before resampling, when it differed.
+    """
+    if num_samples >= min_num_samples:
+        return
+    given, rate = received if received is not None else (num_samples, sample_rate)
+    resampled = f", {num_samples} samples at {sample_rate} Hz after resampling" if rate != sample_rate else ""
+    raise AudioTooShortError(
+        f"audio too short: received {given} samples at {rate} Hz ({given / rate:.3f} s){resampled}; "
+        f"the feature extractor needs at least {min_num_samples} samples at {sample_rate} Hz "
+        f"({min_num_samples / sample_rate:.3f} s, two analysis frames); pad the clip (e.g. with silence) "
+        f"to at least that length or leave it out"
+    )
+
+
+def prepare_clip(
+    wave: np.ndarray | torch.Tensor, sr: int, min_num_samples: int, sample_rate: int = SAMPLE_RATE
+) -> np.ndarray:
+    """One clip as the model's input pipeline takes it: :func:`prepare_waveform` (validate, scale,
+    downmix, resample to ``sample_rate``), then :func:`check_clip_length`.
+
+    Returns:
+        float32 ``[M]`` mono at ``sample_rate``, ``M >= min_num_samples``.
+    Raises:
+        AudioTooShortError: fewer than ``min_num_samples`` after resampling (a ``ValueError``);
+        and whatever :func:`prepare_waveform` raises.
+    """
+    mono = prepare_waveform(wave, sr, sample_rate)  # (M,)
+    received = max(tuple(wave.shape))  # samples per channel: the channel axis is the short one
+    check_clip_length(len(mono), sample_rate, min_num_samples, (received, sr))
+    return mono
 
 
 def pad_waveforms(waves: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:

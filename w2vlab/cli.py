@@ -356,9 +356,7 @@ def _add_report(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="w2vlab", description=__doc__)
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log progress at INFO level; print an error's traceback"
-    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level; show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo-checkpoint", help="write a deterministic random-weight checkpoint")

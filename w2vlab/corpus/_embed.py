@@ -55,10 +55,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from w2vlab._atomic import write_json
-from w2vlab._audio import pad_waveforms, prepare_waveform, read_audio
+from w2vlab._audio import prepare_clip, read_audio
 from w2vlab._contract import CORPUS_ARK, CORPUS_SCP, InputError, file_entry
-from w2vlab._features import extractor_inputs
 from w2vlab.runtime._artifact import load_artifact
+from w2vlab.runtime._prepare import Preparer
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,6 @@ __all__ = [
     "CorpusWriter",
     "Embedder",
     "PreparedBatch",
-    "Preparer",
     "embed_corpus",
     "plan_batches",
     "read_source",
@@ -107,7 +106,7 @@ Failure = tuple[str, str, str]  # (key, path, reason)
 class Embedder(Protocol):
     """What :func:`embed_corpus` needs of a model.
 
-    ``prepare`` must be picklable on its own (a :class:`Preparer`, not a bound method of an
+    ``prepare`` must be picklable on its own (a :class:`w2vlab.runtime._prepare.Preparer`, not a bound method of an
     object holding the model): with ``workers > 0`` it runs in worker processes.
     """
 
@@ -120,33 +119,6 @@ class Embedder(Protocol):
 
     def embed(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Model inputs of B clips -> embeddings [B, D] on the CPU."""
-
-
-@functools.lru_cache(maxsize=4)
-def _extractor(config_json: str) -> Any:
-    from transformers import SeamlessM4TFeatureExtractor
-
-    return SeamlessM4TFeatureExtractor.from_dict(json.loads(config_json))
-
-
-@dataclass(frozen=True)
-class Preparer:
-    """The CPU-side input computation, picklable: 16 kHz mono clips -> the model's inputs.
-
-    ``waveform``: ``pad_waveforms`` -> (waves [B, N_max] float32, lengths [B] int64).
-    ``preprocessed``: :func:`w2vlab._features.extractor_inputs` of the HF extractor built from
-    ``extractor_config`` -> one clip: (features [1, T_valid, 160],); several: (features
-    [B, T, 160], mask [B, T]).  Both are what the artifact and the eager model accept.
-    """
-
-    mode: str
-    extractor_config: Mapping[str, Any] | None = None  # SeamlessM4TFeatureExtractor.to_dict(); preprocessed only
-
-    def __call__(self, waves: Sequence[np.ndarray]) -> tuple[torch.Tensor, ...]:
-        if self.mode == "waveform":
-            return pad_waveforms(waves)
-        fe = _extractor(json.dumps(dict(self.extractor_config), sort_keys=True))
-        return tuple(x for x in extractor_inputs(fe, waves) if x is not None)
 
 
 class ArtifactEmbedder:
@@ -400,14 +372,9 @@ class BatchPreparer:
     min_num_samples: int
 
     def clip(self, item: CorpusItem) -> np.ndarray:
+        """The clip, float32 mono ``[N]`` at the model's rate (:func:`w2vlab._audio.prepare_clip`)."""
         wave, sr = read_clip(item)
-        wave = prepare_waveform(wave, sr, self.sample_rate)  # (N,) float32
-        if len(wave) < self.min_num_samples:
-            raise InputError(
-                f"audio too short: {len(wave)} samples at {self.sample_rate} Hz after resampling; "
-                f"the encoder needs at least {self.min_num_samples}"
-            )
-        return wave
+        return prepare_clip(wave, sr, self.min_num_samples, self.sample_rate)
 
     def __call__(self, batch: Sequence[CorpusItem]) -> PreparedBatch:
         good, waves, failures = [], [], []

@@ -18,13 +18,12 @@ import numpy as np
 import torch
 
 from w2vlab._audio import pad_waveforms, prepare_waveform, read_audio
-from w2vlab._contract import SUITES, InputError, check_mode
+from w2vlab._contract import SAMPLE_RATE, SUITES, InputError, check_mode
 from w2vlab._features import extractor_inputs, num_frames
 from w2vlab._parity import ParityBounds, ParityReport, compare
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 # Samples per clip: 560 (the shortest that gives one stacked frame) to 30 s.  Lengths marked
 # "odd" give an odd number of 10 ms frames, so the extractor's last stacked row is half padding.
 DEFAULT_LENGTHS = (

@@ -6,7 +6,9 @@ files with an ONNX Runtime session; the last three are put behind
 the entry points of :mod:`w2vlab.runtime._entry`, so every format takes the same inputs, raises the same
 errors and is compared with the eager model unchanged.  :func:`open_format` also returns the
 file's content hash (:mod:`w2vlab._contract`), which the exporter records and the consumer
-re-checks.  This module is consumer-side: it imports no exporter and no modelling code.
+re-checks.  :data:`READERS` holds, per format, its opener and what its file is called when it
+fails to open, so a corrupt file's :class:`~w2vlab._contract.ArtifactError` names its own format.
+This module is consumer-side: it imports no exporter and no modelling code.
 """
 
 from __future__ import annotations

@@ -257,7 +257,7 @@ def verify_files(
     return checked
 
 
-def _io_spec(mode: str, config: FeatureConfig, embd_dim: int) -> dict[str, Any]:
+def _io_spec(mode: str, config: FeatureConfig, embedding_dim: int) -> dict[str, Any]:
     if mode == "preprocessed":
         inputs = [
             {"name": "input_features", "shape": ["batch", "frames", config.feature_dim], "dtype": "float32"},
@@ -273,7 +273,7 @@ def _io_spec(mode: str, config: FeatureConfig, embd_dim: int) -> dict[str, Any]:
             },
             {"name": "lengths", "shape": ["batch"], "dtype": "int64", "optional": True},
         ]
-    return {"inputs": inputs, "output": {"name": "embedding", "shape": ["batch", embd_dim], "dtype": "float32"}}
+    return {"inputs": inputs, "output": {"name": "embedding", "shape": ["batch", embedding_dim], "dtype": "float32"}}
 
 
 def build_metadata(
@@ -288,12 +288,12 @@ def build_metadata(
         {
             "format": FORMAT_TAG,
             "artifacts": {
-                mode: {**_io_spec(mode, config, loaded.head.embd_dim), "formats": dict(by_format)}
+                mode: {**_io_spec(mode, config, loaded.head.embedding_dim), "formats": dict(by_format)}
                 for mode, by_format in entries.items()
             },
             "sample_rate": config.sampling_rate,
             "feature_dim": config.feature_dim,
-            "embedding_dim": loaded.head.embd_dim,
+            "embedding_dim": loaded.head.embedding_dim,
             "min_num_samples": config.min_num_samples,
             "min_duration_s": config.min_num_samples / config.sampling_rate,
             "min_program_samples": min_program_samples(

@@ -228,7 +228,7 @@ def infer_head_config(state: Mapping[str, torch.Tensor], num_hidden_layers: int)
             n_mfa_layers=-1 if n_mfa == num_hidden_layers + 1 else n_mfa,
             adapter_dim=state["adapter_layers.0.0.weight"].shape[0],
             attention_channels=state["pooling.attention.0.weight"].shape[0],
-            embd_dim=state["bottleneck.weight"].shape[0],
+            embedding_dim=state["bottleneck.weight"].shape[0],
         )
     except KeyError as e:
         raise CheckpointMismatchError(

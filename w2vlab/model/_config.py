@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from w2vlab._contract import InputError
+from w2vlab._contract import SAMPLE_RATE, InputError
 
 # Per-layer fields of a pruned student, and the training-only fields that come with them.
 PRUNING_FIELDS = (
@@ -42,9 +42,12 @@ W2VBERT_PREPROCESSOR = {
     "padding_value": 1,
     "processor_class": "Wav2Vec2BertProcessor",
     "return_attention_mask": True,
-    "sampling_rate": 16000,
+    "sampling_rate": SAMPLE_RATE,
     "stride": 2,
 }
+
+
+OLD_EMBEDDING_KEY = "embd_dim"  # HeadConfig.embedding_dim's name in files written before the rename
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class HeadConfig:
     n_mfa_layers: int = -1  # hidden states aggregated, counted from the last; -1: all (embeddings + every layer)
     adapter_dim: int = 128  # width of each per-layer adapter Linear(d_model, a) -> LN -> ReLU -> Linear(a, a)
     attention_channels: int = 128  # bottleneck of the ASP attention Conv1d(F, c, 1) -> ... -> Conv1d(c, F, 1)
-    embd_dim: int = 256  # speaker embedding size
+    embedding_dim: int = 256  # speaker embedding size (files written before the rename call it ``embd_dim``)
 
     def resolved_mfa_layers(self, num_hidden_layers: int) -> int:
         """Number of aggregated hidden states for an encoder with ``num_hidden_layers`` layers."""
@@ -72,6 +75,16 @@ class HeadConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> HeadConfig:
+        """Build from :meth:`to_dict` output; the old key ``embd_dim`` (earlier ``speaker_head.json``
+        files, the reference recipe) is read as ``embedding_dim``."""
+        d = dict(d)
+        if OLD_EMBEDDING_KEY in d:
+            old = d.pop(OLD_EMBEDDING_KEY)
+            if d.setdefault("embedding_dim", old) != old:
+                raise InputError(
+                    f"the head config gives embedding_dim={d['embedding_dim']} and its old name "
+                    f"{OLD_EMBEDDING_KEY}={old}; keep one"
+                )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

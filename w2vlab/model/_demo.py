@@ -40,11 +40,11 @@ _COMMON = {
 SIZES: dict[str, tuple[dict[str, Any], HeadConfig]] = {
     "tiny": (
         dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
-        HeadConfig(adapter_dim=16, attention_channels=16, embd_dim=32),
+        HeadConfig(adapter_dim=16, attention_channels=16, embedding_dim=32),
     ),
     "small": (
         dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=4, intermediate_size=1024),
-        HeadConfig(adapter_dim=64, attention_channels=64, embd_dim=128),
+        HeadConfig(adapter_dim=64, attention_channels=64, embedding_dim=128),
     ),
     "full": (
         dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),

@@ -40,6 +40,27 @@ def test_demo_checkpoint_round_trips_strictly(tmp_path, pruned):
     assert not loaded.model.training
 
 
+def test_head_config_written_with_the_old_key_still_loads(tmp_path, tiny_dir):
+    """speaker_head.json files written before embd_dim became embedding_dim load unchanged."""
+    from w2vlab.model._config import HeadConfig
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny_dir, old)
+    saved = json.loads((old / "speaker_head.json").read_text())
+    assert saved == {"n_mfa_layers": -1, "adapter_dim": 16, "attention_channels": 16, "embedding_dim": 32}
+    saved["embd_dim"] = saved.pop("embedding_dim")  # the layout of earlier files
+    (old / "speaker_head.json").write_text(json.dumps(saved))
+    loaded = load_speaker_encoder(old)
+    assert loaded.head == load_speaker_encoder(tiny_dir).head == HeadConfig(-1, 16, 16, 32)
+    assert loaded.model.embedding_dim == 32
+    saved["embd_dim"] = 31  # a file that contradicts the weights is still refused
+    (old / "speaker_head.json").write_text(json.dumps(saved))
+    with pytest.raises(CheckpointMismatchError, match="embedding_dim=31"):
+        load_speaker_encoder(old)
+    with pytest.raises(ValueError, match="embedding_dim=8 and its old name embd_dim=4"):
+        HeadConfig.from_dict({"embedding_dim": 8, "embd_dim": 4})
+
+
 def test_demo_checkpoint_is_deterministic_and_not_clobbered(tmp_path):
     a = write_demo_checkpoint(tmp_path / "a", seed=1)
     b = write_demo_checkpoint(tmp_path / "b", seed=1)

@@ -112,6 +112,47 @@ def test_errors_are_one_line_messages(tmp_path, capsys):
     assert err.startswith("w2vlab info: error: ") and "no metadata.json" in err and err.count("\n") == 1, err
 
 
+def test_user_error_is_one_line_and_exit_2(tmp_path, capsys):
+    """An unusable artifact given to `embed` is the user's to fix: one line, exit 2, no traceback."""
+    (tmp_path / "metadata.json").write_text("[]")
+    assert main(["embed", str(tmp_path), str(tmp_path / "a.wav")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("w2vlab embed: error: ") and "expected an object" in err and err.count("\n") == 1, err
+    assert "Traceback" not in err
+
+
+def test_verbose_prints_the_traceback_of_a_user_error(tmp_path, capsys):
+    assert main(["-v", "info", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "ArtifactError" in err, err
+    assert err.rstrip("\n").splitlines()[-1].startswith("w2vlab info: error: ") and "no metadata.json" in err
+
+
+def test_programming_error_is_not_swallowed(tmp_path, monkeypatch):
+    """A bug (here a TypeError in a command) propagates with its traceback instead of a one-line exit 2."""
+    from w2vlab import cli
+
+    def broken(args):
+        raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
+
+    monkeypatch.setattr(cli, "_info", broken)
+    with pytest.raises(TypeError, match="unsupported operand"):
+        main(["info", str(tmp_path)])
+
+
+def test_programming_error_exits_with_a_traceback(tmp_path):
+    """Run as a program: the bug's traceback is printed and the exit status is Python's 1, not 2."""
+    code = (
+        "import sys; from w2vlab import cli\n"
+        "def broken(args): raise KeyError('oops')\n"
+        "cli._info = broken\n"
+        f"sys.exit(cli.main(['info', {str(tmp_path)!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback (most recent call last)" in done.stderr, done.stderr
+    assert "KeyError: 'oops'" in done.stderr and "error: " not in done.stderr
+
+
 def test_seed_export_script(tmp_path, tiny_dir):
     out = tmp_path / "seed"
     subprocess.run(

@@ -72,7 +72,7 @@ def test_odd_frame_count_unmasked_half_padded_row_changes_embedding():
 
 def test_pruned_student_layer_shapes():
     cfg, notes = normalise_pruning(encoder_config("tiny", pruned=True))
-    model = SpeakerEncoder(build_encoder(cfg), HeadConfig(adapter_dim=8, attention_channels=8, embd_dim=8))
+    model = SpeakerEncoder(build_encoder(cfg), HeadConfig(adapter_dim=8, attention_channels=8, embedding_dim=8))
     keys = model.state_dict()
     for i in range(len(model.encoder.encoder.layers)):
         p = f"encoder.encoder.layers.{i}."
@@ -92,7 +92,7 @@ def test_pruned_student_layer_shapes():
 def test_pruning_fields_shrink_the_encoder():
     """The per-layer fields really remove weights: the pruned student against the dense encoder of the
     same base shape (the same config without the per-layer fields)."""
-    head = HeadConfig(adapter_dim=8, attention_channels=8, embd_dim=8)
+    head = HeadConfig(adapter_dim=8, attention_channels=8, embedding_dim=8)
     pruned_cfg, _ = normalise_pruning(encoder_config("tiny", pruned=True))
     dense_cfg = {k: v for k, v in pruned_cfg.items() if k not in PRUNING_FIELDS}
     pruned = SpeakerEncoder(build_encoder(pruned_cfg), head)

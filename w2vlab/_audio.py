@@ -17,7 +17,9 @@ import soundfile as sf
 import soxr
 import torch
 
-__all__ = ["MAX_CHANNELS", "read_audio", "prepare_waveform"]
+from w2vlab._contract import SAMPLE_RATE, AudioTooShortError, InputError
+
+__all__ = ["MAX_CHANNELS", "read_audio", "prepare_waveform", "prepare_clip", "check_clip_length", "pad_waveforms"]
 
 MAX_CHANNELS = 8  # a 2-D axis of at most this many entries is read as the channel axis
 _PCM = {  # integer dtype -> (offset, scale): float = (x - offset) / scale
@@ -32,7 +34,7 @@ def _check_rate(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int in Hz, got {type(value).__name__} {value!r}")
     if value <= 0:
-        raise ValueError(f"{name} must be a positive number of Hz, got {value}")
+        raise InputError(f"{name} must be a positive number of Hz, got {value}")
     return int(value)
 
 
@@ -45,7 +47,7 @@ def _check_riff_complete(path: Path) -> None:
     declared = int.from_bytes(head[4:8], "little")
     actual = path.stat().st_size
     if declared + 8 > actual and declared < _RIFF_STREAMING:
-        raise ValueError(
+        raise InputError(
             f"{path} is truncated: its RIFF header declares {declared + 8} bytes but the file has "
             f"{actual}; copy or export the file again"
         )
@@ -64,14 +66,14 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     if not path.exists():
         raise FileNotFoundError(f"audio file not found: {path}")
     if path.is_dir():
-        raise ValueError(f"{path} is a directory; expected an audio file (WAV, FLAC, OGG, ...)")
+        raise InputError(f"{path} is a directory; expected an audio file (WAV, FLAC, OGG, ...)")
     _check_riff_complete(path)
     try:
         wave, sr = sf.read(str(path), dtype="float32")  # (N,) or (N, C)
     except RuntimeError as e:  # soundfile's LibsndfileError derives from RuntimeError
-        raise ValueError(f"cannot read {path} as audio with soundfile: {e}") from e
+        raise InputError(f"cannot read {path} as audio with soundfile: {e}") from e
     if wave.shape[0] == 0:
-        raise ValueError(f"{path} contains no audio samples")
+        raise InputError(f"{path} contains no audio samples")
     return wave, int(sr)
 
 
@@ -97,14 +99,14 @@ def _downmix(wave: np.ndarray) -> np.ndarray:
         return wave.mean(axis=1, dtype=np.float64).astype(np.float32)  # channels last
     if rows <= MAX_CHANNELS < cols:
         return wave.mean(axis=0, dtype=np.float64).astype(np.float32)  # channels first
-    raise ValueError(
+    raise InputError(
         f"cannot tell the channel axis of audio with shape {tuple(wave.shape)}: expected exactly one "
         f"axis of at most {MAX_CHANNELS} channels and the other of more samples; "
         f"downmix yourself and pass a 1-D [N] array"
     )
 
 
-def prepare_waveform(wave: np.ndarray | torch.Tensor, sr: int, target_sr: int = 16000) -> np.ndarray:
+def prepare_waveform(wave: np.ndarray | torch.Tensor, sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
     """Validate, scale, downmix and resample audio to what the encoder expects.
 
     Args:
@@ -125,15 +127,15 @@ def prepare_waveform(wave: np.ndarray | torch.Tensor, sr: int, target_sr: int = 
     if not isinstance(wave, np.ndarray):
         raise TypeError(f"audio must be a numpy array or torch tensor, got {type(wave).__name__}")
     if wave.ndim not in (1, 2):
-        raise ValueError(
+        raise InputError(
             f"audio must be [N] mono, [N, C] channels-last or [C, N] channels-first; received shape {tuple(wave.shape)}"
         )
     if wave.size == 0:
-        raise ValueError(f"audio is empty: received shape {tuple(wave.shape)}, expected at least one sample")
+        raise InputError(f"audio is empty: received shape {tuple(wave.shape)}, expected at least one sample")
     wave = _to_float(wave)
     bad = int(np.count_nonzero(~np.isfinite(wave)))
     if bad:
-        raise ValueError(
+        raise InputError(
             f"audio has {bad} NaN/Inf values out of {wave.size} (shape {tuple(wave.shape)}); expected finite samples"
         )
     peak = float(np.abs(wave).max())
@@ -148,8 +150,48 @@ def prepare_waveform(wave: np.ndarray | torch.Tensor, sr: int, target_sr: int = 
         n = wave.shape[0]
         wave = soxr.resample(np.ascontiguousarray(wave), sr, target_sr, quality="HQ")
         if wave.shape[0] == 0:
-            raise ValueError(f"audio of {n} samples at {sr} Hz resamples to no samples at {target_sr} Hz")
+            raise InputError(f"audio of {n} samples at {sr} Hz resamples to no samples at {target_sr} Hz")
     return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def check_clip_length(
+    num_samples: int, sample_rate: int, min_num_samples: int, received: tuple[int, int] | None = None
+) -> None:
+    """Raise :class:`~w2vlab._contract.AudioTooShortError` when a clip of ``num_samples`` at
+    ``sample_rate`` is shorter than ``min_num_samples``: the one too-short message, for the artifact,
+    the corpus and the features path alike.
+
+    Args:
+        received: ``(samples, rate)`` of the clip as given, before resampling, when it differed.
+    """
+    if num_samples >= min_num_samples:
+        return
+    given, rate = received if received is not None else (num_samples, sample_rate)
+    resampled = f", {num_samples} samples at {sample_rate} Hz after resampling" if rate != sample_rate else ""
+    raise AudioTooShortError(
+        f"audio too short: received {given} samples at {rate} Hz ({given / rate:.3f} s){resampled}; "
+        f"the feature extractor needs at least {min_num_samples} samples at {sample_rate} Hz "
+        f"({min_num_samples / sample_rate:.3f} s, two analysis frames); pad the clip (e.g. with silence) "
+        f"to at least that length or leave it out"
+    )
+
+
+def prepare_clip(
+    wave: np.ndarray | torch.Tensor, sr: int, min_num_samples: int, sample_rate: int = SAMPLE_RATE
+) -> np.ndarray:
+    """One clip as the model's input pipeline takes it: :func:`prepare_waveform` (validate, scale,
+    downmix, resample to ``sample_rate``), then :func:`check_clip_length`.
+
+    Returns:
+        float32 ``[M]`` mono at ``sample_rate``, ``M >= min_num_samples``.
+    Raises:
+        AudioTooShortError: fewer than ``min_num_samples`` after resampling (a ``ValueError``);
+        and whatever :func:`prepare_waveform` raises.
+    """
+    mono = prepare_waveform(wave, sr, sample_rate)  # (M,)
+    received = max(tuple(wave.shape))  # samples per channel: the channel axis is the short one
+    check_clip_length(len(mono), sample_rate, min_num_samples, (received, sr))
+    return mono
 
 
 def pad_waveforms(waves: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:

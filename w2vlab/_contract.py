@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
+SAMPLE_RATE = 16000  # Hz: what the encoder takes (w2v-bert-2.0's feature extractor refuses other rates)
 FORMAT_TAG = "w2vlab-artifact/2"  # /2: the TorchScript hash covers the whole module (frontend included)
 MODES = ("preprocessed", "waveform")
 FORMATS = ("torchscript", "exported", "onnx", "onnx-int8", "aoti")
@@ -51,7 +52,7 @@ EXTRACTOR_CONFIG = "preprocessor_config.json"
 ONNX_METADATA_KEY = "w2vlab_metadata"  # key in an ONNX model's metadata_props
 CORPUS_ARK, CORPUS_SCP = "embeddings.ark", "embeddings.scp"  # an embed-corpus output directory's embeddings
 ONNX_PACKAGES = ("onnx", "onnxruntime", "onnxscript")
-ONNX_HINT = "pip install -e '.[onnx]'  (installs onnx, onnxruntime, onnxscript)"
+ONNX_HINT = "pip install 'w2vlab[onnx]'  (in a checkout: pip install -e '.[onnx]'; onnx, onnxruntime, onnxscript)"
 # Top-level keys every metadata.json has, and the keys of each mode's entry.
 METADATA_KEYS = (
     "format",
@@ -69,19 +70,43 @@ MODE_KEYS = ("inputs", "output", "formats")
 FORMAT_ENTRY_KEYS = ("file", "parity", "content_sha256")
 
 
-class ArtifactError(ValueError):
-    """The directory or file is not a usable w2vlab artifact (missing, foreign, tampered or mixed up)."""
+# --------------------------------------------------------------------------- errors
+#
+# What a user causes and can fix (a bad file, an argument, a missing extra) raises a subclass of
+# W2vlabError; the CLI prints those as one line and exits 2, and shows a traceback for anything
+# else (a bug).  Each also derives from the built-in its callers caught before (ValueError,
+# ImportError), so ``except ValueError`` keeps working.
+
+
+class W2vlabError(Exception):
+    """Base of the errors a user causes and can fix: the message says what was received and what to do."""
+
+
+class InputError(W2vlabError, ValueError):
+    """Bad input: an audio file or array, a source list, an argument, a config that cannot be used as given."""
+
+
+class AudioTooShortError(InputError):
+    """A clip has fewer samples, at the model's rate, than the feature extractor needs (two analysis frames)."""
+
+
+class ArtifactError(InputError):
+    """The directory or file is not a usable w2vlab artifact (missing, foreign, corrupt, tampered or mixed up)."""
+
+
+class MissingDependencyError(W2vlabError, ImportError):
+    """An optional package is not installed; the message says which extra installs it."""
 
 
 def check_mode(mode: str) -> str:
     if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+        raise InputError(f"unknown mode {mode!r}; expected one of {MODES}")
     return mode
 
 
 def check_format(fmt: str) -> str:
     if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
+        raise InputError(f"unknown format {fmt!r}; expected one of {FORMATS}")
     return fmt
 
 
@@ -93,9 +118,10 @@ def compiler_available() -> bool:
 
 
 def require_compiler() -> None:
-    """Raise ``RuntimeError`` with the install command when no C++ compiler is on PATH (``--format aoti``)."""
+    """Raise :class:`MissingDependencyError` with the install command when no C++ compiler is on PATH
+    (``--format aoti``)."""
     if not compiler_available():
-        raise RuntimeError(
+        raise MissingDependencyError(
             "--format aoti compiles C++ and no compiler (c++, g++, clang++) is on PATH; "
             "install one (apt-get install g++) or choose another format"
         )
@@ -106,11 +132,17 @@ def onnx_available() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ONNX_PACKAGES)
 
 
-def require(*names: str) -> None:
-    """Raise ``ImportError`` with the install command when an optional package is missing."""
+def require(*names: str, needed_by: str, hint: str) -> None:
+    """Raise :class:`MissingDependencyError` unless every package in ``names`` is installed.
+
+    Args:
+        needed_by: what needs them, for the message ("ONNX export", "--engine ray").
+        hint: how to install them (e.g. :data:`ONNX_HINT`).
+    """
     missing = [name for name in names if importlib.util.find_spec(name) is None]
     if missing:
-        raise ImportError(f"ONNX support needs {', '.join(missing)}, which is not installed; run: {ONNX_HINT}")
+        verb = "is" if len(missing) == 1 else "are"
+        raise MissingDependencyError(f"{needed_by} needs {', '.join(missing)}, which {verb} not installed; run: {hint}")
 
 
 # --------------------------------------------------------------------------- metadata
@@ -187,7 +219,7 @@ def onnx_metadata_props(path: str | Path) -> dict[str, str]:
     The file's top-level protobuf fields are walked and every other one is skipped by its
     length, so the cost does not grow with inline weights: ``onnx.load`` parses them all
     (1.2 s for the full-size int8 file, 823 MB)."""
-    require("onnx")
+    require("onnx", needed_by="reading an ONNX file's metadata", hint=ONNX_HINT)
     from google.protobuf.message import DecodeError
     from onnx import StringStringEntryProto
 
@@ -308,7 +340,7 @@ def onnx_sha256(path: str | Path) -> str:
     Each initializer is hashed as :func:`update_tensors` hashes a tensor, from its bytes as
     stored: external ones are read one at a time, so hashing a 2.35 GB model holds its graph and
     one weight, never a second copy of the weights."""
-    require("onnx")
+    require("onnx", needed_by="hashing an ONNX file", hint=ONNX_HINT)
     import onnx
     import torch
     from onnx import numpy_helper

@@ -45,6 +45,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from w2vlab._contract import SAMPLE_RATE
+
 __all__ = [
     "FeatureConfig",
     "TorchFeatureExtractor",
@@ -59,6 +61,7 @@ __all__ = [
     "frame_mask",
     "stack_frames",
     "extractor_inputs",
+    "extractor_valid_rows",
     "compute_input_features_from_wave",
 ]
 
@@ -67,7 +70,7 @@ __all__ = [
 class FeatureConfig:
     """Fields of w2v-bert-2.0's ``SeamlessM4TFeatureExtractor`` (HF hard-codes all but four)."""
 
-    sampling_rate: int = 16000  # Hz; the extractor refuses other rates
+    sampling_rate: int = SAMPLE_RATE  # Hz; the extractor refuses other rates
     num_mel_bins: int = 80  # mel filters per frame
     stride: int = 2  # frames stacked per output row: feature_dim = num_mel_bins * stride
     padding_value: float = 1.0  # value of padded frames (w2v-bert-2.0's config; HF's default is 0.0)
@@ -171,7 +174,7 @@ def _hz_to_kaldi_mel(freq: Tensor) -> Tensor:
 def kaldi_mel_filterbank(
     num_mel_bins: int = 80,
     fft_length: int = 512,
-    sampling_rate: int = 16000,
+    sampling_rate: int = SAMPLE_RATE,
     low_freq: float = 20.0,
     high_freq: float = 8000.0,
 ) -> Tensor:
@@ -559,6 +562,22 @@ class TorchFeatureExtractor(torch.nn.Module):
 # --------------------------------------------------------------------------- HF consumer helpers
 
 
+def extractor_valid_rows(fe: Any, wave: np.ndarray) -> Tensor:
+    """HF features of one mono clip at the extractor's rate, the rows whose attention mask is 1.
+
+    The extractor stacks frames in pairs and masks a last row that is half padding (an odd frame
+    count); these are the rows a model called without a mask must get.
+
+    Args:
+        fe: a ``SeamlessM4TFeatureExtractor``
+        wave: float32 ``[N]`` at ``fe.sampling_rate``
+    Returns:
+        float32 ``[1, T_valid, 160]``
+    """
+    out = fe(wave, sampling_rate=fe.sampling_rate, return_tensors="pt", return_attention_mask=True)
+    return out["input_features"][:, out["attention_mask"][0].bool()]
+
+
 def extractor_inputs(fe: Any, waves: Sequence[np.ndarray]) -> tuple[Tensor, Tensor | None]:
     """What a preprocessed-mode model takes for 16 kHz mono ``waves``, from the HF extractor ``fe``.
 
@@ -566,34 +585,21 @@ def extractor_inputs(fe: Any, waves: Sequence[np.ndarray]) -> tuple[Tensor, Tens
     odd number of 10 ms frames the extractor's last row is half padding).  Several clips: the
     padded batch ``[B, T, 160]`` and the extractor's mask ``[B, T]``.
     """
+    if len(waves) == 1:
+        return extractor_valid_rows(fe, waves[0]), None
     out = fe(list(waves), sampling_rate=fe.sampling_rate, padding=True, return_attention_mask=True, return_tensors="pt")
-    feats, mask = out["input_features"], out["attention_mask"]
-    if len(waves) > 1:
-        return feats, mask
-    return feats[:, mask[0].bool()], None
+    return out["input_features"], out["attention_mask"]
 
 
 def compute_input_features_from_wave(fe: Any, wave: Any, sr: int) -> Tensor:
     """HF features of one clip, valid rows only: any wave and rate -> float32 ``(T_valid, 160)``.
 
     The wave is downmixed and resampled to the extractor's rate by
-    :func:`w2vlab._audio.prepare_waveform`, then featurised by ``fe`` itself (the reference).
+    :func:`w2vlab._audio.prepare_clip` (which refuses a clip shorter than two analysis frames with
+    an :class:`~w2vlab._contract.AudioTooShortError`), then featurised by ``fe`` itself (the reference).
     """
-    from w2vlab._audio import prepare_waveform
+    from w2vlab._audio import prepare_clip
 
     config = FeatureConfig.from_extractor(fe)
-    mono = prepare_waveform(wave, sr, target_sr=config.sampling_rate)  # (N,) float32
-    if mono.shape[0] < config.min_num_samples:
-        raise ValueError(
-            f"audio has {mono.shape[0]} samples at {config.sampling_rate} Hz after preparation "
-            f"({1000.0 * mono.shape[0] / config.sampling_rate:.1f} ms); the extractor needs at least "
-            f"{config.min_num_samples} ({1000.0 * config.min_num_samples / config.sampling_rate:.1f} ms)"
-        )
-    out = fe(
-        np.asarray(mono, dtype=np.float32),
-        sampling_rate=config.sampling_rate,
-        return_tensors="pt",
-        return_attention_mask=True,
-    )
-    features, mask = out["input_features"][0], out["attention_mask"][0]  # (T, 160), (T,)
-    return features[mask.bool()].to(torch.float32)
+    mono = prepare_clip(wave, sr, config.min_num_samples, config.sampling_rate)  # (N,) float32
+    return extractor_valid_rows(fe, mono)[0].to(torch.float32)  # (T_valid, 160)

@@ -1,11 +1,20 @@
-"""``w2vlab`` command line: thin argparse front-ends, each forwarding to one library call."""
+"""``w2vlab`` command line: thin argparse front-ends, each forwarding to one library call.
+
+Errors.  What a user causes and can fix -- a :class:`~w2vlab._contract.W2vlabError` (bad input,
+unusable artifact, missing extra) or a missing, existing or unreadable path -- is printed as one
+line, ``w2vlab <command>: error: <message>``, with exit status 2 (``-v`` adds the traceback).
+Anything else is a bug: it propagates with its traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
+import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 from w2vlab._contract import (
@@ -15,11 +24,34 @@ from w2vlab._contract import (
     FORMATS,
     MODES,
     SUITES,
+    InputError,
+    MissingDependencyError,
+    W2vlabError,
     format_entries,
     read_metadata,
 )
 
 logger = logging.getLogger("w2vlab")
+
+# The errors printed as one line with exit status 2: the project's own, and the OS errors a path
+# given on the command line causes.  Everything else (TypeError, KeyError, ...) is a bug.
+USER_ERRORS = (W2vlabError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
+
+
+@contextlib.contextmanager
+def _builtin_errors_are_user_errors() -> Iterator[None]:
+    """For the command whose library module (w2vlab.lab._report) still raises
+    plain ``ValueError`` / ``ImportError`` for bad input: re-raise those as the project's own types."""
+    try:
+        yield
+    except ImportError as e:
+        if isinstance(e, W2vlabError):
+            raise
+        raise MissingDependencyError(str(e)) from e
+    except ValueError as e:
+        if isinstance(e, W2vlabError):
+            raise
+        raise InputError(str(e)) from e
 
 
 def _add_suite(p: argparse.ArgumentParser) -> None:
@@ -154,7 +186,7 @@ def _score_trials(args) -> int:
     from w2vlab.corpus._trials import load_embeddings, read_trials
 
     if args.save_mean and not args.mean_from:
-        raise ValueError("--save-mean stores the mean of --mean-from COHORT; received no --mean-from")
+        raise InputError("--save-mean stores the mean of --mean-from COHORT; received no --mean-from")
     norm = ScoreNorm.load(args.mean_from, args.mean, args.as_norm, args.top_n)
     if args.save_mean:
         save_mean(args.save_mean, norm.mean)
@@ -175,7 +207,7 @@ def _compare_trials(args) -> int:
         try:
             norms.append(ScoreNorm.load(*sources, top_n=args.top_n))
         except ValueError as e:
-            raise ValueError(f"{side}: {e}") from e
+            raise InputError(f"{side}: {e}") from e
     comparison = compare_embeddings_normed(
         load_embeddings(args.reference),
         load_embeddings(args.candidate),
@@ -248,11 +280,11 @@ def _embed_corpus(args) -> int:
     from w2vlab.corpus._embed import DEFAULT_BATCH_SECONDS, FAILURES, ArtifactEmbedder, embed_corpus
 
     if (args.artifact is None) == (args.model_path is None):
-        raise ValueError("give exactly one of --artifact ARTIFACT_DIR or --model-path CKPT")
+        raise InputError("give exactly one of --artifact ARTIFACT_DIR or --model-path CKPT")
     if args.model_path is None and (args.checkpoint or args.config):
-        raise ValueError("--checkpoint and --config go with --model-path, not --artifact")
+        raise InputError("--checkpoint and --config go with --model-path, not --artifact")
     if args.model_path is not None and (args.format or args.mode):
-        raise ValueError("--format and --mode go with --artifact; --model-path runs the eager model on HF features")
+        raise InputError("--format and --mode go with --artifact; --model-path runs the eager model on HF features")
     keep_freed_memory()  # batch after batch: reuse freed tensors' pages (w2vlab._allocator)
     engine = args.engine
     if engine == "ray":
@@ -327,15 +359,16 @@ def _report(args) -> int:
     from w2vlab.lab._report import write_report
 
     logging.getLogger("w2vlab.lab._report").setLevel(logging.INFO)  # progress: each notebook's start and finish
-    report = write_report(
-        args.model_path,
-        args.output,
-        checkpoint=args.checkpoint,
-        config=args.config,
-        audio=args.audio,
-        notebooks=args.notebooks,
-        force=args.force,
-    )
+    with _builtin_errors_are_user_errors():
+        report = write_report(
+            args.model_path,
+            args.output,
+            checkpoint=args.checkpoint,
+            config=args.config,
+            audio=args.audio,
+            notebooks=args.notebooks,
+            force=args.force,
+        )
     for result in report.results:
         print(result.line())
     print(f"report {'PASS' if report.passed else 'FAIL'} in {report.seconds:.0f} s: {report.index}")
@@ -370,7 +403,7 @@ def _add_report(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="w2vlab", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level; show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo-checkpoint", help="write a deterministic random-weight checkpoint")
@@ -445,7 +478,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except (ValueError, TypeError, ImportError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
+    except USER_ERRORS as e:
+        if args.verbose:
+            traceback.print_exc()
         print(f"w2vlab {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -55,10 +55,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from w2vlab._atomic import write_json
-from w2vlab._audio import pad_waveforms, prepare_waveform, read_audio
-from w2vlab._contract import CORPUS_ARK, CORPUS_SCP, file_entry
-from w2vlab._features import extractor_inputs
+from w2vlab._audio import prepare_clip, read_audio
+from w2vlab._contract import CORPUS_ARK, CORPUS_SCP, InputError, file_entry
 from w2vlab.runtime._artifact import load_artifact
+from w2vlab.runtime._prepare import Preparer
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,6 @@ __all__ = [
     "CorpusWriter",
     "Embedder",
     "PreparedBatch",
-    "Preparer",
     "embed_corpus",
     "plan_batches",
     "read_source",
@@ -107,7 +106,7 @@ Failure = tuple[str, str, str]  # (key, path, reason)
 class Embedder(Protocol):
     """What :func:`embed_corpus` needs of a model.
 
-    ``prepare`` must be picklable on its own (a :class:`Preparer`, not a bound method of an
+    ``prepare`` must be picklable on its own (a :class:`w2vlab.runtime._prepare.Preparer`, not a bound method of an
     object holding the model): with ``workers > 0`` it runs in worker processes.
     """
 
@@ -120,33 +119,6 @@ class Embedder(Protocol):
 
     def embed(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Model inputs of B clips -> embeddings [B, D] on the CPU."""
-
-
-@functools.lru_cache(maxsize=4)
-def _extractor(config_json: str) -> Any:
-    from transformers import SeamlessM4TFeatureExtractor
-
-    return SeamlessM4TFeatureExtractor.from_dict(json.loads(config_json))
-
-
-@dataclass(frozen=True)
-class Preparer:
-    """The CPU-side input computation, picklable: 16 kHz mono clips -> the model's inputs.
-
-    ``waveform``: ``pad_waveforms`` -> (waves [B, N_max] float32, lengths [B] int64).
-    ``preprocessed``: :func:`w2vlab._features.extractor_inputs` of the HF extractor built from
-    ``extractor_config`` -> one clip: (features [1, T_valid, 160],); several: (features
-    [B, T, 160], mask [B, T]).  Both are what the artifact and the eager model accept.
-    """
-
-    mode: str
-    extractor_config: Mapping[str, Any] | None = None  # SeamlessM4TFeatureExtractor.to_dict(); preprocessed only
-
-    def __call__(self, waves: Sequence[np.ndarray]) -> tuple[torch.Tensor, ...]:
-        if self.mode == "waveform":
-            return pad_waveforms(waves)
-        fe = _extractor(json.dumps(dict(self.extractor_config), sort_keys=True))
-        return tuple(x for x in extractor_inputs(fe, waves) if x is not None)
 
 
 class ArtifactEmbedder:
@@ -207,7 +179,7 @@ def _directory_items(root: Path) -> list[CorpusItem]:
     suffixes = audio_suffixes()
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
     if not files:
-        raise ValueError(f"{root} holds no audio files (looked for {', '.join(sorted(suffixes))}, recursively)")
+        raise InputError(f"{root} holds no audio files (looked for {', '.join(sorted(suffixes))}, recursively)")
     items = []
     for path in files:
         rel = path.relative_to(root).with_suffix("").as_posix()
@@ -229,10 +201,10 @@ def _wav_scp_items(scp: Path) -> list[CorpusItem]:
     for _, origin, text in _lines(scp):
         parts = text.split(maxsplit=1)
         if len(parts) != 2:
-            raise ValueError(f"{origin}: expected '<key> <path>'")
+            raise InputError(f"{origin}: expected '<key> <path>'")
         key, where = parts
         if where.endswith("|"):
-            raise ValueError(
+            raise InputError(
                 f"{origin}: piped commands ('... |') are not supported; decode the audio to files "
                 f"first (e.g. with sox) and list those paths"
             )
@@ -246,7 +218,7 @@ def _number(entry: Mapping[str, Any], name: str, origin: str, default: float | N
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
-        raise ValueError(f"{origin}: {name!r} must be a number of seconds >= 0, received {value!r}")
+        raise InputError(f"{origin}: {name!r} must be a number of seconds >= 0, received {value!r}")
     return float(value)
 
 
@@ -256,16 +228,16 @@ def _jsonl_items(manifest: Path) -> list[CorpusItem]:
         try:
             entry = json.loads(text)
         except ValueError as e:
-            raise ValueError(f"{origin}: not a JSON object ({e})") from e
+            raise InputError(f"{origin}: not a JSON object ({e})") from e
         if not isinstance(entry, dict) or not isinstance(entry.get("audio_filepath"), str):
-            raise ValueError(f"{origin}: expected a JSON object with an 'audio_filepath' string (NeMo manifest)")
+            raise InputError(f"{origin}: expected a JSON object with an 'audio_filepath' string (NeMo manifest)")
         path = Path(entry["audio_filepath"])
         key = str(entry.get("key") or path.stem)
         if not key or len(key.split()) != 1:
-            raise ValueError(f"{origin}: key {key!r} is empty or has whitespace; Kaldi keys are one word")
+            raise InputError(f"{origin}: key {key!r} is empty or has whitespace; Kaldi keys are one word")
         duration = _number(entry, "duration", origin, None)
         if duration == 0:
-            raise ValueError(f"{origin}: 'duration' is 0; expected a positive number of seconds (or none: to the end)")
+            raise InputError(f"{origin}: 'duration' is 0; expected a positive number of seconds (or none: to the end)")
         items.append(
             CorpusItem(
                 key,
@@ -288,7 +260,7 @@ def check_unique(items: Sequence[CorpusItem]) -> None:
         first.setdefault(item.key, item)
     if clashes:
         more = f" (and {len(clashes) - 5} more)" if len(clashes) > 5 else ""
-        raise ValueError(f"duplicate keys; every clip needs its own key: {'; '.join(clashes[:5])}{more}")
+        raise InputError(f"duplicate keys; every clip needs its own key: {'; '.join(clashes[:5])}{more}")
 
 
 def read_source(source: str | Path) -> list[CorpusItem]:
@@ -309,7 +281,7 @@ def read_source(source: str | Path) -> list[CorpusItem]:
     else:
         items = _wav_scp_items(source)
     if not items:
-        raise ValueError(f"{source} lists no audio")
+        raise InputError(f"{source} lists no audio")
     check_unique(items)
     return items
 
@@ -324,12 +296,12 @@ def clip_seconds(item: CorpusItem) -> float:
     try:
         info = sf.info(str(item.path))
     except RuntimeError as e:  # soundfile's LibsndfileError
-        raise ValueError(f"cannot read {item.path} as audio with soundfile: {e}") from e
+        raise InputError(f"cannot read {item.path} as audio with soundfile: {e}") from e
     if info.frames <= 0:
-        raise ValueError(f"{item.path} contains no audio samples")
+        raise InputError(f"{item.path} contains no audio samples")
     total = info.frames / info.samplerate
     if item.offset >= total:
-        raise ValueError(f"offset {item.offset} s is at or past the end of {item.path} ({total:.3f} s long)")
+        raise InputError(f"offset {item.offset} s is at or past the end of {item.path} ({total:.3f} s long)")
     span = total - item.offset
     return span if item.duration is None else min(span, item.duration)
 
@@ -341,7 +313,7 @@ def plan_batches(sized: Sequence[tuple[CorpusItem, float]], batch_seconds: float
     the longest batch comes first, so a budget too large for the device fails at once.
     """
     if not batch_seconds > 0:
-        raise ValueError(f"batch_seconds must be > 0, received {batch_seconds}")
+        raise InputError(f"batch_seconds must be > 0, received {batch_seconds}")
     batches: list[tuple[CorpusItem, ...]] = []
     current: list[CorpusItem] = []
     longest = 0.0
@@ -374,9 +346,9 @@ def read_clip(item: CorpusItem) -> tuple[np.ndarray, int]:
             frames = -1 if item.duration is None else int(round(item.duration * sr))
             wave = f.read(frames, dtype="float32")
     except RuntimeError as e:
-        raise ValueError(f"cannot read {item.path} as audio with soundfile: {e}") from e
+        raise InputError(f"cannot read {item.path} as audio with soundfile: {e}") from e
     if wave.shape[0] == 0:
-        raise ValueError(f"{item.path} has no samples from {item.offset} s for {item.duration} s")
+        raise InputError(f"{item.path} has no samples from {item.offset} s for {item.duration} s")
     return wave, int(sr)
 
 
@@ -400,14 +372,9 @@ class BatchPreparer:
     min_num_samples: int
 
     def clip(self, item: CorpusItem) -> np.ndarray:
+        """The clip, float32 mono ``[N]`` at the model's rate (:func:`w2vlab._audio.prepare_clip`)."""
         wave, sr = read_clip(item)
-        wave = prepare_waveform(wave, sr, self.sample_rate)  # (N,) float32
-        if len(wave) < self.min_num_samples:
-            raise ValueError(
-                f"audio too short: {len(wave)} samples at {self.sample_rate} Hz after resampling; "
-                f"the encoder needs at least {self.min_num_samples}"
-            )
-        return wave
+        return prepare_clip(wave, sr, self.min_num_samples, self.sample_rate)
 
     def __call__(self, batch: Sequence[CorpusItem]) -> PreparedBatch:
         good, waves, failures = [], [], []
@@ -516,11 +483,11 @@ class CorpusWriter:
             progress = json.loads(path.read_text())
             committed = {ARK: int(progress["ark_bytes"]), SCP: int(progress["scp_bytes"])}
         except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(
+            raise InputError(
                 f"{path} is not an embed-corpus progress file ({_reason(e)}); use --force to start over"
             ) from e
         if progress.get("format") != TAG or progress.get("identity") != self.identity:
-            raise ValueError(
+            raise InputError(
                 f"{self.output} holds embeddings made by {json.dumps(progress.get('identity'), sort_keys=True)}, "
                 f"not by {json.dumps(self.identity, sort_keys=True)}; resuming would mix two embedders "
                 f"in one ark: choose another output directory, or pass --force to start over"
@@ -528,7 +495,7 @@ class CorpusWriter:
         for name, size in committed.items():
             file = self.output / name
             if not file.is_file() or file.stat().st_size < size:
-                raise ValueError(
+                raise InputError(
                     f"{file} is missing or shorter than the {size} bytes {path.name} committed (edited "
                     f"by hand?); pass --force to start over"
                 )
@@ -552,7 +519,7 @@ class CorpusWriter:
     def write(self, keys: Sequence[str], embeddings: np.ndarray) -> None:
         """Append one batch, embeddings ``[B, D]``, and commit it."""
         if len(keys) != len(embeddings) or len(set(keys)) != len(keys) or self.done_keys.intersection(keys):
-            raise ValueError(f"write() needs {len(embeddings)} new, distinct keys; received {list(keys)[:5]}...")
+            raise InputError(f"write() needs {len(embeddings)} new, distinct keys; received {list(keys)[:5]}...")
         arrays = {k: np.ascontiguousarray(e, dtype=np.float32) for k, e in zip(keys, embeddings)}
         with self.ark.open("ab") as ark, self.scp.open("a", encoding="utf-8") as scp:
             kaldiio.save_ark(ark, arrays, scp=scp, append=True)
@@ -701,7 +668,7 @@ def embed_corpus(
     """
     start = time.perf_counter()
     if not callable(engine) and engine not in ENGINES:
-        raise ValueError(
+        raise InputError(
             f"unknown engine {engine!r}; expected one of {sorted(ENGINES)} or an engine function "
             f"(the Ray Data one is w2vlab.corpus._ray.run_ray)"
         )
@@ -711,9 +678,9 @@ def embed_corpus(
         else (ENGINES[engine], engine)
     )
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ValueError(f"workers must be an int >= 0, received {workers!r}")
+        raise InputError(f"workers must be an int >= 0, received {workers!r}")
     if not batch_seconds > 0:
-        raise ValueError(f"batch_seconds must be > 0, received {batch_seconds}")
+        raise InputError(f"batch_seconds must be > 0, received {batch_seconds}")
     from tqdm.auto import tqdm
 
     items = read_source(source)

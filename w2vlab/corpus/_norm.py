@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from w2vlab._contract import InputError
 from w2vlab.corpus._trials import (
     P_TARGETS,
     TrialComparison,
@@ -52,16 +53,16 @@ def _as_matrix(embeddings: Mapping[str, Any] | np.ndarray, what: str) -> np.ndar
     """A finite float64 [K, D] matrix from a key -> [D] mapping or a [K, D] array; K >= 1."""
     if isinstance(embeddings, Mapping):
         if not embeddings:
-            raise ValueError(f"the {what} is empty; expected at least one embedding")
+            raise InputError(f"the {what} is empty; expected at least one embedding")
         try:
             return _embedding_matrix(embeddings, list(embeddings))
         except ValueError as e:
-            raise ValueError(f"{what}: {e}") from e
+            raise InputError(f"{what}: {e}") from e
     matrix = np.asarray(embeddings, dtype=np.float64)
     if matrix.ndim != 2 or matrix.shape[0] == 0 or matrix.shape[1] == 0:
-        raise ValueError(f"the {what} has shape {matrix.shape}; expected a non-empty [K, D] matrix of embeddings")
+        raise InputError(f"the {what} has shape {matrix.shape}; expected a non-empty [K, D] matrix of embeddings")
     if not np.isfinite(matrix).all():
-        raise ValueError(f"the {what} holds NaN/Inf; expected finite embeddings")
+        raise InputError(f"the {what} holds NaN/Inf; expected finite embeddings")
     return matrix
 
 
@@ -95,11 +96,11 @@ def load_mean(path: str | Path) -> np.ndarray:
     try:
         mean = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
-        raise ValueError(f"{path} is not a readable .npy array ({e}); expected a [D] float array") from e
+        raise InputError(f"{path} is not a readable .npy array ({e}); expected a [D] float array") from e
     if mean.ndim != 1 or mean.size == 0 or not np.issubdtype(mean.dtype, np.number):
-        raise ValueError(f"{path} holds a {mean.dtype} array of shape {mean.shape}; expected a [D] float array")
+        raise InputError(f"{path} holds a {mean.dtype} array of shape {mean.shape}; expected a [D] float array")
     if not np.isfinite(mean).all():
-        raise ValueError(f"{path} holds NaN/Inf; expected a finite [D] mean embedding")
+        raise InputError(f"{path} holds NaN/Inf; expected a finite [D] mean embedding")
     return mean.astype(np.float64)
 
 
@@ -108,7 +109,7 @@ def save_mean(path: str | Path, mean: Any) -> Path:
     path = Path(path)
     mean = np.asarray(mean, dtype=np.float64)
     if mean.ndim != 1 or mean.size == 0:
-        raise ValueError(f"received a mean of shape {mean.shape}; expected a [D] vector")
+        raise InputError(f"received a mean of shape {mean.shape}; expected a [D] vector")
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("wb") as f:
         np.save(f, mean, allow_pickle=False)
@@ -119,9 +120,9 @@ def save_mean(path: str | Path, mean: Any) -> Path:
 def _check_mean(mean: Any, dim: int, what: str) -> np.ndarray:
     mean = np.asarray(mean, dtype=np.float64)
     if mean.shape != (dim,):
-        raise ValueError(f"the mean has shape {mean.shape} but the {what} are {dim}-dimensional; expected [{dim}]")
+        raise InputError(f"the mean has shape {mean.shape} but the {what} are {dim}-dimensional; expected [{dim}]")
     if not np.isfinite(mean).all():
-        raise ValueError("the mean holds NaN/Inf; expected a finite [D] vector")
+        raise InputError("the mean holds NaN/Inf; expected a finite [D] vector")
     return mean
 
 
@@ -145,7 +146,7 @@ def subtract_mean(embeddings: Mapping[str, Any], mean: Any) -> dict[str, np.ndar
 def _unit_rows(matrix: np.ndarray, what: str) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)  # (K, 1)
     if (norms == 0).any():
-        raise ValueError(
+        raise InputError(
             f"{int((norms == 0).sum())} {what} embeddings are zero (after the mean subtraction); "
             "a zero vector has no cosine"
         )
@@ -154,7 +155,7 @@ def _unit_rows(matrix: np.ndarray, what: str) -> np.ndarray:
 
 def _check_top_n(top_n: Any) -> int:
     if isinstance(top_n, bool) or not isinstance(top_n, (int, np.integer)) or top_n < 2:
-        raise ValueError(f"top_n={top_n!r}; expected an integer >= 2 (a standard deviation needs two scores)")
+        raise InputError(f"top_n={top_n!r}; expected an integer >= 2 (a standard deviation needs two scores)")
     return int(top_n)
 
 
@@ -162,7 +163,7 @@ def _top_n(top_n: int, cohort_size: int) -> int:
     """``top_n`` checked, and clamped to the cohort size with a warning (WeSpeaker clamps silently)."""
     top_n = _check_top_n(top_n)
     if cohort_size < 2:
-        raise ValueError(f"the AS-Norm cohort holds {cohort_size} embedding; expected at least 2")
+        raise InputError(f"the AS-Norm cohort holds {cohort_size} embedding; expected at least 2")
     if top_n > cohort_size:
         warnings.warn(
             f"top_n={top_n} exceeds the AS-Norm cohort ({cohort_size} embeddings); using all {cohort_size} "
@@ -186,7 +187,7 @@ def cohort_stats(embeddings: np.ndarray, cohort: np.ndarray, top_n: int) -> tupl
     """
     embeddings, cohort = _as_matrix(embeddings, "embeddings"), _as_matrix(cohort, "AS-Norm cohort")
     if embeddings.shape[1] != cohort.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"the AS-Norm cohort is {cohort.shape[1]}-dimensional but the embeddings are "
             f"{embeddings.shape[1]}-dimensional; expected the same model's embeddings"
         )
@@ -225,7 +226,7 @@ def as_norm(scores: TrialScores, embeddings: Mapping[str, Any], cohort: Any, top
     n = min(int(top_n), len(cohort))
     flat = [keys[i] for i in np.flatnonzero(sigma == 0)]
     if flat:
-        raise ValueError(
+        raise InputError(
             f"the top-{n} AS-Norm cohort scores of {len(flat)} keys ({', '.join(flat[:10])}) are all equal; "
             "no spread to normalise by (a cohort of copies?)"
         )
@@ -256,7 +257,7 @@ class ScoreNorm:
         if self.mean is not None:
             mean = np.asarray(self.mean, dtype=np.float64)
             if mean.ndim != 1 or mean.size == 0:
-                raise ValueError(f"received a mean of shape {mean.shape}; expected a [D] vector")
+                raise InputError(f"received a mean of shape {mean.shape}; expected a [D] vector")
             object.__setattr__(self, "mean", _check_mean(mean, mean.size, "embeddings"))
         if self.cohort is not None:
             cohort = _as_matrix(self.cohort, "AS-Norm cohort")
@@ -277,9 +278,9 @@ class ScoreNorm:
         and the AS-Norm cohort at ``cohort``; embeddings as :func:`load_embeddings` reads them
         (an ``embed-corpus`` directory or a Kaldi ``.scp``)."""
         if mean_from is not None and mean is not None:
-            raise ValueError(f"received a mean cohort ({mean_from}) and a stored mean ({mean}); expected one of them")
+            raise InputError(f"received a mean cohort ({mean_from}) and a stored mean ({mean}); expected one of them")
         if top_n is not None and cohort is None:
-            raise ValueError(f"received top_n={top_n} without an AS-Norm cohort; top-N goes with AS-Norm")
+            raise InputError(f"received top_n={top_n} without an AS-Norm cohort; top-N goes with AS-Norm")
         if mean_from is not None:
             mean = cohort_mean(load_embeddings(mean_from))
         elif mean is not None:
@@ -338,7 +339,7 @@ def compare_embeddings_normed(
         try:
             scored.append(norm.score(embeddings, trials, skip_missing))
         except ValueError as e:
-            raise ValueError(f"{side}: {e}") from e
+            raise InputError(f"{side}: {e}") from e
     return compare_trials(*scored, p_targets=p_targets, label=label)
 
 
@@ -363,15 +364,15 @@ def read_scores(path: str | Path) -> TrialScores:
             continue
         try:
             if len(fields) < 4 or fields[3] not in ("target", "nontarget"):
-                raise ValueError("no label")
+                raise InputError("no label")
             scores.append(float(fields[2]))
         except ValueError:
-            raise ValueError(
+            raise InputError(
                 f"{path}, line {n}: {line!r}; expected `<enroll> <test> <score> <target|nontarget>`"
             ) from None
         enroll.append(fields[0])
         test.append(fields[1])
         labels.append(int(fields[3] == "target"))
     if not scores:
-        raise ValueError(f"{path} holds no scores; expected `<enroll> <test> <score> <target|nontarget>` lines")
+        raise InputError(f"{path} holds no scores; expected `<enroll> <test> <score> <target|nontarget>` lines")
     return TrialScores(Trials(tuple(enroll), tuple(test), labels, "wespeaker", str(path)), np.array(scores))

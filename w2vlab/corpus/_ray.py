@@ -27,19 +27,24 @@ from typing import Any
 
 import numpy as np
 
+from w2vlab._contract import MissingDependencyError, require
 from w2vlab.corpus._embed import BatchPreparer, CorpusItem, CorpusWriter, Embedder, embed_prepared
 
-SCALE_HINT = "pip install -e '.[scale]'  (installs ray[data])"
+SCALE_HINT = "pip install 'w2vlab[scale]'  (in a checkout: pip install -e '.[scale]'; installs ray[data])"
 CPUS_PER_ACTOR = 1  # each actor runs torch with this many threads
 
 
 def require_ray() -> Any:
-    """``ray`` (with Ray Data), or an ``ImportError`` that says what to install."""
+    """``ray`` (with Ray Data), or a :class:`~w2vlab._contract.MissingDependencyError` (an ``ImportError``)
+    that says what to install."""
+    require("ray", needed_by="--engine ray", hint=SCALE_HINT)
     try:
         import ray
         import ray.data  # noqa: F401  (the Data library needs pyarrow and pandas)
-    except ImportError as e:
-        raise ImportError(f"--engine ray needs Ray Data, which is not installed ({e}); run: {SCALE_HINT}") from e
+    except ImportError as e:  # ray without its Data extra
+        raise MissingDependencyError(
+            f"--engine ray needs Ray Data, which is not installed ({e}); run: {SCALE_HINT}"
+        ) from e
     return ray
 
 

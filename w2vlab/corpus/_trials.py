@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from w2vlab._contract import CORPUS_SCP
+from w2vlab._contract import CORPUS_SCP, InputError
 from w2vlab._parity import cosine_rows
 
 EMBEDDINGS_SCP = CORPUS_SCP  # inside a `w2vlab embed-corpus` output directory
@@ -56,14 +56,14 @@ class Trials:
     def __post_init__(self) -> None:
         labels = np.array(self.labels, dtype=np.int64).reshape(-1)
         if not len(self.enroll) == len(self.test) == len(labels):
-            raise ValueError(
+            raise InputError(
                 f"received {len(self.enroll)} enroll keys, {len(self.test)} test keys and "
                 f"{len(labels)} labels; expected one of each per trial"
             )
         if not np.isin(labels, (0, 1)).all():
-            raise ValueError(f"labels must be 1 (target) or 0 (non-target); received {sorted(set(labels.tolist()))}")
+            raise InputError(f"labels must be 1 (target) or 0 (non-target); received {sorted(set(labels.tolist()))}")
         if self.format not in TRIAL_FORMATS:
-            raise ValueError(f"unknown trial format {self.format!r}; expected one of {list(TRIAL_FORMATS)}")
+            raise InputError(f"unknown trial format {self.format!r}; expected one of {list(TRIAL_FORMATS)}")
         labels.setflags(write=False)
         object.__setattr__(self, "enroll", tuple(self.enroll))
         object.__setattr__(self, "test", tuple(self.test))
@@ -124,18 +124,18 @@ def read_trials(path: str | Path) -> Trials:
     lines = [(n, line) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
     expected = " or ".join(f"{name} {pattern}" for name, pattern in TRIAL_FORMATS.items())
     if not lines:
-        raise ValueError(f"{path} holds no trials; expected lines in {expected} format")
+        raise InputError(f"{path} holds no trials; expected lines in {expected} format")
     fits = [_line_formats(line.split()) for _, line in lines]
     for (n, line), fit in zip(lines, fits):
         if not fit:
-            raise ValueError(f"{path}, line {n}: {line!r} is not a trial; expected {expected}")
+            raise InputError(f"{path}, line {n}: {line!r} is not a trial; expected {expected}")
     first = next(
         ((n, line, f) for (n, line), f in zip(lines, fits) if len(f) == 1), (lines[0][0], lines[0][1], {"voxceleb"})
     )
     fmt = next(iter(first[2]))
     for (n, line), fit in zip(lines, fits):
         if fmt not in fit:
-            raise ValueError(
+            raise InputError(
                 f"{path}, line {n}: {line!r} is a {next(iter(fit))} trial, but the file is {fmt} "
                 f"(from line {first[0]}: {first[1]!r}); expected {TRIAL_FORMATS[fmt]} on every line"
             )
@@ -162,15 +162,15 @@ def _scp_entries(scp: Path) -> list[tuple[str, str]]:
             continue
         fields = line.split(None, 1)
         if len(fields) != 2:
-            raise ValueError(f"{scp}, line {n}: {line!r}; expected `<key> <file.ark>:<offset>`")
+            raise InputError(f"{scp}, line {n}: {line!r}; expected `<key> <file.ark>:<offset>`")
         key, value = fields[0], fields[1].strip()
         if value.startswith("|") or value.endswith("|"):
-            raise ValueError(
+            raise InputError(
                 f"{scp}, line {n}: {line!r} is a shell command; w2vlab reads embeddings from "
                 "ark files only and never runs commands named in an scp"
             )
         if key in seen:
-            raise ValueError(f"{scp}, line {n}: key {key!r} occurs more than once; expected unique keys")
+            raise InputError(f"{scp}, line {n}: key {key!r} occurs more than once; expected unique keys")
         seen.add(key)
         m = _SCP_VALUE.fullmatch(value)
         ark = Path(m["file"])
@@ -207,7 +207,7 @@ def load_embeddings(source: str | Path) -> dict[str, np.ndarray]:
         raise ImportError("reading Kaldi embeddings needs kaldiio; run: pip install 'kaldiio>=2.18'") from e
     entries = _scp_entries(scp)
     if not entries:
-        raise ValueError(f"{scp} lists no embeddings; expected lines `<key> <file.ark>:<offset>`")
+        raise InputError(f"{scp} lists no embeddings; expected lines `<key> <file.ark>:<offset>`")
     loader = kaldiio.load_scp(io.StringIO("".join(f"{key} {value}\n" for key, value in entries)))
     out = {}
     for key, value in entries:
@@ -216,11 +216,11 @@ def load_embeddings(source: str | Path) -> dict[str, np.ndarray]:
                 warnings.simplefilter("ignore")
                 out[key] = np.asarray(loader[key])
         except (OSError, ValueError, EOFError, RuntimeError, IndexError) as e:
-            raise ValueError(f"{scp}: cannot read the embedding of {key!r} from {value}: {e}") from e
+            raise InputError(f"{scp}: cannot read the embedding of {key!r} from {value}: {e}") from e
     try:  # kaldiio reads a truncated ark as a shorter vector: one size for all catches it
         _embedding_matrix(out, list(out))
     except ValueError as e:
-        raise ValueError(f"{scp}: {e} (a truncated or mixed-up ark?)") from e
+        raise InputError(f"{scp}: {e} (a truncated or mixed-up ark?)") from e
     return out
 
 
@@ -231,9 +231,9 @@ def _embedding_matrix(embeddings: Mapping[str, Any], keys: Sequence[str]) -> np.
         v = np.asarray(embeddings[key], dtype=np.float64)
         v = v[0] if v.ndim == 2 and v.shape[0] == 1 else v
         if v.ndim != 1 or v.size == 0:
-            raise ValueError(f"the embedding of {key!r} has shape {np.shape(embeddings[key])}; expected a [D] vector")
+            raise InputError(f"the embedding of {key!r} has shape {np.shape(embeddings[key])}; expected a [D] vector")
         if rows and v.shape != rows[0].shape:
-            raise ValueError(
+            raise InputError(
                 f"the embedding of {key!r} has {v.size} values but that of {keys[0]!r} has "
                 f"{rows[0].size}; expected one dimension for all"
             )
@@ -241,7 +241,7 @@ def _embedding_matrix(embeddings: Mapping[str, Any], keys: Sequence[str]) -> np.
     matrix = np.stack(rows)  # (K, D)
     bad = [keys[i] for i in np.flatnonzero(~np.isfinite(matrix).all(axis=1))]
     if bad:
-        raise ValueError(
+        raise InputError(
             f"{len(bad)} embeddings hold NaN/Inf ({', '.join(bad[:_SHOW])}); a non-finite embedding cannot be scored"
         )
     return matrix
@@ -254,14 +254,14 @@ def _scores_labels(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     y = np.asarray(labels).reshape(-1)
     if s.shape != y.shape:
-        raise ValueError(f"received {s.size} scores and {y.size} labels; expected one label per score")
+        raise InputError(f"received {s.size} scores and {y.size} labels; expected one label per score")
     if not np.isin(y, (0, 1)).all():
-        raise ValueError(f"labels must be 1 (target) or 0 (non-target); received {sorted(set(y.tolist()))[:_SHOW]}")
+        raise InputError(f"labels must be 1 (target) or 0 (non-target); received {sorted(set(y.tolist()))[:_SHOW]}")
     if not np.isfinite(s).all():
-        raise ValueError(f"{int((~np.isfinite(s)).sum())} scores are NaN/Inf; expected finite scores")
+        raise InputError(f"{int((~np.isfinite(s)).sum())} scores are NaN/Inf; expected finite scores")
     y = y.astype(np.int64)
     if y.sum() == 0 or y.sum() == y.size:
-        raise ValueError(
+        raise InputError(
             f"received {int(y.sum())} target and {int(y.size - y.sum())} non-target trials; "
             "EER and minDCF need at least one of each"
         )
@@ -322,9 +322,9 @@ def min_dcf(scores: Any, labels: Any, p_target: float, c_miss: float = 1.0, c_fa
         ``(min_dcf, threshold)``: the lowest threshold reaching the minimum.
     """
     if not 0.0 < p_target < 1.0:
-        raise ValueError(f"p_target={p_target}; expected a prior strictly between 0 and 1")
+        raise InputError(f"p_target={p_target}; expected a prior strictly between 0 and 1")
     if not (c_miss > 0 and c_fa > 0):
-        raise ValueError(f"c_miss={c_miss}, c_fa={c_fa}; expected positive costs")
+        raise InputError(f"c_miss={c_miss}, c_fa={c_fa}; expected positive costs")
     fpr, fnr, thresholds = det_curve(scores, labels)
     cost = c_miss * fnr * p_target + c_fa * fpr * (1.0 - p_target)  # (K,), WeSpeaker's order of operations
     best = int(np.argmin(cost))
@@ -347,7 +347,7 @@ class TrialScores:
     def __post_init__(self) -> None:
         scores = np.array(self.scores, dtype=np.float64).reshape(-1)
         if scores.size != len(self.trials):
-            raise ValueError(f"received {scores.size} scores for {len(self.trials)} trials; expected one per trial")
+            raise InputError(f"received {scores.size} scores for {len(self.trials)} trials; expected one per trial")
         scores.setflags(write=False)
         object.__setattr__(self, "scores", scores)
 
@@ -430,14 +430,14 @@ def score_trials(embeddings: Mapping[str, Any], trials: Trials, skip_missing: bo
     keep = np.array([e in embeddings and x in embeddings for e, x in zip(trials.enroll, trials.test)], dtype=bool)
     if missing and not skip_missing:
         more = f" and {len(missing) - _SHOW} more" if len(missing) > _SHOW else ""
-        raise ValueError(
+        raise InputError(
             f"{len(missing)} of {len(trials.keys)} trial keys have no embedding "
             f"({', '.join(missing[:_SHOW])}{more}), needed by {int((~keep).sum())} of {len(trials)} "
             "trials; embed them, or skip those trials (skip_missing=True, --skip-missing)"
         )
     kept = trials.subset(keep) if missing else trials
     if not len(kept):
-        raise ValueError(f"none of the {len(trials)} trials has embeddings for both keys; nothing to score")
+        raise InputError(f"none of the {len(trials)} trials has embeddings for both keys; nothing to score")
     keys = kept.keys
     matrix = _embedding_matrix(embeddings, keys)  # (K, D)
     index = {key: i for i, key in enumerate(keys)}
@@ -598,10 +598,10 @@ class TrialComparison:
 
 def _same_trials(ref: Trials, cand: Trials) -> None:
     if len(ref) != len(cand):
-        raise ValueError(f"reference scores {len(ref)} trials and candidate {len(cand)}; expected the same trials")
+        raise InputError(f"reference scores {len(ref)} trials and candidate {len(cand)}; expected the same trials")
     for i, (a, b) in enumerate(zip(zip(ref.enroll, ref.test, ref.labels), zip(cand.enroll, cand.test, cand.labels))):
         if a != b:
-            raise ValueError(
+            raise InputError(
                 f"trial {i} is {a[0]} {a[1]} (label {a[2]}) in the reference but {b[0]} {b[1]} "
                 f"(label {b[2]}) in the candidate; expected the same trials in the same order"
             )
@@ -656,5 +656,5 @@ def compare_embeddings(
         try:
             scored.append(score_trials(embeddings, trials, skip_missing))
         except ValueError as e:
-            raise ValueError(f"{side}: {e}") from e
+            raise InputError(f"{side}: {e}") from e
     return compare_trials(*scored, p_targets=p_targets, label=label)

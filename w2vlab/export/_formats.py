@@ -60,6 +60,7 @@ from w2vlab._contract import (
     FORMATS,
     METADATA_FILE,
     ONNX_FORMATS,
+    ONNX_HINT,
     ONNX_METADATA_KEY,
     ONNX_PACKAGES,
     ZIP_FORMATS,
@@ -172,9 +173,9 @@ def export_onnx(
     must travel with the file.
 
     Raises:
-        ImportError: the ``[onnx]`` extra is not installed.
+        MissingDependencyError: the ``[onnx]`` extra is not installed (an ``ImportError``).
     """
-    require(*ONNX_PACKAGES)
+    require(*ONNX_PACKAGES, needed_by="ONNX export", hint=ONNX_HINT)
     check_mode(mode)
     program = model if isinstance(model, torch.export.ExportedProgram) else capture(model, mode, config)
     with _quiet_onnx_exporter():
@@ -294,7 +295,7 @@ def embed_metadata(path: str | Path, fmt: str, metadata_json: str, verified_sha2
             after = {i.filename: (i.CRC, i.header_offset, i.compress_size) for i in archive.infolist()}
         changed = {name for name, info in before.items() if after.get(name) != info}
     elif fmt in ONNX_FORMATS:
-        require("onnx")
+        require("onnx", needed_by="storing metadata in an ONNX file", hint=ONNX_HINT)
         import onnx
 
         digest = verified_sha256 if verified_sha256 is not None else onnx_sha256(path)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from w2vlab._contract import read_external_bytes, require
+from w2vlab._contract import ONNX_HINT, read_external_bytes, require
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def quantize_onnx(source: str | Path, path: str | Path, keep_fp32: Sequence[str]
     Raises:
         ValueError: ``source`` is older than opset 11 (no ``DynamicQuantizeLinear``).
     """
-    require("onnx")
+    require("onnx", needed_by="int8 quantisation of an ONNX file", hint=ONNX_HINT)
     import onnx
 
     source, path = Path(source), Path(path)

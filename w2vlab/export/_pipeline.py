@@ -45,8 +45,11 @@ from w2vlab._contract import (
     METADATA_FILE,
     MODES,
     ONNX_FORMATS,
+    ONNX_HINT,
     ONNX_PACKAGES,
     PARITY_FILE,
+    InputError,
+    W2vlabError,
     canonical_sha256,
     check_format,
     check_mode,
@@ -71,7 +74,7 @@ from w2vlab.runtime._loaders import open_format
 logger = logging.getLogger(__name__)
 
 
-class ExportParityError(RuntimeError):
+class ExportParityError(W2vlabError, RuntimeError):
     """A reloaded file did not match the eager model; ``reports`` say where."""
 
     def __init__(self, *failed: ParityReport):
@@ -117,7 +120,7 @@ class Reference:
 def check_request(modes: Sequence[str], formats: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(modes, formats) de-duplicated in contract order, TorchScript always first; errors before any work."""
     if not modes:
-        raise ValueError(f"no export mode given; expected some of {MODES}")
+        raise InputError(f"no export mode given; expected some of {MODES}")
     for mode in modes:
         check_mode(mode)
     for fmt in formats:
@@ -126,7 +129,8 @@ def check_request(modes: Sequence[str], formats: Sequence[str]) -> tuple[tuple[s
         f for f in FORMATS if f == "torchscript" or f in formats
     )  # contract order: aoti reuses the .pt2 capture
     if set(formats) & set(ONNX_FORMATS):
-        require(*ONNX_PACKAGES)
+        asked = ", ".join(f for f in formats if f in ONNX_FORMATS)
+        require(*ONNX_PACKAGES, needed_by=f"exporting {asked}", hint=ONNX_HINT)
     if "aoti" in formats:
         require_compiler()
     return tuple(m for m in MODES if m in modes), formats
@@ -253,7 +257,7 @@ def verify_files(
     return checked
 
 
-def _io_spec(mode: str, config: FeatureConfig, embd_dim: int) -> dict[str, Any]:
+def _io_spec(mode: str, config: FeatureConfig, embedding_dim: int) -> dict[str, Any]:
     if mode == "preprocessed":
         inputs = [
             {"name": "input_features", "shape": ["batch", "frames", config.feature_dim], "dtype": "float32"},
@@ -269,7 +273,7 @@ def _io_spec(mode: str, config: FeatureConfig, embd_dim: int) -> dict[str, Any]:
             },
             {"name": "lengths", "shape": ["batch"], "dtype": "int64", "optional": True},
         ]
-    return {"inputs": inputs, "output": {"name": "embedding", "shape": ["batch", embd_dim], "dtype": "float32"}}
+    return {"inputs": inputs, "output": {"name": "embedding", "shape": ["batch", embedding_dim], "dtype": "float32"}}
 
 
 def build_metadata(
@@ -284,12 +288,12 @@ def build_metadata(
         {
             "format": FORMAT_TAG,
             "artifacts": {
-                mode: {**_io_spec(mode, config, loaded.head.embd_dim), "formats": dict(by_format)}
+                mode: {**_io_spec(mode, config, loaded.head.embedding_dim), "formats": dict(by_format)}
                 for mode, by_format in entries.items()
             },
             "sample_rate": config.sampling_rate,
             "feature_dim": config.feature_dim,
-            "embedding_dim": loaded.head.embd_dim,
+            "embedding_dim": loaded.head.embedding_dim,
             "min_num_samples": config.min_num_samples,
             "min_duration_s": config.min_num_samples / config.sampling_rate,
             "min_program_samples": min_program_samples(
@@ -369,7 +373,7 @@ def export(
     Raises:
         ExportParityError: a reloaded file missed its bounds; nothing is written.
         FileExistsError: ``output`` exists and ``force`` is false (checked before any work).
-        ImportError: an ONNX format was asked for without the ``[onnx]`` extra (checked before any work).
+        MissingDependencyError: an ONNX format was asked for without the ``[onnx]`` extra (checked before any work).
     """
     start = time.perf_counter()
     modes, formats = check_request(modes, formats)

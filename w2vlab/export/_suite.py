@@ -18,13 +18,12 @@ import numpy as np
 import torch
 
 from w2vlab._audio import pad_waveforms, prepare_waveform, read_audio
-from w2vlab._contract import SUITES, check_mode
+from w2vlab._contract import SAMPLE_RATE, SUITES, InputError, check_mode
 from w2vlab._features import extractor_inputs, num_frames
 from w2vlab._parity import ParityBounds, ParityReport, compare
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 # Samples per clip: 560 (the shortest that gives one stacked frame) to 30 s.  Lengths marked
 # "odd" give an odd number of 10 ms frames, so the extractor's last stacked row is half padding.
 DEFAULT_LENGTHS = (
@@ -122,7 +121,7 @@ def named_suite(name: str, audio: Iterable[str | Path] = ()) -> list[Case]:
     at a tenth of the cost per verified file, without the 12-30 s clips.
     """
     if name not in SUITES:
-        raise ValueError(f"unknown parity suite {name!r}; expected one of {SUITES}")
+        raise InputError(f"unknown parity suite {name!r}; expected one of {SUITES}")
     if name == "quick":
         return build_suite(QUICK_LENGTHS, DEFAULT_BATCHES[:1], audio)
     return build_suite(audio=audio)

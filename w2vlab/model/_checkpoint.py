@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from w2vlab._contract import InputError
 from w2vlab.model._config import W2VBERT_PREPROCESSOR, HeadConfig, merge_config, normalise_pruning
 from w2vlab.model._encoder import SpeakerEncoder, build_encoder, count_parameters
 
@@ -38,7 +39,7 @@ HEAD_WEIGHTS, HEAD_CONFIG = "speaker_head.safetensors", "speaker_head.json"
 REFERENCE_LORA_SCALING = 2.0
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(InputError):
     """The checkpoint's keys or shapes do not match the model built from the config."""
 
 
@@ -103,7 +104,7 @@ def read_json(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise
     except (OSError, ValueError) as e:
-        raise ValueError(f"could not read JSON from {path}: {e}") from e
+        raise InputError(f"could not read JSON from {path}: {e}") from e
 
 
 _SAFETENSORS_DTYPES = {
@@ -134,7 +135,7 @@ def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
         with open(path, "rb") as f:
             (header_len,) = struct.unpack("<Q", f.read(8))
             if not 2 <= header_len <= size - 8:
-                raise ValueError(f"header length {header_len} does not fit a {size}-byte file")
+                raise InputError(f"header length {header_len} does not fit a {size}-byte file")
             header = json.loads(f.read(header_len))
             base, out = 8 + header_len, {}
             for name, info in header.items():
@@ -144,16 +145,16 @@ def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
                 start, end = info["data_offsets"]
                 buffer = tensor.reshape(-1).view(torch.uint8).numpy()  # writable bytes of the tensor
                 if end - start != buffer.nbytes or base + end > size:
-                    raise ValueError(
+                    raise InputError(
                         f"{name}: {end - start} bytes at offset {start} for shape {info['shape']} "
                         f"{info['dtype']}, file is {size} bytes (truncated?)"
                     )
                 f.seek(base + start)
                 if f.readinto(buffer) != buffer.nbytes:
-                    raise ValueError(f"{name}: file ends inside the tensor data (truncated?)")
+                    raise InputError(f"{name}: file ends inside the tensor data (truncated?)")
                 out[name] = tensor
     except (ValueError, KeyError, TypeError, struct.error, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not a readable safetensors file: {e!r}") from e
+        raise InputError(f"{path} is not a readable safetensors file: {e!r}") from e
     return out
 
 
@@ -171,8 +172,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch reports a refused object as an UnpicklingError naming weights_only
         if "weights_only" not in str(e) and "Weights only" not in str(e):
-            raise ValueError(f"{path} is not a readable torch checkpoint: {e}") from e
-        raise ValueError(
+            raise InputError(f"{path} is not a readable torch checkpoint: {e}") from e
+        raise InputError(
             f"{path} holds Python objects beyond tensors, and w2vlab never unpickles arbitrary "
             f"objects (weights_only=True refused it: {str(e).splitlines()[0]}). If you trust the file, "
             f"convert it once in a separate session: load it with full unpickling, take "
@@ -183,7 +184,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         obj = obj["modules"]
         obj = obj.get("spk_model", obj) if isinstance(obj, Mapping) else obj
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(
+        raise InputError(
             f"{path} does not hold a state dict of tensors (found {type(obj).__name__}); expected "
             f"a mapping name -> tensor, or the reference layout {{'modules': {{'spk_model': state_dict}}}}"
         )
@@ -227,7 +228,7 @@ def infer_head_config(state: Mapping[str, torch.Tensor], num_hidden_layers: int)
             n_mfa_layers=-1 if n_mfa == num_hidden_layers + 1 else n_mfa,
             adapter_dim=state["adapter_layers.0.0.weight"].shape[0],
             attention_channels=state["pooling.attention.0.weight"].shape[0],
-            embd_dim=state["bottleneck.weight"].shape[0],
+            embedding_dim=state["bottleneck.weight"].shape[0],
         )
     except KeyError as e:
         raise CheckpointMismatchError(
@@ -316,9 +317,9 @@ def _resolve_encoder(model_path: Path, config: str | Path | Mapping[str, Any] | 
         pre = model_path / "preprocessor_config.json"
         return weights, base, override, read_json(pre) if pre.is_file() else None
     if model_path.suffix != ".safetensors":
-        raise ValueError(f"model path {model_path} is neither an HF folder nor a .safetensors file")
+        raise InputError(f"model path {model_path} is neither an HF folder nor a .safetensors file")
     if not override:
-        raise ValueError(f"a bare weights file ({model_path.name}) needs config=... (its config.json)")
+        raise InputError(f"a bare weights file ({model_path.name}) needs config=... (its config.json)")
     return model_path, {}, override, None
 
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from w2vlab._contract import SAMPLE_RATE, InputError
+
 # Per-layer fields of a pruned student, and the training-only fields that come with them.
 PRUNING_FIELDS = (
     "num_attention_heads_group",  # int per layer; head size stays hidden / num_attention_heads
@@ -40,9 +42,12 @@ W2VBERT_PREPROCESSOR = {
     "padding_value": 1,
     "processor_class": "Wav2Vec2BertProcessor",
     "return_attention_mask": True,
-    "sampling_rate": 16000,
+    "sampling_rate": SAMPLE_RATE,
     "stride": 2,
 }
+
+
+OLD_EMBEDDING_KEY = "embd_dim"  # HeadConfig.embedding_dim's name in files written before the rename
 
 
 @dataclass(frozen=True)
@@ -52,14 +57,14 @@ class HeadConfig:
     n_mfa_layers: int = -1  # hidden states aggregated, counted from the last; -1: all (embeddings + every layer)
     adapter_dim: int = 128  # width of each per-layer adapter Linear(d_model, a) -> LN -> ReLU -> Linear(a, a)
     attention_channels: int = 128  # bottleneck of the ASP attention Conv1d(F, c, 1) -> ... -> Conv1d(c, F, 1)
-    embd_dim: int = 256  # speaker embedding size
+    embedding_dim: int = 256  # speaker embedding size (files written before the rename call it ``embd_dim``)
 
     def resolved_mfa_layers(self, num_hidden_layers: int) -> int:
         """Number of aggregated hidden states for an encoder with ``num_hidden_layers`` layers."""
         available = num_hidden_layers + 1
         n = available if self.n_mfa_layers == -1 else self.n_mfa_layers
         if not 1 <= n <= available:
-            raise ValueError(
+            raise InputError(
                 f"n_mfa_layers={self.n_mfa_layers} but the encoder has {available} hidden states "
                 f"(embeddings + {num_hidden_layers} layers); use -1 or a value in [1, {available}]"
             )
@@ -70,10 +75,20 @@ class HeadConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> HeadConfig:
+        """Build from :meth:`to_dict` output; the old key ``embd_dim`` (earlier ``speaker_head.json``
+        files, the reference recipe) is read as ``embedding_dim``."""
+        d = dict(d)
+        if OLD_EMBEDDING_KEY in d:
+            old = d.pop(OLD_EMBEDDING_KEY)
+            if d.setdefault("embedding_dim", old) != old:
+                raise InputError(
+                    f"the head config gives embedding_dim={d['embedding_dim']} and its old name "
+                    f"{OLD_EMBEDDING_KEY}={old}; keep one"
+                )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown HeadConfig fields {unknown}; expected a subset of {sorted(known)}")
+            raise InputError(f"unknown HeadConfig fields {unknown}; expected a subset of {sorted(known)}")
         return cls(**{k: int(v) for k, v in d.items()})
 
     def save(self, path: str | Path) -> None:
@@ -178,7 +193,7 @@ def normalise_pruning(
         value = list(value)
         if len(value) != n_layers:
             if inferred is None:
-                raise ValueError(
+                raise InputError(
                     f"{field} has {len(value)} entries but num_hidden_layers is {n_layers}, and no "
                     f"weights are at hand to resolve it; give one entry per layer"
                 )
@@ -200,7 +215,7 @@ def normalise_pruning(
         for field in PRUNING_FIELDS:
             for i, (want, got) in enumerate(zip(cfg[field], inferred[field])):
                 if got is not None and _as_list(want) != _as_list(got):
-                    raise ValueError(
+                    raise InputError(
                         f"{field}[{i}] is {want} in the config but the weights say {got}; "
                         f"fix the config (or the override JSON) for layer {i}"
                     )
@@ -227,7 +242,7 @@ def _agree_absent_blocks(cfg: dict[str, Any], i: int) -> list[str]:
     cfg["intermediate_size_group"][i], cfg["use_feed_forward"][i] = widths, used
     conv_in = cfg["conv_group"][i][0]
     if conv_in != cfg["hidden_size"]:
-        raise ValueError(
+        raise InputError(
             f"conv_group[{i}] has in_channels {conv_in} but hidden_size is {cfg['hidden_size']}; "
             f"the conformer convolution's input and output must be hidden_size wide"
         )

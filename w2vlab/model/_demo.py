@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import save_file
 
 from w2vlab._atomic import atomic_directory
+from w2vlab._contract import InputError
 from w2vlab.model._checkpoint import HEAD_CONFIG, HEAD_WEIGHTS
 from w2vlab.model._config import W2VBERT_PREPROCESSOR, HeadConfig, normalise_pruning
 from w2vlab.model._encoder import SpeakerEncoder, build_encoder, count_parameters
@@ -39,11 +40,11 @@ _COMMON = {
 SIZES: dict[str, tuple[dict[str, Any], HeadConfig]] = {
     "tiny": (
         dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
-        HeadConfig(adapter_dim=16, attention_channels=16, embd_dim=32),
+        HeadConfig(adapter_dim=16, attention_channels=16, embedding_dim=32),
     ),
     "small": (
         dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=4, intermediate_size=1024),
-        HeadConfig(adapter_dim=64, attention_channels=64, embd_dim=128),
+        HeadConfig(adapter_dim=64, attention_channels=64, embedding_dim=128),
     ),
     "full": (
         dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
@@ -56,7 +57,7 @@ PRUNED_BASE = dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, i
 def encoder_config(size: str = "tiny", pruned: bool = False) -> dict[str, Any]:
     """The HF config dict of a demo encoder (pruned: per-layer fields, layer 1 without attention)."""
     if size not in SIZES:
-        raise ValueError(f"unknown demo size {size!r}; expected one of {sorted(SIZES)}")
+        raise InputError(f"unknown demo size {size!r}; expected one of {sorted(SIZES)}")
     cfg = {**_COMMON, **(PRUNED_BASE if pruned and size == "tiny" else SIZES[size][0])}
     if pruned:
         n, heads, width, hidden = (

@@ -1,4 +1,4 @@
-"""The eager model as a corpus :class:`~w2vlab.corpus._embed.Embedder`: ``embed-corpus --model-path``.
+"""The eager model as a corpus embedder (``Embedder`` of :mod:`w2vlab.corpus._embed`): ``embed-corpus --model-path``.
 
 The reference engine for a corpus: the checkpoint loaded by
 :func:`w2vlab.model._checkpoint.load_speaker_encoder`, fed the HF extractor's features (one clip: its
@@ -18,8 +18,8 @@ import torch
 
 from w2vlab._contract import canonical_sha256
 from w2vlab._features import FeatureConfig
-from w2vlab.corpus._embed import Preparer
 from w2vlab.model._checkpoint import feature_extractor_for, load_speaker_encoder, sha256_file
+from w2vlab.runtime._prepare import Preparer
 
 __all__ = ["EagerEmbedder"]
 

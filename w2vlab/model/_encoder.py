@@ -122,7 +122,7 @@ class AttentiveStatsPool(nn.Module):
 
 
 class SpeakerEncoder(nn.Module):
-    """W2V-BERT 2.0 speaker encoder: input features [B, T, 160] (+ mask [B, T]) -> [B, embd_dim].
+    """W2V-BERT 2.0 speaker encoder: input features [B, T, 160] (+ mask [B, T]) -> [B, embedding_dim].
 
     State-dict keys: ``encoder.*`` (stock ``Wav2Vec2BertModel``), ``adapter_layers.*``,
     ``pooling.attention.*``, ``bottleneck.*``.
@@ -145,7 +145,7 @@ class SpeakerEncoder(nn.Module):
         )
         feat_dim = head.adapter_dim * self.n_mfa_layers
         self.pooling = AttentiveStatsPool(feat_dim, head.attention_channels)
-        self.bottleneck = nn.Linear(2 * feat_dim, head.embd_dim)
+        self.bottleneck = nn.Linear(2 * feat_dim, head.embedding_dim)
 
     @property
     def feature_dim(self) -> int:
@@ -153,7 +153,7 @@ class SpeakerEncoder(nn.Module):
 
     @property
     def embedding_dim(self) -> int:
-        return self.head.embd_dim
+        return self.head.embedding_dim
 
     def hidden_states(
         self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None
@@ -181,10 +181,10 @@ class SpeakerEncoder(nn.Module):
         return states
 
     def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """input_features [B, T, 160] float32, attention_mask [B, T] (1 = real) -> embeddings [B, embd_dim]."""
+        """input_features [B, T, 160] float32, attention_mask [B, T] (1 = real) -> embeddings [B, embedding_dim]."""
         states = self.hidden_states(input_features, attention_mask)[-self.n_mfa_layers :]
         x = torch.cat([adapter(h) for adapter, h in zip(self.adapter_layers, states)], dim=-1)  # (B, T, n*a)
-        return self.bottleneck(self.pooling(x, attention_mask))  # (B, embd_dim)
+        return self.bottleneck(self.pooling(x, attention_mask))  # (B, embedding_dim)
 
 
 def count_parameters(module: nn.Module) -> int:

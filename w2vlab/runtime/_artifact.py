@@ -14,14 +14,13 @@ or transformers' modelling code (preprocessed mode loads the saved HF feature ex
 from __future__ import annotations
 
 import warnings
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from w2vlab._audio import pad_waveforms, prepare_waveform, read_audio
+from w2vlab._audio import prepare_clip, read_audio
 from w2vlab._contract import (
     EXTRACTOR_DIR,
     METADATA_FILE,
@@ -31,9 +30,10 @@ from w2vlab._contract import (
     read_embedded_metadata,
     read_metadata,
 )
-from w2vlab._features import FeatureConfig, extractor_inputs
+from w2vlab._features import FeatureConfig
 from w2vlab._parity import cosine_rows
-from w2vlab.runtime._loaders import FRONTEND_THREADS, intra_op_threads, open_format
+from w2vlab.runtime._loaders import FRONTEND_THREADS, intra_op_threads, open_format, reading
+from w2vlab.runtime._prepare import model_inputs
 
 ArrayLike = np.ndarray | torch.Tensor
 __all__ = ["Artifact", "ArtifactError", "load_artifact"]
@@ -74,20 +74,11 @@ class Artifact:
 
     def _open(self, path: Path, entry: dict) -> torch.nn.Module:
         """Load ``path`` and check it against ``metadata.json``: embedded metadata, then content hash."""
-        try:
-            module, digest = open_format(
-                path, self.format, self.mode, self.feature_config, threads=torch.get_num_threads(), device=self.device
-            )
+        module, digest = open_format(  # a corrupt file: an ArtifactError naming the format (READERS)
+            path, self.format, self.mode, self.feature_config, threads=torch.get_num_threads(), device=self.device
+        )
+        with reading(path, self.format):
             embedded = read_embedded_metadata(path, self.format)
-        except (RuntimeError, OSError, ValueError, zipfile.BadZipFile) as e:
-            reader = {
-                "torchscript": "a TorchScript archive torch.jit.load",
-                "exported": "a .pt2 program torch.export.load",
-            }
-            raise ArtifactError(
-                f"{path} is not {reader.get(self.format, 'an ONNX model ONNX Runtime')} can read: "
-                f"{str(e).splitlines()[0]}"
-            ) from e
         if embedded != self.metadata:
             raise ArtifactError(
                 f"{path.name} embeds metadata that differs from {self.directory / METADATA_FILE}: the files "
@@ -115,16 +106,6 @@ class Artifact:
             f"embedding_dim={self.embedding_dim})"
         )
 
-    def _prepare(self, wave: ArrayLike, sr: int) -> np.ndarray:
-        wave = prepare_waveform(wave, sr, self.sample_rate)
-        minimum = self.metadata["min_num_samples"]
-        if len(wave) < minimum:
-            raise ValueError(
-                f"audio too short: {len(wave)} samples at {self.sample_rate} Hz after resampling; "
-                f"the encoder needs at least {minimum} ({minimum / self.sample_rate * 1000:.0f} ms)"
-            )
-        return wave
-
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         """The loaded file on prepared inputs (on :attr:`device`): features [B, T, 160] (+ mask [B, T])
         or waveforms [B, N] (+ lengths [B]) -> [B, embedding_dim].  Same values as ``self.module``."""
@@ -149,11 +130,10 @@ class Artifact:
         """Embed clips of any lengths as one padded, masked batch: [B, embedding_dim]."""
         if len(waves) == 0:
             raise ValueError("embed_batch got no clips")
-        waves = [self._prepare(w, sr) for w in waves]
-        if self.mode == "waveform":
-            inputs = pad_waveforms(waves)
-        else:  # one clip: its valid feature rows, no mask (the seed's call); several: padded + mask
-            inputs = tuple(x for x in extractor_inputs(self.feature_extractor, waves) if x is not None)
+        minimum = self.metadata["min_num_samples"]
+        waves = [prepare_clip(w, sr, minimum, self.sample_rate) for w in waves]  # (N_i,) each
+        fe = self.feature_extractor if self.mode == "preprocessed" else None
+        inputs = model_inputs(self.mode, waves, fe)  # one clip: valid feature rows, no mask; several: + mask
         return self._run(*(x.to(self.device) for x in inputs)).cpu()
 
     def embed(self, wave: ArrayLike, sr: int) -> torch.Tensor:

@@ -6,14 +6,18 @@ files with an ONNX Runtime session; the last three are put behind
 the entry points of :mod:`w2vlab.runtime._entry`, so every format takes the same inputs, raises the same
 errors and is compared with the eager model unchanged.  :func:`open_format` also returns the
 file's content hash (:mod:`w2vlab._contract`), which the exporter records and the consumer
-re-checks.  This module is consumer-side: it imports no exporter and no modelling code.
+re-checks.  :data:`READERS` holds, per format, its opener and what its file is called when it
+fails to open, so a corrupt file's :class:`~w2vlab._contract.ArtifactError` names its own format.
+This module is consumer-side: it imports no exporter and no modelling code.
 """
 
 from __future__ import annotations
 
 import contextlib
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,10 @@ import torch
 from torch import nn
 
 from w2vlab._contract import (
+    ONNX_HINT,
+    ArtifactError,
+    InputError,
+    W2vlabError,
     check_format,
     check_mode,
     onnx_sha256,
@@ -136,7 +144,7 @@ def onnx_session(
     with it off, within this machine's noise, so treat it as a courtesy to the process, not a
     speed-up.
     """
-    require("onnxruntime")
+    require("onnxruntime", needed_by="running an ONNX file", hint=ONNX_HINT)
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -147,6 +155,104 @@ def onnx_session(
     if profile_prefix is not None:
         options.enable_profiling, options.profile_file_prefix = True, profile_prefix
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+# --------------------------------------------------------------------------- one reader per format
+
+
+def _zip_errors() -> tuple[type[BaseException], ...]:
+    return (zipfile.BadZipFile, RuntimeError, OSError, ValueError, EOFError)
+
+
+def _onnx_errors() -> tuple[type[BaseException], ...]:
+    """What onnx and ONNX Runtime raise on a file that is not a model (none of it derives from ValueError)."""
+    errors: tuple[type[BaseException], ...] = (RuntimeError, OSError, ValueError)
+    with contextlib.suppress(ImportError):  # without the [onnx] extra, require() has said so already
+        from google.protobuf.message import DecodeError
+
+        errors += (DecodeError,)
+    with contextlib.suppress(ImportError):
+        from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+        errors += (ort_state.Fail, ort_state.InvalidProtobuf, ort_state.InvalidGraph, ort_state.NoSuchFile)
+    return errors
+
+
+def _check_zip(path: Path) -> None:
+    """Open the zip's central directory (cheap): a torn or foreign file fails here, before torch logs a
+    deserialisation traceback of its own."""
+    with zipfile.ZipFile(path):
+        pass
+
+
+def _open_script(path: Path, config: FeatureConfig, threads: int | None, fingerprint: bool, device: Any):
+    _check_zip(path)
+    module = load_script(path, device=device)[0]
+    return module, script_sha256(module) if fingerprint else ""
+
+
+def _open_program(path: Path, config: FeatureConfig, threads: int | None, fingerprint: bool, device: Any):
+    _check_zip(path)
+    program = torch.export.load(str(path))
+    digest = program_sha256(program) if fingerprint else ""
+    if torch.device(device).type != "cpu":  # the graph names its capture device: move it whole
+        from torch.export.passes import move_to_device_pass
+
+        program = move_to_device_pass(program, torch.device(device))
+    return ProgramCore(program.module()), digest
+
+
+def _open_package(path: Path, config: FeatureConfig, threads: int | None, fingerprint: bool, device: Any):
+    digest = package_sha256(path) if fingerprint else ""  # a zip: a torn file fails here
+    return AotiCore(path), digest
+
+
+def _open_onnx(path: Path, config: FeatureConfig, threads: int | None, fingerprint: bool, device: Any):
+    require("onnx", "onnxruntime", needed_by="running an ONNX file", hint=ONNX_HINT)
+    digest = onnx_sha256(path) if fingerprint else ""
+    return OnnxRuntimeCore(onnx_session(path, threads)), digest
+
+
+@dataclass(frozen=True)
+class FormatReader:
+    """How files of one format are opened, and what a file that fails to open was expected to be."""
+
+    expected: str  # "<a file of this format> that <its loader> can read", for the corrupt-file error
+    open: Callable[..., tuple[nn.Module, str]]  # (path, config, threads, fingerprint, device) -> (module, sha256)
+    errors: Callable[[], tuple[type[BaseException], ...]]  # what its libraries raise on a corrupt file
+    entry: bool = True  # the opened module is a core: put the artifact's entry point for the mode around it
+    cpu_only: bool = False  # runs on the CPU only here
+
+
+READERS: dict[str, FormatReader] = {
+    "torchscript": FormatReader("a TorchScript archive (.pt) that torch.jit.load", _open_script, _zip_errors, False),
+    "exported": FormatReader("a torch.export program (.pt2) that torch.export.load", _open_program, _zip_errors),
+    "onnx": FormatReader("an ONNX model (.onnx) that ONNX Runtime", _open_onnx, _onnx_errors, cpu_only=True),
+    "onnx-int8": FormatReader("an int8 ONNX model (.onnx) that ONNX Runtime", _open_onnx, _onnx_errors, cpu_only=True),
+    "aoti": FormatReader(
+        "an AOTInductor package (.pt2) that libtorch's AOTIModelPackageLoader",
+        _open_package,
+        _zip_errors,
+        cpu_only=True,
+    ),
+}
+
+
+@contextlib.contextmanager
+def reading(path: str | Path, fmt: str) -> Iterator[None]:
+    """Re-raise what ``fmt``'s libraries raise on a corrupt, truncated or foreign file as an
+    :class:`~w2vlab._contract.ArtifactError` that names the format (w2vlab's own errors pass as they are)."""
+    reader = READERS[check_format(fmt)]
+    try:
+        yield
+    except W2vlabError:
+        raise
+    except reader.errors() as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ArtifactError(
+            f"{path} is not {reader.expected} can read ({type(e).__name__}: {first}); "
+            f"a truncated or corrupt copy? copy or export it again"
+        ) from e
 
 
 def open_format(
@@ -160,7 +266,7 @@ def open_format(
 ) -> tuple[Callable[..., torch.Tensor], str]:
     """Open ``path`` as a callable with the TorchScript artifact's signature for ``mode``, and its
     content hash (``""`` if ``fingerprint`` is false), computed from the same load where the
-    format allows it (TorchScript, ``.pt2``).
+    format allows it (TorchScript, ``.pt2``).  The file is opened by ``READERS[fmt]``.
 
     Args:
         fmt: one of :data:`w2vlab._contract.FORMATS`
@@ -173,34 +279,22 @@ def open_format(
             :func:`w2vlab.export._torchscript.unbake_devices`), so ``map_location`` is enough; a ``.pt2``
             program names its capture device in its graph (factory ``device=``, ``.to()``
             metadata asserts) and is moved with ``torch.export.passes.move_to_device_pass``.
+    Raises:
+        ArtifactError: the file is corrupt, truncated or of another format (the message names ``fmt``).
     """
     check_mode(mode)
-    check_format(fmt)
+    reader = READERS[check_format(fmt)]
     config = config if config is not None else FeatureConfig()
-    if fmt == "torchscript":
-        module = load_script(path, device=device)[0]
-        return module, script_sha256(module) if fingerprint else ""
-    if fmt == "exported":
-        program = torch.export.load(str(path))
-        digest = program_sha256(program) if fingerprint else ""
-        if torch.device(device).type != "cpu":  # the graph names its capture device: move it whole
-            from torch.export.passes import move_to_device_pass
-
-            program = move_to_device_pass(program, torch.device(device))
-        core: nn.Module = ProgramCore(program.module())
-    elif fmt == "aoti":
-        if torch.device(device).type != "cpu":
-            raise ValueError(f"aoti packages are compiled for the CPU here; received device={device!s}")
-        digest = package_sha256(path) if fingerprint else ""
-        core = AotiCore(path)
-    else:
-        if torch.device(device).type != "cpu":
-            raise ValueError(f"{fmt} files run on ONNX Runtime's CPU provider here; received device={device!s}")
-        digest = onnx_sha256(path) if fingerprint else ""
-        core = OnnxRuntimeCore(onnx_session(path, threads))
+    if reader.cpu_only and torch.device(device).type != "cpu":
+        where = "compiled for the CPU" if fmt == "aoti" else "run on ONNX Runtime's CPU provider"
+        raise InputError(f"{fmt} files are {where} here; received device={device!s}")
+    with reading(path, fmt):
+        module, digest = reader.open(Path(path), config, threads, fingerprint, device)
+    if not reader.entry:
+        return module, digest
     if mode == "preprocessed":
-        return PreprocessedSpeakerEncoder(core, config.feature_dim).eval(), digest
-    return ProgramWaveformEntry(core, config).eval(), digest
+        return PreprocessedSpeakerEncoder(module, config.feature_dim).eval(), digest
+    return ProgramWaveformEntry(module, config).eval(), digest
 
 
 def load_format(

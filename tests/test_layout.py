@@ -1,7 +1,11 @@
-"""The package's shape, read from its source: imports flow one way, and functions stay short.
+"""The package's shape, read from its source: layers follow the folders, imports flow one way,
+and functions stay short.
 
-Every ``import`` of a w2vlab module counts, at the top of a file or inside a function (a lazy
-import that closes a cycle is still a cycle).
+A module's layer is its folder: ``w2vlab/runtime/_loaders.py`` is in ``runtime``; the modules at
+the top (``_contract``, ``_audio``, ``_features``, ``_parity``, ...) are the ``leaves``; ``cli``,
+``__init__`` and ``__main__`` are the ``app``.  A new module inherits its folder's rule, so it
+cannot cross a line by accident.  Every ``import`` of a w2vlab module counts, at the top of a file
+or inside a function (a lazy import that crosses a line, or closes a cycle, still does).
 """
 
 from __future__ import annotations
@@ -12,21 +16,23 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "w2vlab"
-# What the consumer may reach: the contract, the loaders and what they need to embed audio.
-CONSUMER = ("runtime._artifact", "runtime._loaders", "runtime._entry", "_contract", "corpus._embed")
-EXPORTER_SIDE = {
-    "export._pipeline",
-    "model._checkpoint",
-    "model._encoder",
-    "model._demo",
-    "export._suite",
-    "export._torchscript",
-    "export._formats",
-    "export._card",
-    "model._config",
-    "export._naive",
-    "export._rewrites",
+APP = {"cli", "__init__", "__main__"}
+# layer -> the layers its modules may import (their own included).  The rules that matter: the
+# runtime (the consumer) imports neither the model nor the exporter; the exporter never imports
+# the lab; nothing imports the benchmark.
+ALLOWED = {
+    "leaves": {"leaves"},
+    "runtime": {"leaves", "runtime"},
+    "model": {"leaves", "runtime", "model"},
+    "corpus": {"leaves", "runtime", "corpus"},
+    "export": {"leaves", "runtime", "model", "export"},
+    "lab": {"leaves", "runtime", "model", "export", "corpus", "lab"},
+    "bench": {"leaves", "runtime", "model", "export", "corpus", "lab", "bench"},
+    "app": {"leaves", "runtime", "model", "export", "corpus", "lab", "app"},
 }
+SUBPACKAGES = set(ALLOWED) - {"leaves", "app"}
+# What the consumer may reach, beyond the rule: what it needs to embed audio, and no more.
+CONSUMER = ("runtime._artifact", "runtime._loaders", "runtime._entry", "_contract", "corpus._embed")
 MAX_FUNCTION_LINES = 60  # lines of code: no blank lines, comments or docstrings
 
 
@@ -88,30 +94,74 @@ def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
     return seen
 
 
+def layer(module: str) -> str:
+    """``runtime._loaders`` -> ``runtime``; ``_contract`` -> ``leaves``; ``cli`` -> ``app``."""
+    top = module.split(".")[0]
+    if top in SUBPACKAGES:
+        return top
+    if module in APP:
+        return "app"
+    assert "." not in module, f"{module}: a folder with no rule in ALLOWED"
+    return "leaves"
+
+
+def violations(graph: dict[str, set[str]]) -> list[str]:
+    """Each import that crosses a line: ``importer (layer) -> imported (layer)``."""
+    return [
+        f"{src} ({layer(src)}) -> {dst} ({layer(dst)})"
+        for src, targets in sorted(graph.items())
+        for dst in sorted(targets)
+        if layer(dst) not in ALLOWED[layer(src)]
+    ]
+
+
+def test_the_rule_catches_a_wrong_import():
+    planted = {"runtime._x": {"model._encoder"}, "export._y": {"lab._plots"}, "corpus._z": {"bench._harness"}}
+    assert violations(planted) == [
+        "corpus._z (corpus) -> bench._harness (bench)",
+        "export._y (export) -> lab._plots (lab)",
+        "runtime._x (runtime) -> model._encoder (model)",
+    ]
+    assert violations({"_new_leaf": {"_contract"}, "lab._w": {"export._suite", "corpus._embed"}}) == []
+    assert layer("_new_leaf") == "leaves" and layer("model._new") == "model"  # a new file inherits its folder
+
+
+def test_every_folder_has_a_rule():
+    folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert folders == SUBPACKAGES
+
+
+def test_imports_follow_the_layers():
+    graph = import_graph()
+    assert graph["export._pipeline"] >= {"_contract", "export._formats", "runtime._loaders"}  # the graph is read
+    assert violations(graph) == []
+
+
+def test_nothing_imports_the_benchmark():
+    graph = import_graph()
+    importers = {src for src, targets in graph.items() for dst in targets if layer(dst) == "bench"}
+    assert {layer(src) for src in importers} <= {"bench"}, importers
+
+
 def test_cycle_finder_finds_a_planted_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
 
 
 def test_no_import_cycles():
-    graph = import_graph()
-    assert graph["export._pipeline"] >= {
-        "_contract",
-        "export._formats",
-        "runtime._loaders",
-        "export._torchscript",
-    }  # the graph is read
-    assert cycles(graph) == []
+    assert cycles(import_graph()) == []
 
 
 @pytest.mark.parametrize("module", CONSUMER)
 def test_consumer_side_never_reaches_the_exporter(module):
-    reached = reachable(import_graph(), module)
-    assert not reached & EXPORTER_SIDE, f"{module} reaches {sorted(reached & EXPORTER_SIDE)}"
+    reached = {layer(m) for m in reachable(import_graph(), module)}
+    assert reached <= {"leaves", "runtime", "corpus"}, f"{module} reaches {sorted(reached)}"
 
 
-def test_contract_is_a_leaf():
-    assert import_graph()["_contract"] == set()
+def test_leaves_import_only_leaves_and_the_contract_nothing():
+    graph = import_graph()
+    assert graph["_contract"] == set()
+    assert {m for m in graph if layer(m) == "leaves"} >= {"_contract", "_audio", "_features", "_parity"}
 
 
 def _code_lines(fn: ast.FunctionDef | ast.AsyncFunctionDef, source: list[str]) -> int:

@@ -32,7 +32,6 @@ import torch
 import transformers
 from torch import nn
 
-from w2vlab import __version__
 from w2vlab._allocator import trim
 from w2vlab._atomic import atomic_directory
 from w2vlab._contract import (
@@ -59,6 +58,7 @@ from w2vlab._contract import (
 )
 from w2vlab._features import FeatureConfig
 from w2vlab._parity import ParityBounds, ParityReport, compare, format_bounds, merge_reports
+from w2vlab._version import __version__
 from w2vlab.export._card import render_model_card
 from w2vlab.export._formats import capture as capture_program
 from w2vlab.export._formats import embed_metadata, export_aoti, export_onnx, export_program

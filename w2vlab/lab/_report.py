@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from w2vlab import __version__
+from w2vlab._version import __version__
 
 logger = logging.getLogger(__name__)
 

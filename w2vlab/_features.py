@@ -297,10 +297,9 @@ def _log_mel_segment(
     """:func:`log_mel_rows` of a waveform already right-padded by its ``extra`` samples.
 
     ``in_place=False`` (used under ``torch.export``) centres and windows the frames without first
-    copying them out of the strided view: the same values, and AOTInductor then compiles the
-    frontend alone in 28 s instead of 47 s, the tiny waveform demo in 55 s instead of 84 s (the
-    index simplification of the copied view took the time); eagerly and in TorchScript the copy
-    plus in-place updates is the faster path.
+    copying them out of the strided view: the same values, and AOTInductor compiles it much
+    faster (the index simplification of the copied view took the time; docs/benchmark.md, "Why
+    the code is as it is"); eagerly and in TorchScript the copy plus in-place updates is faster.
 
     Returns:
         Tensor: float32, shape ``(B, stride, T, M)``

@@ -80,20 +80,10 @@ TAG = "w2vlab-embed-corpus/1"  # format tag of progress.json
 ARK, SCP = CORPUS_ARK, CORPUS_SCP
 FAILURES, SUMMARY, PROGRESS = "failures.tsv", "summary.json", "progress.json"
 OUTPUT_FILES = (ARK, SCP, FAILURES, SUMMARY, PROGRESS)
-# Padded audio per batch, in seconds (longest clip x clips).  Measured on this 2-core CPU with
-# the TorchScript artifact, model CPU time only (inputs prepared beforehand), 1 thread, best of 3,
-# in audio seconds per CPU second:
-#   fixed 4 s clips, budget 4 / 8 / 16 / 32 / 64 / 128 s (1 to 32 clips a batch, no padding):
-#     tiny preprocessed  1856 / 2597 / 3188 / 3466 / 3062 / 1851
-#     small preprocessed   62 /   69 /   73 /   75 /   75 /   74
-#     small waveform       60 /   68 /   74 /   73 /   72 /   62
-#   64 clips of 1-8 s (285 s), budget 8 / 15 / 30 / 60 / 120 / 240 s (padded/real audio 1.01 ... 1.41):
-#     tiny preprocessed  1585 / 1929 / 2222 / 2043 / 1216 /  631
-#     small preprocessed   55 /   61 /   64 /   62 /   50 /   36
-# Batching gains ~20 % on the small model up to ~32-64 s and flattens; past that a small corpus
-# pays in padding (a large one keeps similar lengths together at any budget).  60 s is the top
-# of that plateau and gives a GPU batches of 10-60 speech clips (not measured on a GPU);
-# wall-clock runs on this shared machine were too noisy (+-50 %) to separate 30 s from 60 s.
+# Padded audio per batch, in seconds (longest clip x clips).  Batching gains up to ~32-64 s and
+# flattens; past that a small corpus pays in padding.  60 s is the top of that plateau
+# (docs/benchmark.md, "Why the code is as it is": the sweep) and gives a GPU batches of 10-60
+# speech clips (not measured on a GPU).
 DEFAULT_BATCH_SECONDS = 60.0
 _SKIP_FORMATS = {"RAW", "WAVEX", "MAT4", "MAT5"}  # headerless, stored as .wav, or MATLAB data
 _SUFFIX_ALIASES = (".aif", ".sph", ".oga", ".opus", ".snd")  # common names of AIFF, NIST, OGG, AU files
@@ -656,8 +646,7 @@ def embed_corpus(
 
     Args:
         batch_seconds: budget of padded audio per batch (longest clip x clips), seconds; the
-            default, 60 s, tops the plateau measured beside :data:`DEFAULT_BATCH_SECONDS`
-            (small demo on CPU: 62 audio s/s per core alone, 75 at 32-64 s batches).
+            default, 60 s, tops the plateau measured for :data:`DEFAULT_BATCH_SECONDS`.
         workers: DataLoader processes that read and prepare batches (0: this process); for the
             Ray engine, the number of actors (at least one).
         engine: "local", or an engine function such as :func:`w2vlab.corpus._ray.run_ray`.

@@ -209,7 +209,7 @@ def _forget_last_graph() -> None:
     """onnxscript's default rewrite rules (``onnxscript.rewriter._DEFAULT_REWRITE_RULES``, module-level)
     keep, in their matchers, the last graph they matched, and with it every weight the exporter
     wrapped: after an ONNX export of the full-size model, releasing the model and trimming the heap
-    left 2.58 GB of RSS (0.47 GB after the same steps for a ``.pt2``).  Drop those references."""
+    left gigabytes resident (docs/benchmark.md, "Why the code is as it is").  Drop those references."""
     import onnxscript.rewriter as rewriter
 
     for rule in getattr(rewriter, "_DEFAULT_REWRITE_RULES", ()):
@@ -274,7 +274,7 @@ def embed_metadata(path: str | Path, fmt: str, metadata_json: str, verified_sha2
     """Store ``metadata_json`` inside an already written and verified file of any format, leaving
     its program untouched (checked: raises ``RuntimeError`` otherwise).  ``verified_sha256``: the
     content hash the file was verified with, compared with the edited ONNX file's instead of
-    hashing it once more before the edit (a full weight read: 4 s for a full-size fp32 file).
+    hashing it once more before the edit (a full read of the weights).
 
     TorchScript archives, ``.pt2`` programs and AOTInductor packages are zips: ``extra/metadata.json``
     is appended (``torch.jit.load(_extra_files=...)`` and ``torch.export.load`` read it) and every

@@ -42,11 +42,8 @@ from w2vlab.runtime._entry import PreprocessedSpeakerEncoder, ProgramWaveformEnt
 
 # The torch frontend runs on one intra-op thread.  It is ~40 small ATen calls, each an OpenMP
 # parallel region when it has 2 threads, and a region waits for its slowest thread: on a busy
-# machine, for a descheduled one.  A 10 s clip on 2 cores, two other processes running Python
-# loops or small 2-thread torch ops: 2 threads median 9-15 ms, p90 65-300 ms; one thread median
-# 8-15 ms, p90 9-36 ms (quiet: 3.5 and 6.6 ms; against two processes in large matmuls, 4 and
-# 18 ms).  One thread bounds the tail; its cost when quiet, 3 ms per 10 s clip, is 0.1% of the
-# full-size encoder's 4 s.  `python -m w2vlab.bench --only frontend_busy` measures it again.
+# machine, for a descheduled one.  One thread bounds the tail at a cost of 0.1% of the full-size
+# encoder's time (docs/benchmark.md, "The frontend on a busy machine": `--only frontend_busy`).
 FRONTEND_THREADS = 1
 
 
@@ -100,7 +97,8 @@ class ProgramCore(nn.Module):
 class AotiCore(nn.Module):
     """An AOTInductor package run by libtorch's own loader (``torch._C._aoti.AOTIModelPackageLoader``,
     the class C++ uses), not ``torch._inductor.aoti_load_package``: that one imports the whole
-    compiler (measured 4.1 s to a first embedding instead of 1.6 s for the tiny demo).
+    compiler, which more than doubles the time to a first embedding (docs/benchmark.md, "Why the
+    code is as it is").
 
     Inputs are made contiguous first.  The compiled code indexes its inputs with the strides of
     the capture example: given HF's attention mask as is (``int64`` strides ``(1, B)``, a
@@ -139,10 +137,8 @@ def onnx_session(
     ``profile_prefix``: write ONNX Runtime's per-node profile there (``session.end_profiling()``).
 
     ONNX Runtime's workers spin between calls by default, competing with torch's OpenMP threads
-    for the same cores on a small machine.  Turned off here: in runs that alternate with eager
-    (``w2vlab.bench._harness``) the full-size model measured 1.05x eager with spinning on and 1.13x
-    with it off, within this machine's noise, so treat it as a courtesy to the process, not a
-    speed-up.
+    for the same cores on a small machine.  Turned off here as a courtesy to the process, not as a
+    speed-up: the benchmark measures both, within this machine's noise (docs/benchmark.md).
     """
     require("onnxruntime", needed_by="running an ONNX file", hint=ONNX_HINT)
     import onnxruntime as ort

@@ -5,17 +5,27 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
+from pathlib import Path
 
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+import w2vlab
 from w2vlab._allocator import is_glibc
+from w2vlab._benchrow import metric_row
 from w2vlab._contract import ALL_FORMATS, onnx_available
 from w2vlab.bench import _child as bench_child
 from w2vlab.bench import _harness as bench
+from w2vlab.bench import _procs as procs
+from w2vlab.bench._flops import encoder_flops, flop_facts
+from w2vlab.bench._metrics_corpus import metric_corpus_peak_rss
+from w2vlab.bench._metrics_frontend import metric_frontend_vs_hf
 from w2vlab.model._demo import build_demo_model
+
+KEPT_RUNS = sorted((Path(__file__).parents[1] / "artifacts" / "bench").glob("*.json"))
 
 CORPUS_METRICS = ("corpus_pipeline_overhead", "corpus_bucketing_vs_one_by_one", "corpus_peak_rss_n_vs_10n")
 # Every metric but Ray vs local (about 40 s of Ray start-up and actors here): Ray's embeddings are
@@ -167,7 +177,7 @@ def test_corpus_metrics_report_both_sides_and_the_parity_of_what_was_timed(tiny)
 def test_only_selects_metrics_by_name_and_keeps_the_export(capsys):
     assert bench.select_metrics(None) == bench.METRICS
     picked = bench.select_metrics(["corpus_peak_rss", "frontend_vs_hf", "export_peak_rss"])
-    assert picked == (bench.metric_frontend_vs_hf, bench.metric_corpus_peak_rss)  # in METRICS order
+    assert picked == (metric_frontend_vs_hf, metric_corpus_peak_rss)  # in METRICS order
     assert bench.select_metrics(["export_peak_rss"]) == ()  # the export alone
     with pytest.raises(ValueError, match="unknown metric.*no_such.*corpus_ray_vs_local"):
         bench.select_metrics(["no_such"])
@@ -250,16 +260,16 @@ def test_child_dispatcher_and_failure_message(tmp_path, capsys):
     assert "usage" in capsys.readouterr().err
     failed = r"(?s)benchmark child failed \(1\): first_embedding_artifact .*FileNotFoundError"  # + stderr tail
     with pytest.raises(RuntimeError, match=failed):
-        bench.run_child(
+        procs.run_child(
             "first_embedding_artifact",
             tmp_path / "missing",
             "preprocessed",
             "torchscript",
             tmp_path / "w.npy",
             1,
-            env=bench.child_env(1),
+            env=procs.child_env(1),
         )
-    assert bench.child_env(3)["OMP_NUM_THREADS"] == "3"
+    assert procs.child_env(3)["OMP_NUM_THREADS"] == "3"
 
 
 @pytest.mark.parametrize("pruned", [False, True])
@@ -269,4 +279,41 @@ def test_flop_formula_agrees_with_torch_flop_counter(pruned):
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.randn(1, 300, 160))
     counted = counter.get_total_flops()
-    assert bench.encoder_flops(bench.flop_facts(model), frames=300) == pytest.approx(counted, rel=0.05)
+    assert encoder_flops(flop_facts(model), frames=300) == pytest.approx(counted, rel=0.05)
+
+
+def test_children_import_this_copy_of_w2vlab():
+    """The first entry of a child's path is the folder holding the w2vlab package that started it (the
+    checkout here, site-packages in a wheel install)."""
+    first = Path(procs.child_env(1)["PYTHONPATH"].split(os.pathsep)[0])
+    assert first / "w2vlab" / "__init__.py" == Path(w2vlab.__file__).resolve()
+
+
+def test_metric_row_divides_first_side_by_second_and_refuses_clashing_names():
+    row = metric_row("fast_s", 1.0, "slow_s", 4.0, "<= 0.5", True, note="x")
+    assert row == {"fast_s": 1.0, "slow_s": 4.0, "ratio": 0.25, "target": "<= 0.5", "met": True, "note": "x"}
+    assert list(row)[:5] == ["fast_s", "slow_s", "ratio", "target", "met"]  # the JSON's key order
+    assert metric_row("a", 1.0, "b", 0.0, "-", False)["ratio"] == float("inf")
+    for args, extra in ((("ratio", 1.0, "b", 2.0), {}), (("a", 1.0, "a", 2.0), {}), (("x", 1.0, "y", 2.0), {"x": 3})):
+        with pytest.raises(ValueError, match="expected distinct names"):
+            metric_row(*args, "-", True, **extra)
+
+
+def test_trials_must_name_a_directory_with_trials_and_audio(tmp_path, capsys):
+    (tmp_path / "trials.txt").write_text("a b target\n")
+    with pytest.raises(SystemExit):
+        bench.main(["--size", "tiny", "--trials", str(tmp_path)])
+    assert re.search(
+        r"--trials .*expected a directory with trials.txt and wav.scp.*missing: wav.scp", capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize("path", KEPT_RUNS, ids=lambda p: p.name)
+def test_kept_runs_are_still_drawn(path):
+    """Every JSON file kept in artifacts/bench/ still reads through the plots' row type."""
+    from w2vlab.lab._plots import plot_bench
+
+    result = json.loads(path.read_text())
+    left, _ = plot_bench(result).axes
+    with_ratio = [name for name, row in result["metrics"].items() if isinstance(row, dict) and "ratio" in row]
+    assert [t.get_text() for t in left.get_yticklabels()] == with_ratio

@@ -6,17 +6,26 @@ compile takes about 40 s even for the tiny model."""
 
 from __future__ import annotations
 
+import logging
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from w2vlab._contract import onnx_available
 from w2vlab._parity import INT8_BOUNDS, compare
-from w2vlab.bench import _harness as bench
+from w2vlab.bench._context import BenchContext
+from w2vlab.bench._flops import ceiling_for, gemm_ceilings
+from w2vlab.bench._metrics_precision import precision_inputs, precision_quality
+from w2vlab.bench._procs import child_env, run_child_report
 from w2vlab.corpus._trials import compare_embeddings, read_trials
 from w2vlab.export._precision import RECIPES, build, load_inputs, save_inputs
 from w2vlab.export._suite import synthetic_speech
 from w2vlab.model._checkpoint import feature_extractor_for, load_speaker_encoder
+
+CORPUS = Path(__file__).parent / "data" / "corpus"  # the corpus notebook's trials: what --trials gets in a checkout
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +70,7 @@ def test_child_builds_times_and_embeds_every_input(eager, tiny_dir, tiny_all_for
     inputs = {"clip10": feats, "synth_560": feats[:, :1], "utt:x": feats[:, :40]}
     save_inputs(tmp_path / "in.npz", inputs)
     assert {k: v.shape for k, v in load_inputs(tmp_path / "in.npz").items()} == {k: v.shape for k, v in inputs.items()}
-    child = bench.run_child_report(
+    child = run_child_report(
         "precision_candidate",
         "bf16",
         tiny_dir,
@@ -70,7 +79,7 @@ def test_child_builds_times_and_embeds_every_input(eager, tiny_dir, tiny_all_for
         tmp_path / "out.npz",
         1,
         1,
-        env=bench.child_env(1),
+        env=child_env(1),
     )
     report = child.report
     assert set(report["s"]) == {"bf16"} and report["s"]["bf16"] > 0 and report["eager_s"] > 0
@@ -84,7 +93,7 @@ def test_child_builds_times_and_embeds_every_input(eager, tiny_dir, tiny_all_for
 def test_quality_holds_short_clips_to_their_bound_and_counts_flips():
     """Parity uses the int8 bounds (0.998 under 0.5 s, else 0.999); flips are those of
     :func:`w2vlab.corpus._trials.compare_embeddings` on the corpus notebook's trials."""
-    trials = read_trials(bench.TRIAL_DIR / "trials.txt")
+    trials = read_trials(CORPUS / "trials.txt")
     keys = sorted({k for trial in zip(trials.enroll, trials.test) for k in trial})
     rng = np.random.default_rng(0)
     unit = lambda: (lambda v: v / np.linalg.norm(v))(rng.standard_normal(16))  # noqa: E731
@@ -96,22 +105,37 @@ def test_quality_holds_short_clips_to_their_bound_and_counts_flips():
         other -= other @ v / (v @ v) * v
         return cosine * v + np.sqrt(1 - cosine**2) * np.linalg.norm(v) * other / np.linalg.norm(other)
 
-    same = bench.precision_quality(ref, dict(ref), samples, trials)
+    same = precision_quality(ref, dict(ref), samples, trials)
     assert same["parity_passed"] and same["flips"] == 0 and same["max_score_diff"] < 1e-12
     short_off = dict(ref, synth_560=tilted(ref["synth_560"], 0.9985))
-    assert bench.precision_quality(ref, short_off, samples, trials)["parity_passed"]  # 0.9985 >= 0.998 under 0.5 s
+    assert precision_quality(ref, short_off, samples, trials)["parity_passed"]  # 0.9985 >= 0.998 under 0.5 s
     long_off = dict(ref, clip10=tilted(ref["clip10"], 0.9985))
-    assert not bench.precision_quality(ref, long_off, samples, trials)["parity_passed"]  # < 0.999 on 10 s
+    assert not precision_quality(ref, long_off, samples, trials)["parity_passed"]  # < 0.999 on 10 s
     swapped = dict(ref, **{f"utt:{keys[0]}": -ref[f"utt:{keys[0]}"]})
-    quality = bench.precision_quality(ref, swapped, samples, trials)
+    quality = precision_quality(ref, swapped, samples, trials)
     strip = lambda emb: {k.removeprefix("utt:"): v for k, v in emb.items() if k.startswith("utt:")}  # noqa: E731
     assert quality["flips"] == compare_embeddings(strip(ref), strip(swapped), trials).n_flips > 0
 
 
 def test_gemm_ceilings_cover_each_arithmetic():
-    ceilings = bench.gemm_ceilings(64, 32, 64, threads=1, repeats=1)
+    ceilings = gemm_ceilings(64, 32, 64, threads=1, repeats=1)
     assert {"fp32", "fp32_torch", "fp32_numpy", "bf16"} <= set(ceilings) and ceilings["bf16"] > 0
     assert ("fp32_onnxruntime" in ceilings) == onnx_available()
     assert ceilings["fp32"] == max(v for k, v in ceilings.items() if k.startswith("fp32_")) > 0
     assert ceilings.get("int8", 1.0) > 0 and ("int8" in ceilings) != ("int8_error" in ceilings)
-    assert [bench.ceiling_for(n) for n in ("onnx-int8-spin", "bf16-inductor", "onnx")] == ["int8", "bf16", "fp32"]
+    assert [ceiling_for(n) for n in ("onnx-int8-spin", "bf16-inductor", "onnx")] == ["int8", "bf16", "fp32"]
+
+
+def test_trial_utterances_come_from_the_trials_directory_passed_in(tiny_dir, tmp_path, caplog):
+    """``--trials DIR``: its wav.scp's utterances join the parity clips and its trials.txt is read; without
+    it, the synthetic clips alone, no trials, and a note that flips are not counted."""
+    shutil.copytree(tiny_dir, tmp_path / "demo_tiny")
+    keys = [line.split()[0] for line in (CORPUS / "wav.scp").read_text().splitlines() if line.strip()]
+    feats, samples, trials = precision_inputs(BenchContext("tiny", True, 1, tmp_path, CORPUS))
+    assert sorted(k.removeprefix("utt:") for k in feats if k.startswith("utt:")) == sorted(keys)
+    assert len(trials) == len(read_trials(CORPUS / "trials.txt")) and set(samples) == set(feats)
+    assert all(x.shape[0] == 1 and x.shape[2] == 160 for x in feats.values())
+    with caplog.at_level(logging.INFO, logger="w2vlab.bench"):
+        alone, _, none = precision_inputs(BenchContext("tiny", True, 1, tmp_path))
+    assert none is None and set(alone) == {k for k in feats if not k.startswith("utt:")}
+    assert any("--trials" in r.getMessage() for r in caplog.records)

@@ -1,4 +1,43 @@
 """The benchmark, ``python -m w2vlab.bench``: every speed and memory goal, measured side by side.
 
-Nothing in the package imports it.
+:func:`run` measures and returns the JSON-able result, :func:`main` is the command line; the
+timing helpers (:func:`median_seconds`, :func:`paired_seconds`, :func:`alternated_seconds`) time
+anything the same way.  The rows of the result are typed in :mod:`w2vlab._benchrow`, which the
+lab's plots read too.  Nothing in the package imports the benchmark.
+
+Modules: :mod:`~w2vlab.bench._harness` (the metrics' order, :func:`run`, :func:`main`),
+:mod:`~w2vlab.bench._context` (what the metrics share), :mod:`~w2vlab.bench._procs` and
+:mod:`~w2vlab.bench._child` (child processes, parent and child side), :mod:`~w2vlab.bench._timing`,
+:mod:`~w2vlab.bench._flops` (FLOP model, GEMM ceilings), :mod:`~w2vlab.bench._onnx`,
+:mod:`~w2vlab.bench._synth` (the synthetic corpus) and one ``_metrics_*`` module per family of metrics:
+``frontend``, ``export``, ``startup``, ``allocator``, ``precision``, ``corpus``.
+
+The names are imported on first use: a benchmark child process (``python -m w2vlab.bench._child``)
+imports this package too, and must load nothing beyond what it measures.
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["alternated_seconds", "main", "median_seconds", "paired_seconds", "run"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("run", "main"):
+        from w2vlab.bench._harness import main, run
+
+        return {"run": run, "main": main}[name]
+    if name in ("median_seconds", "paired_seconds", "alternated_seconds"):
+        from w2vlab.bench._timing import alternated_seconds, median_seconds, paired_seconds
+
+        return {
+            "median_seconds": median_seconds,
+            "paired_seconds": paired_seconds,
+            "alternated_seconds": alternated_seconds,
+        }[name]
+    raise AttributeError(f"module 'w2vlab.bench' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -2,7 +2,7 @@
 
     python -m w2vlab.bench._child NAME ARG...
 
-:mod:`w2vlab.bench._harness` runs these with :func:`w2vlab.bench._harness.run_child`, so that what they time
+The benchmark runs these with :func:`w2vlab.bench._procs.run_child`, so that what they time
 (an export's peak memory, the time from ``python`` to a first embedding, a corpus run's peak
 memory) starts from nothing.
 Each function returns a small JSON-able report; :func:`main` writes it after
@@ -185,7 +185,7 @@ def allocator_runs(ckpt: str, artifact_dir: str, inputs: str, threads: str, keep
     """The eager model and the artifact's preprocessed TorchScript and ONNX files (where present) on the
     ``clip10`` features of ``inputs``, in a process that calls :func:`w2vlab._allocator.keep_freed_memory`
     (``keep`` "1") or leaves glibc's defaults ("0").  Runs in lockstep with a twin process of the
-    other setting (:func:`w2vlab.bench._harness.lockstep`): after :data:`READY_MARKER`, each ``round`` line on
+    other setting (:func:`w2vlab.bench._procs.lockstep`): after :data:`READY_MARKER`, each ``round`` line on
     stdin runs every runner once and answers :data:`ROUND_MARKER` and, per runner, (seconds, minor
     page faults)."""
     import resource

@@ -16,6 +16,24 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from w2vlab._benchrow import (
+    COSINE,
+    FORMATS,
+    FORMATS_ROW,
+    MET,
+    METRICS,
+    PRECISION_ROW,
+    RATIO,
+    RATIO_VS_EAGER,
+    RUNS,
+    SIZE,
+    TARGET,
+    THREADS,
+    WORST_COSINE,
+    BenchResult,
+    FormatRow,
+    MetricRow,
+)
 from w2vlab._parity import ParityReport, as_matrix, compare, cosine_rows
 from w2vlab.corpus._trials import TrialComparison, TrialScores, compare_trials, det_curve
 
@@ -212,8 +230,8 @@ def plot_layer_widths(widths: Mapping[str, Sequence[int | None]], title: str = "
     return fig
 
 
-def plot_bench(result: Mapping[str, Any]) -> Figure:
-    """The benchmark's JSON (:func:`w2vlab.bench._harness.run`) at a glance.
+def plot_bench(result: BenchResult | Mapping[str, Any]) -> Figure:
+    """The benchmark's JSON (``python -m w2vlab.bench --json``; rows typed in :mod:`w2vlab._benchrow`) at a glance.
 
     Left: every metric that has a ratio, coloured by whether its target is met, the target
     written beside it.  Right: each format's latency relative to eager on the same clip (the
@@ -221,49 +239,50 @@ def plot_bench(result: Mapping[str, Any]) -> Figure:
     reduced-precision candidates where the JSON has them (``reduced_precision_10s``; the
     worst cosine over their parity clips).
     """
-    metrics = result.get("metrics")
+    metrics = result.get(METRICS)
     if not isinstance(metrics, Mapping) or not metrics:
-        raise ValueError("plot_bench expects the benchmark's JSON object with a non-empty 'metrics' mapping")
-    rows = [(name, row) for name, row in metrics.items() if isinstance(row, Mapping) and "ratio" in row]
-    formats = metrics.get("formats_vs_eager_10s", {}).get("formats", {})
+        raise ValueError(f"plot_bench expects the benchmark's JSON object with a non-empty {METRICS!r} mapping")
+    rows: list[tuple[str, MetricRow]] = [
+        (name, row) for name, row in metrics.items() if isinstance(row, Mapping) and RATIO in row
+    ]
+    formats: Mapping[str, FormatRow] = metrics.get(FORMATS_ROW, {}).get(FORMATS, {})
     fig = Figure(figsize=(18, max(4.5, 0.5 * len(rows) + 1.5)), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=[1, 1])  # the left's targets are written past its bars
     y = np.arange(len(rows))
-    left.barh(y, [row["ratio"] for _, row in rows], color=[PASS_COLOR if row["met"] else FAIL_COLOR for _, row in rows])
+    ratios = [row[RATIO] for _, row in rows]
+    left.barh(y, ratios, color=[PASS_COLOR if row[MET] else FAIL_COLOR for _, row in rows])
     for i, (_, row) in enumerate(rows):
-        left.annotate(f" {row['ratio']:.2f}  (target {row['target']})", (row["ratio"], i), va="center", fontsize=8)
+        left.annotate(f" {row[RATIO]:.2f}  (target {row[TARGET]})", (row[RATIO], i), va="center", fontsize=8)
     left.axvline(1.0, **BOUND_STYLE)
     left.set_xscale("log")
-    left.set_xlim(
-        min(0.05, *(row["ratio"] / 2 for _, row in rows)), max(100.0, *(row["ratio"] * 40 for _, row in rows))
-    )
+    left.set_xlim(min(0.05, *(r / 2 for r in ratios)), max(100.0, *(r * 40 for r in ratios)))
     left.set_yticks(y, [name for name, _ in rows])
     left.invert_yaxis()
     left.set_xlabel("ratio (as defined by each metric; blue: target met)")
-    left.set_title(f"w2vlab.bench._harness --size {result.get('size')}, {result.get('threads')} threads")
-    _latency_panel(right, formats, metrics.get("reduced_precision_10s", {}).get("runs", {}))
+    left.set_title(f"w2vlab.bench._harness --size {result.get(SIZE)}, {result.get(THREADS)} threads")
+    _latency_panel(right, formats, metrics.get(PRECISION_ROW, {}).get(RUNS, {}))
     return fig
 
 
-def _latency_panel(ax: Any, formats: Mapping[str, Any], candidates: Mapping[str, Any]) -> None:
+def _latency_panel(ax: Any, formats: Mapping[str, FormatRow], candidates: Mapping[str, FormatRow]) -> None:
     """Bars of latency / eager: each format, then each reduced-precision candidate not already a format
     (orange), int8 hatched; the 0.5x and 0.3x targets drawn."""
     rows = {**formats, **{name: row for name, row in candidates.items() if name not in formats}}
     names = list(rows)
     colors = [PASS_COLOR if name in formats else "tab:orange" for name in names]
-    bars = ax.bar(names, [rows[n]["ratio_vs_eager"] for n in names], color=colors)
+    bars = ax.bar(names, [rows[n][RATIO_VS_EAGER] for n in names], color=colors)
     for bar, name in zip(bars, names):
         if "int8" in name:
             bar.set_hatch("//")
     cosine = {
-        n: rows[n]["worst_cosine"] if "worst_cosine" in rows[n] else rows[n]["cosine"] for n in names
+        n: rows[n][WORST_COSINE] if WORST_COSINE in rows[n] else rows[n][COSINE] for n in names
     }  # candidates: per clip
-    ax.bar_label(bars, labels=[f"{rows[n]['ratio_vs_eager']:.2f}x\ncos {cosine[n]:.5f}" for n in names], fontsize=8)
+    ax.bar_label(bars, labels=[f"{rows[n][RATIO_VS_EAGER]:.2f}x\ncos {cosine[n]:.5f}" for n in names], fontsize=8)
     ax.axhline(1.0, color="tab:gray", linewidth=1.0)
     ax.axhline(0.5, label="target for the fastest: 0.5x", **BOUND_STYLE)
     if candidates:
         ax.axhline(0.3, label="reduced precision: 0.3x", color="tab:orange", linestyle=":", linewidth=1.0)
-    ax.set_ylim(0, max([1.2, *(rows[n]["ratio_vs_eager"] * 1.3 for n in names)]))
+    ax.set_ylim(0, max([1.2, *(rows[n][RATIO_VS_EAGER] * 1.3 for n in names)]))
     ax.set_ylabel("latency / eager, one 10 s clip")
     ax.tick_params(axis="x", labelrotation=30 if len(names) > 5 else 0)
     ax.legend(loc="upper right", fontsize=8)

@@ -21,10 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from w2vlab._contract import SAMPLE_RATE
+
 REPORT_MARKER = "w2vlab-bench-report"
 HWM_MARKER = "w2vlab-vmhwm-kib"
 READY_MARKER, ROUND_MARKER = "w2vlab-ready", "w2vlab-round"  # a lockstep child's lines (allocator_runs)
-SR = 16000
+SR = SAMPLE_RATE
 # exporter, eager model and HF modelling code: none of these belongs in a consumer process
 HEAVY_MODULES = (
     "w2vlab.export._pipeline",
@@ -86,6 +88,7 @@ def first_embedding_eager(ckpt: str, wav_npy: str, threads: str) -> dict[str, An
     import numpy as np
     import torch
 
+    from w2vlab._features import extractor_valid_rows
     from w2vlab.model._checkpoint import feature_extractor_for, load_speaker_encoder
 
     torch.set_num_threads(int(threads))
@@ -93,8 +96,7 @@ def first_embedding_eager(ckpt: str, wav_npy: str, threads: str) -> dict[str, An
     loaded = load_speaker_encoder(ckpt)
     model, fe = loaded.model, feature_extractor_for(loaded)
     with torch.inference_mode():
-        out = fe(wave, sampling_rate=SR, return_tensors="pt", return_attention_mask=True)
-        model(out["input_features"][:, out["attention_mask"][0].bool()])
+        model(extractor_valid_rows(fe, wave))
     return module_report()
 
 

@@ -17,6 +17,7 @@ import torch
 
 from w2vlab._allocator import trim
 from w2vlab._benchrow import COSINE, RATIO_VS_EAGER, FormatRow, MetricRow
+from w2vlab._features import extractor_valid_rows
 from w2vlab.bench._procs import child_env
 from w2vlab.bench._synth import SR, corpus_lengths, write_corpus
 from w2vlab.bench._timing import paired_seconds
@@ -116,8 +117,7 @@ class BenchContext:
     @cached_property
     def feats(self) -> torch.Tensor:
         """The 10 s clip's HF features, valid rows: [1, T, 160]."""
-        out = self.fe(self.clip10, sampling_rate=SR, return_tensors="pt", return_attention_mask=True)
-        return out["input_features"][:, out["attention_mask"][0].bool()]
+        return extractor_valid_rows(self.fe, self.clip10)
 
     @cached_property
     def formats(self) -> dict[str, FormatRow]:

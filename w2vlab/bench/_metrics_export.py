@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from w2vlab._benchrow import FORMATS, FORMATS_ROW, MET, TARGET, FormatRow, metric_row
+from w2vlab._features import extractor_valid_rows
 from w2vlab.bench._context import BenchContext, Rows
 from w2vlab.bench._flops import encoder_flops, flop_facts, gemm_ceilings
 from w2vlab.bench._onnx import onnx_op_profile
@@ -168,8 +169,7 @@ def metric_padded_batch(ctx: BenchContext) -> Rows:
 
     waves = [synthetic_speech(int(s * SR), seed=i) for i, s in enumerate(np.linspace(2, 10, 8))]
     batch = ctx.fe(waves, sampling_rate=SR, padding=True, return_tensors="pt", return_attention_mask=True)
-    singles = [ctx.fe(w, sampling_rate=SR, return_tensors="pt", return_attention_mask=True) for w in waves]
-    singles = [s["input_features"][:, s["attention_mask"][0].bool()] for s in singles]
+    singles = [extractor_valid_rows(ctx.fe, w) for w in waves]
     pre = ctx.pre
     with torch.inference_mode():
         t_batch, t_single = paired_seconds(

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from w2vlab._benchrow import PRECISION_ROW, RATIO_VS_EAGER, SKIPPED, WORST_COSINE, metric_row
+from w2vlab._features import extractor_valid_rows
 from w2vlab.bench._context import BenchContext, Rows
 from w2vlab.bench._flops import ceiling_for, encoder_flops, flop_facts, gemm_ceilings
 from w2vlab.bench._procs import ChildRun, run_child_report
-from w2vlab.bench._synth import SR
 from w2vlab.bench._timing import alternated_seconds
 
 logger = logging.getLogger(__name__)
@@ -95,8 +95,7 @@ def precision_inputs(ctx: BenchContext) -> tuple[dict[str, torch.Tensor], dict[s
         )
     feats = {}
     for name, wave in waves.items():
-        out = ctx.fe(wave, sampling_rate=SR, return_tensors="pt", return_attention_mask=True)
-        feats[name] = out["input_features"][:, out["attention_mask"][0].bool()]
+        feats[name] = extractor_valid_rows(ctx.fe, wave)
     return feats, {name: len(wave) for name, wave in waves.items()}, trials
 
 

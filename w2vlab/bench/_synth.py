@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-SR = 16000  # the model's sample rate: every clip the benchmark makes
+from w2vlab._contract import SAMPLE_RATE
+
+SR = SAMPLE_RATE  # the model's sample rate: every clip the benchmark makes
 
 
 def corpus_lengths(count: int, low: float, high: float, seed: int = 7) -> list[float]:

@@ -1,8 +1,8 @@
-"""The C++ consumer (``cpp/``, ``build/cpp/w2vlab-embed``) against the Python consumer, and ``--format aoti``.
+"""The C++ consumer (``w2vlab/runtime/cpp/`` -> ``build/cpp/w2vlab-embed``) against the Python one; ``--format aoti``.
 
-The program is built once per session by ``scripts/build_cpp_consumer.sh`` (which installs its
-build dependencies as root when missing); the tests skip only when that script says the
-dependencies cannot be installed here (exit status 3,
+The program is built once per session by :func:`w2vlab.runtime._cpp.build` (through
+``scripts/build_cpp_consumer.sh`` when its build dependencies are missing: the script installs them
+as root); the tests skip only when that script says the dependencies cannot be installed here (exit status 3,
 :class:`w2vlab.runtime._cpp.MissingBuildDependencies`).  Every embedding it prints is compared with
 ``load_artifact(...).embed_file(...)`` on the same file: the reference is the Python
 consumer, which the export itself verified against HF extractor + eager model.
@@ -36,6 +36,23 @@ FIXTURES = (
     "speech_en_m3_0p5s.wav",
 )
 CASES = build_suite(lengths=(560, 16160), batches=((16160, 8000),))
+
+
+def test_sources_ship_in_the_package_and_builds_go_outside_it(monkeypatch, tmp_path):
+    """An installed w2vlab (no build script next to it) builds into the user's cache, not site-packages."""
+    assert {p.name for p in cpp_consumer.SOURCES.iterdir()} >= {"CMakeLists.txt", "w2vlab_embed.cpp"}
+    assert cpp_consumer.SOURCES.parent == Path(cpp_consumer.__file__).resolve().parent
+    assert cpp_consumer.default_build_dir() == ROOT / "build" / "cpp"  # this checkout
+    monkeypatch.setattr(cpp_consumer, "BUILD_SCRIPT", tmp_path / "no_script.sh")  # as installed from a wheel
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert cpp_consumer.default_build_dir() == tmp_path / "cache" / "w2vlab" / "cpp"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cpp_consumer.default_build_dir() == tmp_path / "home" / ".cache" / "w2vlab" / "cpp"
+    monkeypatch.setattr(cpp_consumer.shutil, "which", lambda tool: None)  # no compiler, cmake, pkg-config
+    with pytest.raises(cpp_consumer.MissingBuildDependencies, match="needs c\\+\\+, cmake, pkg-config; install: sudo"):
+        cpp_consumer.build(tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.fixture(scope="session")

@@ -106,11 +106,15 @@ def onnx_available() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ONNX_PACKAGES)
 
 
-def require(*names: str) -> None:
-    """Raise ``ImportError`` with the install command when an optional package is missing."""
+def require(*names: str, hint: str | None = None) -> None:
+    """Raise ``ImportError`` with the install command when an optional package is missing.
+
+    ``hint``: what needs them and the command that installs them (default: the ONNX extra's)."""
     missing = [name for name in names if importlib.util.find_spec(name) is None]
-    if missing:
+    if missing and hint is None:
         raise ImportError(f"ONNX support needs {', '.join(missing)}, which is not installed; run: {ONNX_HINT}")
+    if missing:
+        raise ImportError(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed; {hint}")
 
 
 # --------------------------------------------------------------------------- metadata

@@ -14,10 +14,14 @@ from statistics import NormalDist
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
-from w2vlab._parity import ParityReport, as_matrix, compare, cosine_rows
-from w2vlab.corpus._trials import TrialComparison, TrialScores, compare_trials, det_curve
+from w2vlab._contract import require
+
+require("matplotlib", hint="w2vlab's plots need the [lab] extra: pip install 'w2vlab[lab]'")
+from matplotlib.figure import Figure  # noqa: E402  (after the check, which names the extra)
+
+from w2vlab._parity import ParityReport, as_matrix, compare, cosine_rows  # noqa: E402
+from w2vlab.corpus._trials import TrialComparison, TrialScores, compare_trials, det_curve  # noqa: E402
 
 PASS_COLOR = "tab:blue"
 FAIL_COLOR = "tab:red"

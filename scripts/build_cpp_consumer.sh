@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Build the C++ consumer, cpp/ -> build/cpp/w2vlab-embed, against the libtorch inside the
-# venv's torch wheel.  Idempotent: a second run only rebuilds what changed.
+# Build the C++ consumer, w2vlab/runtime/cpp/ -> build/cpp/w2vlab-embed (or BUILD_DIR/w2vlab-embed),
+# against the libtorch inside the venv's torch wheel.  Idempotent: a second run only rebuilds what
+# changed.  The build itself is w2vlab.runtime._cpp.cmake_build (what an installed w2vlab runs);
+# this script adds the build dependencies.
 #
-#   scripts/build_cpp_consumer.sh
+#   scripts/build_cpp_consumer.sh [BUILD_DIR]
+#
+# PYTHON: the interpreter whose torch to build against (default: .venv_w2vbert_notebook's, set up
+# first when missing).
 #
 # Needs a C++ compiler, cmake, pkg-config, libsndfile and libsoxr headers.  Missing ones are
 # installed with apt-get when running as root on Debian/Ubuntu (g++ cmake pkg-config
@@ -10,8 +15,8 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="$(realpath -m "${1:-$root/build/cpp}")"  # relative to where it was called from
 cd "$root"
-build="$root/build/cpp"
 packages="g++ cmake pkg-config libsndfile1-dev libsoxr-dev"
 
 have_deps() {
@@ -32,15 +37,12 @@ if ! have_deps; then
     fi
 fi
 
-[ -x .venv_w2vbert_notebook/bin/python ] || ./scripts/setup_notebook_env.sh
-mkdir -p "$root/build"
-exec 9>"$root/build/.cpp.lock"
-flock 9  # one build at a time (parallel test workers and a notebook may ask together)
-prefix="$(.venv_w2vbert_notebook/bin/python -c 'import torch; print(torch.utils.cmake_prefix_path)')"
-start=$(date +%s)
-if ! grep -qsF "CMAKE_PREFIX_PATH:UNINITIALIZED=$prefix" "$build/CMakeCache.txt"; then
-    rm -rf "$build"  # first build, or another torch: configure from scratch
-    cmake -S cpp -B "$build" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
+if [ -z "${PYTHON:-}" ]; then
+    [ -x .venv_w2vbert_notebook/bin/python ] || ./scripts/setup_notebook_env.sh
+    PYTHON=.venv_w2vbert_notebook/bin/python
 fi
-cmake --build "$build" -j "$(nproc)"
+start=$(date +%s)
+PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -c 'import sys
+from w2vlab.runtime._cpp import cmake_build
+cmake_build(sys.argv[1])' "$build"
 echo "built $build/w2vlab-embed in $(( $(date +%s) - start )) s"

@@ -1,8 +1,8 @@
-"""The C++ consumer (``cpp/``, ``build/cpp/w2vlab-embed``) against the Python consumer, and ``--format aoti``.
+"""The C++ consumer (``w2vlab/runtime/cpp/`` -> ``build/cpp/w2vlab-embed``) against the Python one; ``--format aoti``.
 
-The program is built once per session by ``scripts/build_cpp_consumer.sh`` (which installs its
-build dependencies as root when missing); the tests skip only when that script says the
-dependencies cannot be installed here (exit status 3,
+The program is built once per session by :func:`w2vlab.runtime._cpp.build` (through
+``scripts/build_cpp_consumer.sh`` when its build dependencies are missing: the script installs them
+as root); the tests skip only when that script says the dependencies cannot be installed here (exit status 3,
 :class:`w2vlab.runtime._cpp.MissingBuildDependencies`).  Every embedding it prints is compared with
 ``load_artifact(...).embed_file(...)`` on the same file: the reference is the Python
 consumer, which the export itself verified against HF extractor + eager model.
@@ -38,6 +38,23 @@ FIXTURES = (
 CASES = build_suite(lengths=(560, 16160), batches=((16160, 8000),))
 
 
+def test_sources_ship_in_the_package_and_builds_go_outside_it(monkeypatch, tmp_path):
+    """An installed w2vlab (no build script next to it) builds into the user's cache, not site-packages."""
+    assert {p.name for p in cpp_consumer.SOURCES.iterdir()} >= {"CMakeLists.txt", "w2vlab_embed.cpp"}
+    assert cpp_consumer.SOURCES.parent == Path(cpp_consumer.__file__).resolve().parent
+    assert cpp_consumer.default_build_dir() == ROOT / "build" / "cpp"  # this checkout
+    monkeypatch.setattr(cpp_consumer, "BUILD_SCRIPT", tmp_path / "no_script.sh")  # as installed from a wheel
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert cpp_consumer.default_build_dir() == tmp_path / "cache" / "w2vlab" / "cpp"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cpp_consumer.default_build_dir() == tmp_path / "home" / ".cache" / "w2vlab" / "cpp"
+    monkeypatch.setattr(cpp_consumer.shutil, "which", lambda tool: None)  # no compiler, cmake, pkg-config
+    with pytest.raises(cpp_consumer.MissingBuildDependencies, match="needs c\\+\\+, cmake, pkg-config; install: sudo"):
+        cpp_consumer.build(tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.fixture(scope="session")
 def program() -> Path:
     try:
@@ -71,6 +88,7 @@ def assert_matches_python(rows: dict[str, np.ndarray], art) -> None:
         assert np.abs(got - want).max() <= 1e-5 and cosine >= 0.99999, (path, np.abs(got - want).max(), cosine)
 
 
+@pytest.mark.slow  # compiles the C++ program and an AOTInductor package
 @pytest.mark.parametrize("fmt", ["torchscript", "aoti"])
 def test_cpp_embeddings_match_the_python_consumer(program, artifact, fmt):
     files = [DATA / name for name in FIXTURES]
@@ -82,6 +100,7 @@ def test_cpp_embeddings_match_the_python_consumer(program, artifact, fmt):
     assert_matches_python(run.embeddings, art)
 
 
+@pytest.mark.slow
 def test_the_artifact_file_itself_and_npy_output(program, artifact, tmp_path):
     files = [DATA / "speech_8k.wav", DATA / "speech_de_2s.wav"]
     out = tmp_path / "emb.npy"
@@ -104,6 +123,7 @@ def _write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_bad_audio_gets_a_line_each_and_the_rest_is_embedded(program, artifact, tmp_path):
     good = DATA / "speech_int16.wav"
     truncated = tmp_path / "truncated.wav"
@@ -126,6 +146,7 @@ def test_bad_audio_gets_a_line_each_and_the_rest_is_embedded(program, artifact, 
     assert f"{len(bad)} of {len(bad) + 1} files failed" in run.stderr
 
 
+@pytest.mark.slow
 def test_a_wrong_artifact_is_refused_with_exit_2(program, artifact, tmp_path):
     audio = DATA / "speech_int16.wav"
     cases = {
@@ -156,6 +177,7 @@ def test_a_wrong_artifact_is_refused_with_exit_2(program, artifact, tmp_path):
     assert run.returncode == 2 and "--threads must be a positive integer" in run.stderr
 
 
+@pytest.mark.slow
 def test_aoti_packages_are_verified_and_carry_the_metadata(artifact):
     md = json.loads((artifact / "metadata.json").read_text())
     for mode in MODES:
@@ -166,6 +188,7 @@ def test_aoti_packages_are_verified_and_carry_the_metadata(artifact):
     assert md["min_program_samples"] == 720
 
 
+@pytest.mark.slow
 def test_card_aoti_snippets_run_and_match_the_consumer(artifact):
     """The model card's AOTInductor blocks, run as written, give the embedding load_artifact gives."""
     from w2vlab.export._card import render_model_card

@@ -19,6 +19,7 @@ import pytest
 import soundfile as sf
 
 from w2vlab.cli import main
+from w2vlab.lab import _report as report_module
 from w2vlab.lab._report import (
     DENSE_NOTEBOOKS,
     NOTEBOOKS,
@@ -83,6 +84,17 @@ def test_every_report_notebook_has_one_parameters_cell_with_the_same_names():
         assert len(tagged) == 1, name
         names = re.findall(r"^(\w+) = None", "".join(tagged[0]["source"]), flags=re.M)
         assert names == ["model_path", "checkpoint", "config", "output_dir", "clips"], (name, names)
+
+
+def test_the_checkout_notebooks_by_default_else_the_packaged_copies(monkeypatch, tmp_path):
+    """In this checkout: notebooks/ (what JupyterLab opens); installed: the copies inside the wheel."""
+    repo = Path(__file__).resolve().parents[1]
+    assert report_module.default_notebooks_dir() == NOTEBOOKS_DIR == repo / "notebooks"
+    assert report_module.PACKAGED_NOTEBOOKS_DIR == repo / "w2vlab" / "lab" / "_bundle" / "notebooks"
+    monkeypatch.setattr(report_module, "CHECKOUT_NOTEBOOKS_DIR", tmp_path / "site-packages" / "notebooks")
+    assert report_module.default_notebooks_dir() == report_module.PACKAGED_NOTEBOOKS_DIR
+    with pytest.raises(FileNotFoundError, match="expected the checkout's notebooks/ or the copies an installed wheel"):
+        report_module.write_report(tmp_path, tmp_path / "out", notebooks_dir=tmp_path / "missing")
 
 
 @needs_papermill

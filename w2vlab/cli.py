@@ -9,12 +9,10 @@ Anything else is a bug: it propagates with its traceback.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import sys
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 
 from w2vlab._contract import (
@@ -25,7 +23,6 @@ from w2vlab._contract import (
     MODES,
     SUITES,
     InputError,
-    MissingDependencyError,
     W2vlabError,
     format_entries,
     read_metadata,
@@ -36,22 +33,6 @@ logger = logging.getLogger("w2vlab")
 # The errors printed as one line with exit status 2: the project's own, and the OS errors a path
 # given on the command line causes.  Everything else (TypeError, KeyError, ...) is a bug.
 USER_ERRORS = (W2vlabError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
-
-
-@contextlib.contextmanager
-def _builtin_errors_are_user_errors() -> Iterator[None]:
-    """For the command whose library module (w2vlab.lab._report) still raises
-    plain ``ValueError`` / ``ImportError`` for bad input: re-raise those as the project's own types."""
-    try:
-        yield
-    except ImportError as e:
-        if isinstance(e, W2vlabError):
-            raise
-        raise MissingDependencyError(str(e)) from e
-    except ValueError as e:
-        if isinstance(e, W2vlabError):
-            raise
-        raise InputError(str(e)) from e
 
 
 def _add_suite(p: argparse.ArgumentParser) -> None:
@@ -359,16 +340,15 @@ def _report(args) -> int:
     from w2vlab.lab._report import write_report
 
     logging.getLogger("w2vlab.lab._report").setLevel(logging.INFO)  # progress: each notebook's start and finish
-    with _builtin_errors_are_user_errors():
-        report = write_report(
-            args.model_path,
-            args.output,
-            checkpoint=args.checkpoint,
-            config=args.config,
-            audio=args.audio,
-            notebooks=args.notebooks,
-            force=args.force,
-        )
+    report = write_report(
+        args.model_path,
+        args.output,
+        checkpoint=args.checkpoint,
+        config=args.config,
+        audio=args.audio,
+        notebooks=args.notebooks,
+        force=args.force,
+    )
     for result in report.results:
         print(result.line())
     print(f"report {'PASS' if report.passed else 'FAIL'} in {report.seconds:.0f} s: {report.index}")

@@ -153,7 +153,8 @@ def _program_snippets(md: Mapping[str, Any], dirname: str) -> list[str]:
         lines += [
             "The `_aoti_` files are AOTInductor packages: the `.pt2` program compiled ahead of time to a "
             "shared library, loadable from C++ with `torch::inductor::AOTIModelPackageLoader` (w2vlab's "
-            "`cpp/w2vlab-embed --aoti` embeds audio files with the waveform one, no Python).",
+            "C++ consumer, `w2vlab-embed --aoti`, built by `w2vlab.runtime.build()`, embeds audio files "
+            "with the waveform one, no Python).",
             "",
         ]
     if any(fmt == "onnx-int8" for fmt, _ in files):

@@ -14,9 +14,13 @@ from statistics import NormalDist
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
-from w2vlab._benchrow import (
+from w2vlab._contract import require
+
+require("matplotlib", needed_by="w2vlab's figures", hint="pip install 'w2vlab[lab]'")
+from matplotlib.figure import Figure  # noqa: E402  (after the check, which names the extra)
+
+from w2vlab._benchrow import (  # noqa: E402
     COSINE,
     FORMATS,
     FORMATS_ROW,
@@ -34,8 +38,8 @@ from w2vlab._benchrow import (
     FormatRow,
     MetricRow,
 )
-from w2vlab._parity import ParityReport, as_matrix, compare, cosine_rows
-from w2vlab.corpus._trials import TrialComparison, TrialScores, compare_trials, det_curve
+from w2vlab._parity import ParityReport, as_matrix, compare, cosine_rows  # noqa: E402
+from w2vlab.corpus._trials import TrialComparison, TrialScores, compare_trials, det_curve  # noqa: E402
 
 PASS_COLOR = "tab:blue"
 FAIL_COLOR = "tab:red"

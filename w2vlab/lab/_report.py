@@ -2,8 +2,8 @@
 
 Notebooks 01, 02, 04 and 05 each have one code cell tagged ``parameters`` (papermill's
 convention): ``model_path``, ``checkpoint``, ``config``, ``output_dir`` and ``clips``.
-:func:`write_report` runs each with papermill in the ``w2vlab`` kernel, with the repository's
-``notebooks/`` folder as working directory (so the notebooks' relative paths hold) and
+:func:`write_report` runs each with papermill in the ``w2vlab`` kernel, with the notebooks' folder as
+working directory (so the notebooks' relative paths hold) and
 ``output_dir`` inside the report, renders every executed notebook to HTML (figures embedded) and
 writes ``index.html``, one row per notebook with its status, time and links, plus ``report.json``.
 
@@ -11,13 +11,17 @@ A notebook that fails is still saved (papermill writes the partially executed no
 raises), rendered and listed: **FAIL** when an ``assert`` or the export's parity failed, **ERROR**
 for anything else (a config that contradicts the weights, a missing file, a dead kernel).
 
+The notebooks' folder is the checkout's ``notebooks/`` when there is one (what JupyterLab shows);
+an installed w2vlab runs the copies its wheel carries (``w2vlab/lab/_bundle/``: the notebooks, the
+audio fixtures they read as ``../tests/data`` and the benchmark summary notebook 06 reads, copied by
+setup.py's build step).
+
 papermill and nbconvert come with the ``[report]`` extra; they are imported only when a report runs.
 """
 
 from __future__ import annotations
 
 import html
-import importlib.util
 import json
 import logging
 import platform
@@ -28,11 +32,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from w2vlab._contract import InputError, require
 from w2vlab._version import __version__
 
 logger = logging.getLogger(__name__)
 
-NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+CHECKOUT_NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"  # the source checkout's
+PACKAGED_NOTEBOOKS_DIR = Path(__file__).resolve().parent / "_bundle" / "notebooks"  # an installed wheel's copies
 NOTEBOOKS = {  # key -> notebook (without .ipynb): the ones with a `parameters` cell, in run order
     "01": "01_export_preprocessed",
     "02": "02_export_waveform",
@@ -49,7 +55,22 @@ OUTPUTS_DIR = "outputs"  # each notebook's output_dir is outputs/<notebook>/
 REPORT_FORMAT = "w2vlab-report/1"
 FAIL_ERRORS = ("AssertionError", "ExportParityError")  # a check failed: FAIL; any other exception: ERROR
 REPORT_PACKAGES = ("papermill", "nbconvert")
-REPORT_HINT = "pip install -e '.[report]'  (installs papermill and nbconvert; scripts/setup_notebook_env.sh does)"
+REPORT_HINT = (
+    "pip install 'w2vlab[report]' (in a checkout: pip install -e '.[report]'; scripts/setup_notebook_env.sh does)"
+)
+KERNEL_HINT = "scripts/setup_notebook_env.sh registers it; or: python -m ipykernel install --user --name w2vlab"
+
+
+def default_notebooks_dir() -> Path:
+    """The checkout's ``notebooks/`` when this w2vlab runs from one, else the copies inside the package."""
+    return (
+        CHECKOUT_NOTEBOOKS_DIR
+        if (CHECKOUT_NOTEBOOKS_DIR / f"{NOTEBOOKS['01']}.ipynb").is_file()
+        else PACKAGED_NOTEBOOKS_DIR
+    )
+
+
+NOTEBOOKS_DIR = default_notebooks_dir()
 
 
 @dataclass
@@ -116,13 +137,13 @@ def parse_notebooks(spec: str | Sequence[str]) -> tuple[str, ...]:
     for item in items:
         key = item.removesuffix(".ipynb")[:2]
         if key not in NOTEBOOKS or item.removesuffix(".ipynb") not in (key, NOTEBOOKS[key]):
-            raise ValueError(
+            raise InputError(
                 f"unknown report notebook {item!r}; expected some of {', '.join(NOTEBOOKS)} "
                 f"(the notebooks with a parameters cell: {', '.join(NOTEBOOKS.values())})"
             )
         keys.add(key)
     if not keys:
-        raise ValueError(f"no notebooks given; expected a comma-separated list of {', '.join(NOTEBOOKS)}")
+        raise InputError(f"no notebooks given; expected a comma-separated list of {', '.join(NOTEBOOKS)}")
     return tuple(k for k in NOTEBOOKS if k in keys)
 
 
@@ -150,6 +171,7 @@ def run_notebook(
     The executed notebook is written even when a cell raises (papermill saves it, with an error
     marker on top, before raising); that is what makes a failed run auditable.
     """
+    require(*REPORT_PACKAGES, needed_by="w2vlab report", hint=REPORT_HINT)
     import papermill
 
     try:
@@ -173,6 +195,7 @@ def run_notebook(
 
 def render_html(notebook: Path) -> Path:
     """``notebook`` rendered next to it as ``.html`` (nbconvert's HTMLExporter; figures embedded as data URIs)."""
+    require(*REPORT_PACKAGES, needed_by="w2vlab report", hint=REPORT_HINT)
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -202,23 +225,19 @@ def _check_inputs(
         from w2vlab.export._suite import audio_files
 
         if not audio_files(audio):  # raises NotADirectoryError for a missing directory
-            raise ValueError(f"--audio {audio} holds no .wav/.flac files (only files directly inside are read)")
+            raise InputError(f"--audio {audio} holds no .wav/.flac files (only files directly inside are read)")
     if not notebooks_dir.is_dir():
         raise FileNotFoundError(
-            f"notebooks folder not found: {notebooks_dir}; w2vlab report runs the notebooks of a "
-            f"source checkout (pip install -e . from the repository)"
+            f"notebooks folder not found: {notebooks_dir}; expected the checkout's notebooks/ or the copies "
+            f"an installed wheel carries ({PACKAGED_NOTEBOOKS_DIR})"
         )
-    missing_packages = [n for n in REPORT_PACKAGES if importlib.util.find_spec(n) is None]
-    if missing_packages:
-        raise ImportError(
-            f"w2vlab report needs {', '.join(missing_packages)}, which is not installed; run: {REPORT_HINT}"
-        )
+    require(*REPORT_PACKAGES, needed_by="w2vlab report", hint=REPORT_HINT)
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
     try:
         KernelSpecManager().get_kernel_spec(kernel)
     except NoSuchKernel as e:
-        raise ValueError(f"no Jupyter kernel named {kernel!r}; scripts/setup_notebook_env.sh registers it") from e
+        raise InputError(f"no Jupyter kernel named {kernel!r}; {KERNEL_HINT}") from e
 
 
 def write_report(

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from w2vlab._contract import FORMATS, MODES, format_entries, read_metadata
+from w2vlab._contract import FORMATS, MODES, format_entries, read_metadata, require
 from w2vlab._parity import ParityBounds, ParityReport, compare, format_bounds
 from w2vlab.export._suite import Case, audio_files, build_suite, candidate_fn, case_lengths, embed_suite, reference_fn
 from w2vlab.model._checkpoint import feature_extractor_for, load_speaker_encoder
@@ -136,6 +136,7 @@ def explorer_panel(bench: Workbench):
     naive trace, which has neither; an artifact with a single format gets a plain
     line naming it (an ``HTML`` widget) instead of a one-button toggle.
     """
+    require("ipywidgets", "IPython", needed_by="the parity explorer", hint="pip install 'w2vlab[lab]'")
     import ipywidgets as w
 
     def labelled(control):  # the same label column for every control

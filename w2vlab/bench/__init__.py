@@ -16,28 +16,15 @@ The names are imported on first use: a benchmark child process (``python -m w2vl
 imports this package too, and must load nothing beyond what it measures.
 """
 
-from __future__ import annotations
+from w2vlab._lazy import attach
 
-from typing import Any
-
-__all__ = ["alternated_seconds", "main", "median_seconds", "paired_seconds", "run"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("run", "main"):
-        from w2vlab.bench._harness import main, run
-
-        return {"run": run, "main": main}[name]
-    if name in ("median_seconds", "paired_seconds", "alternated_seconds"):
-        from w2vlab.bench._timing import alternated_seconds, median_seconds, paired_seconds
-
-        return {
-            "median_seconds": median_seconds,
-            "paired_seconds": paired_seconds,
-            "alternated_seconds": alternated_seconds,
-        }[name]
-    raise AttributeError(f"module 'w2vlab.bench' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__all__, __getattr__, __dir__ = attach(
+    __name__,
+    {
+        "run": "_harness",
+        "main": "_harness",
+        "median_seconds": "_timing",
+        "paired_seconds": "_timing",
+        "alternated_seconds": "_timing",
+    },
+)

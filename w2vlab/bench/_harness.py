@@ -214,6 +214,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m w2vlab.bench``: run the selected metrics, print the JSON; 1 if a metric failed."""
     cli = parser()
     args = cli.parse_args(argv)
     try:

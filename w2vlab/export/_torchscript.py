@@ -136,6 +136,7 @@ def unbake_devices(traced: torch.jit.ScriptModule) -> int:
 
 
 def script_module(module: nn.Module) -> torch.jit.ScriptModule:
+    """``torch.jit.script(module)`` with TorchScript's deprecation warnings silenced."""
     with quiet_jit():
         return torch.jit.script(module)
 

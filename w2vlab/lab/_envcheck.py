@@ -280,6 +280,7 @@ def is_ok(checks: list[Check]) -> bool:
 
 
 def doctor(artifact_dir: str | Path | None = None) -> tuple[bool, list[Check]]:
+    """Run every environment check (and the artifact's, if given): (all passed, the checks)."""
     checks = run_checks(artifact_dir)
     return is_ok(checks), checks
 
@@ -289,6 +290,7 @@ def _status(c: Check) -> str:
 
 
 def format_report(checks: list[Check]) -> str:
+    """The checks as aligned text lines (status, name, detail; the fix under a failed one), then a verdict."""
     width = max(len(c.name) for c in checks)
     lines = []
     for c in checks:

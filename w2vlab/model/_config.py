@@ -107,6 +107,7 @@ def merge_config(base: Mapping[str, Any], override: Mapping[str, Any] | None) ->
 
 
 def is_pruned(config: Mapping[str, Any]) -> bool:
+    """Whether an encoder config carries per-layer pruning fields (a structured-pruning student)."""
     return any(field in config for field in PRUNING_FIELDS)
 
 

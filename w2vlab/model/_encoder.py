@@ -188,4 +188,5 @@ class SpeakerEncoder(nn.Module):
 
 
 def count_parameters(module: nn.Module) -> int:
+    """The number of parameter elements of ``module``, every parameter counted once."""
     return sum(p.numel() for p in module.parameters())

@@ -381,11 +381,8 @@ def _add_report(sub) -> None:
     p.set_defaults(func=_report)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="w2vlab", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level; show tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_export(sub) -> None:
+    """``demo-checkpoint`` and ``export``."""
     p = sub.add_parser("demo-checkpoint", help="write a deterministic random-weight checkpoint")
     p.add_argument("out_dir", type=Path)
     p.add_argument("--size", choices=DEMO_SIZES, default=DEMO_SIZES[0])
@@ -413,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing artifact")
     p.set_defaults(func=_export)
 
+
+def _add_embed_score(sub) -> None:
+    """``embed`` and ``score``: an artifact on audio files."""
     for name, func, help_ in (("embed", _embed, "embed audio files"), ("score", _score, "cosine score of two files")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("artifact", type=Path)
@@ -426,9 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--format", choices=FORMATS, default=FORMATS[0])
         p.set_defaults(func=func)
 
-    _add_embed_corpus(sub)
-    _add_report(sub)
 
+def _add_inspect(sub) -> None:
+    """``info``, ``verify`` and ``doctor``."""
     p = sub.add_parser("info", help="validate an artifact and print its metadata")
     p.add_argument("artifact", type=Path)
     p.set_defaults(func=_info)
@@ -447,6 +447,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--artifact", type=Path, help="also compare versions with this artifact's exporter")
     p.set_defaults(func=_doctor)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``w2vlab`` command line: one subcommand per task, each forwarding to one library call."""
+    parser = argparse.ArgumentParser(prog="w2vlab", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level; show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_export(sub)
+    _add_embed_score(sub)
+    _add_embed_corpus(sub)
+    _add_report(sub)
+    _add_inspect(sub)
     _add_trial_parsers(sub)
     return parser
 

@@ -69,10 +69,38 @@ with torch.inference_mode():  # the package reads its inputs as contiguous: pass
 
 def render_model_card(metadata: Mapping[str, Any], dirname: str = "w2vbert_speaker") -> str:
     """Markdown model card: what the artifact is, its inputs, extractor, parity, usage."""
-    md, model = metadata, metadata["model"]
+    md = metadata
+    lines = [
+        *_summary(md),
+        "## Files and parity",
+        "",
+        *_parity_table(md),
+        "",
+        "Parity was measured after saving and reloading each file, against HF's feature "
+        "extractor and the eager PyTorch model; per-clip numbers are in `parity.json`.",
+        "",
+        "## Usage (needs only torch and transformers)",
+        "",
+        *_torchscript_snippets(md, dirname),
+        *_program_snippets(md, dirname),
+        *_gpu_section(md, dirname),
+        "## Security",
+        "",
+        "A TorchScript archive is a program: `torch.jit.load` runs its code (a `.pt2` is loaded with "
+        "`torch.export.load`, an ONNX graph run by ONNX Runtime: trust their source the same way). Load archives only "
+        "from sources you trust; `w2vlab info` checks the embedded metadata against `metadata.json` "
+        "and the content hash of the file it opens before use.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _summary(md: Mapping[str, Any]) -> list[str]:
+    """The card's title and the facts list: versions, encoder, head, output, audio, extractor."""
+    model = md["model"]
     enc = model["encoder_config"]
     pruned = "num_attention_heads_group" in enc
-    lines = [
+    return [
         "# W2V-BERT 2.0 speaker encoder (TorchScript)",
         "",
         f"Exported by w2vlab {md['versions']['w2vlab']} (format `{md['format']}`) with torch "
@@ -92,43 +120,25 @@ def render_model_card(metadata: Mapping[str, Any], dirname: str = "w2vbert_speak
         f"({md['feature_extractor']['config'].get('feature_extractor_type')}, sha256 "
         f"`{md['feature_extractor']['sha256'][:12]}`).",
         "",
-        "## Files and parity",
-        "",
-        *_parity_table(md),
-        "",
-        "Parity was measured after saving and reloading each file, against HF's feature "
-        "extractor and the eager PyTorch model; per-clip numbers are in `parity.json`.",
-        "",
-        "## Usage (needs only torch and transformers)",
-        "",
     ]
+
+
+def _torchscript_snippets(md: Mapping[str, Any], dirname: str) -> list[str]:
+    """Markdown for the TorchScript archive of each mode."""
     sr, dim, fd = md["sample_rate"], md["embedding_dim"], md["feature_dim"]
+    lines = []
     if "preprocessed" in md["artifacts"]:
+        file = FILES["torchscript", "preprocessed"]
         lines += [
-            _PREPROCESSED_SNIPPET.format(
-                dirname=dirname, file=FILES["torchscript", "preprocessed"], sr=sr, dim=dim, fd=fd
-            ),
+            _PREPROCESSED_SNIPPET.format(dirname=dirname, file=file, sr=sr, dim=dim, fd=fd),
             "",
-        ]
-        lines += [
             "For an odd number of 10 ms frames the extractor pads its last stacked row; run a "
             "single clip on the valid rows only (as above) or pass the mask.",
             "",
         ]
     if "waveform" in md["artifacts"]:
         lines += [_WAVEFORM_SNIPPET.format(dirname=dirname, file=FILES["torchscript", "waveform"], sr=sr, dim=dim), ""]
-    lines += _program_snippets(md, dirname)
-    lines += _gpu_section(md, dirname)
-    lines += [
-        "## Security",
-        "",
-        "A TorchScript archive is a program: `torch.jit.load` runs its code (a `.pt2` is loaded with "
-        "`torch.export.load`, an ONNX graph run by ONNX Runtime: trust their source the same way). Load archives only "
-        "from sources you trust; `w2vlab info` checks the embedded metadata against `metadata.json` "
-        "and the content hash of the file it opens before use.",
-        "",
-    ]
-    return "\n".join(lines)
+    return lines
 
 
 def _program_snippets(md: Mapping[str, Any], dirname: str) -> list[str]:

@@ -28,7 +28,7 @@ from w2vlab._contract import InputError
 from w2vlab.cli import main
 from w2vlab.model._checkpoint import CheckpointMismatchError, load_speaker_encoder
 from w2vlab.model._config import W2VBERT_PREPROCESSOR, HeadConfig
-from w2vlab.model._demo import encoder_config
+from w2vlab.model._demo import build_demo_model, encoder_config
 from w2vlab.model._encoder import SpeakerEncoder, build_encoder, count_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +60,7 @@ def _yaml(model_name: str, *, lora: bool = False, **model_args) -> dict:
     if lora:
         w2v["lora_config_args"] = {"r": LORA_R, "lora_alpha": LORA_ALPHA, "target_modules": ["linear_q", "linear_v"]}
     args = {"feat_dim": 32, "embed_dim": 24, "pooling_func": "ASP", "n_mfa_layers": -1, "adapter_dim": 16}
-    args.update(dropout=0.0, num_frontend_hidden_layers=2, **model_args)
+    args.update({"dropout": 0.0, "num_frontend_hidden_layers": 2, **model_args})
     return {
         "exp_dir": "exp/W2VBert_AdapterMFA_tiny",
         "model": "W2VBert_Adapter_MFA",
@@ -282,3 +282,16 @@ def test_cli_export_of_a_wespeaker_directory(full_dir, tmp_path, capsys):
     card = (out / "README.md").read_text()
     assert "- Source: a wespeaker checkpoint, `avg_model.pt`" in card and digest in card
     assert str(exp.parent) not in json.dumps(metadata)  # no local paths
+    assert main(["verify", str(out), "--model-path", str(exp), "--suite", "quick"]) == 0
+
+
+def test_pruned_config_from_model_config_file(tmp_path):
+    """``model_config_file`` names a pruned config inside the folder; the folder's config.json is not read."""
+    model, cfg = build_demo_model(pruned=True, seed=7)
+    config = _yaml(str(tmp_path / "w2v-bert-tiny"), feat_dim=64, embed_dim=32, num_frontend_hidden_layers=4)
+    config["dataset_args"]["w2vbert_args"]["model_config_file"] = "pruned.json"
+    exp = _write(tmp_path, _wespeaker_state(model), config)
+    (tmp_path / "w2v-bert-tiny" / "pruned.json").write_text(json.dumps(encoder_config(pruned=True)))
+    loaded = load_speaker_encoder(exp)
+    assert loaded.encoder_config["num_attention_heads_group"] == cfg["num_attention_heads_group"]
+    _assert_matches(loaded, model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -119,7 +120,19 @@ def _summary(md: Mapping[str, Any]) -> list[str]:
         f"- Feature extractor: `feature_extractor/preprocessor_config.json` "
         f"({md['feature_extractor']['config'].get('feature_extractor_type')}, sha256 "
         f"`{md['feature_extractor']['sha256'][:12]}`).",
+        *_source_line(md.get("source")),
         "",
+    ]
+
+
+def _source_line(source: Mapping[str, Any] | None) -> list[str]:
+    """Where another toolkit's checkpoint came from: toolkit, file and sha256, the config fields read."""
+    if not source:
+        return []
+    return [
+        f"- Source: a {source['toolkit']} checkpoint, `{source['checkpoint']}` (sha256 "
+        f"`{source['checkpoint_sha256']}`) with its `{source['config_file']}` (sha256 "
+        f"`{source['config_sha256'][:12]}`); fields read: `{json.dumps(source['config'], sort_keys=True)}`."
     ]
 
 

@@ -322,6 +322,7 @@ def build_metadata(
                 "config_notes": loaded.notes,
             },
             "source_weights_sha256": loaded.source_sha256,
+            **({"source": loaded.source} if loaded.source else {}),  # another toolkit's checkpoint
         },
         "the metadata being exported",
     )

@@ -7,7 +7,9 @@ Layouts understood:
 * speaker checkpoint: ``.safetensors`` with ``adapter_layers.*``, ``pooling.attention.*``,
   ``bottleneck.*`` (and optionally fine-tuned ``encoder.*`` weights), or the reference work's
   ``.pth`` layout ``{"modules": {"spk_model": state_dict}}`` with ``front.encoder.*`` keys,
-  read with ``torch.load(..., weights_only=True)`` only.  Unmerged LoRA pairs are merged.
+  read with ``torch.load(..., weights_only=True)`` only.  Unmerged LoRA pairs are merged;
+* a WeSpeaker model or experiment directory: ``config.yaml`` + ``avg_model.pt`` (or
+  ``models/avg_model.pt``, or ``checkpoint=.../model_N.pt``), mapped by :mod:`w2vlab.model._wespeaker`.
 
 Loading is strict by default: missing, unexpected and mis-shaped keys are listed in a
 :class:`LoadReport` and raise :class:`CheckpointMismatchError`.
@@ -28,6 +30,7 @@ from typing import Any
 import torch
 
 from w2vlab._contract import InputError
+from w2vlab.model import _wespeaker
 from w2vlab.model._config import W2VBERT_PREPROCESSOR, HeadConfig, merge_config, normalise_pruning
 from w2vlab.model._encoder import SpeakerEncoder, build_encoder, count_parameters
 
@@ -81,6 +84,7 @@ class LoadedModel:
     source_sha256: dict[str, str]  # file name -> sha256 of the weights read
     preprocessor_config: dict[str, Any] | None  # the checkpoint's preprocessor_config.json, if any
     parameters: int = 0  # parameter count of the model
+    source: dict[str, Any] | None = None  # another toolkit's checkpoint: toolkit, config fields, file, sha256
 
 
 def feature_extractor_for(loaded: LoadedModel) -> Any:
@@ -334,15 +338,25 @@ def load_speaker_encoder(
     """Build the speaker encoder from local files, in eval mode.
 
     Args:
-        model_path: HF folder (``config.json`` + ``model.safetensors``) or a bare ``.safetensors``.
+        model_path: HF folder (``config.json`` + ``model.safetensors``), a bare ``.safetensors``,
+            or a WeSpeaker model/experiment directory (``config.yaml`` + ``avg_model.pt``).
         checkpoint: speaker checkpoint (``.safetensors`` or reference ``.pth``); default: the
-            folder's ``speaker_head.safetensors``.
+            folder's ``speaker_head.safetensors``.  WeSpeaker: e.g. ``models/model_N.pt``;
+            default ``avg_model.pt``, else ``models/avg_model.pt``.
         config: override JSON (path or dict) merged over the folder's ``config.json``; for a
-            bare weights file, the full config.
+            bare weights file, or a WeSpeaker ``model_name`` that is no local folder, the full config.
         strict: raise on missing / unexpected / mis-shaped keys (default).
-        lora_scaling: alpha / r for unmerged LoRA pairs (default: the reference recipe's 2.0).
+        lora_scaling: alpha / r for unmerged LoRA pairs (default: the reference recipe's 2.0);
+            a WeSpeaker directory takes it from ``config.yaml`` instead.
     """
     model_path = Path(model_path)
+    if _wespeaker.is_wespeaker_dir(model_path):
+        if lora_scaling is not None:
+            raise InputError(
+                f"{model_path} is a WeSpeaker directory: its LoRA scale is lora_alpha / r of "
+                f"{_wespeaker.CONFIG_FILE}'s dataset_args.w2vbert_args.lora_config_args; leave lora_scaling out"
+            )
+        return _load_wespeaker(model_path, checkpoint, config, strict)
     weights, base, override, preprocessor = _resolve_encoder(model_path, config)
     state = {"encoder." + k: v for k, v in read_state_dict(weights).items()}
     hashes = {weights.name: sha256_file(weights)}
@@ -357,7 +371,7 @@ def load_speaker_encoder(
     checkpoint = Path(checkpoint)
     head_state, notes = merge_lora({_rename(k): v for k, v in read_state_dict(checkpoint).items()}, lora_scaling)
     state.update(head_state)  # fine-tuned encoder weights in the checkpoint win over the base
-    state = {k: v.float() if v.is_floating_point() and v.dtype != torch.float32 else v for k, v in state.items()}
+    state = _float32(state)
     hashes[checkpoint.name] = sha256_file(checkpoint)
 
     encoder_config, pruning_notes = normalise_pruning(
@@ -370,6 +384,16 @@ def load_speaker_encoder(
         raise CheckpointMismatchError(f"{head_json} says {HeadConfig.load(head_json)} but the weights say {head}")
 
     model, report = _build_and_load(encoder_config, head, state, strict)
+    _log_load(report, checkpoint, notes)
+    return LoadedModel(model.eval(), encoder_config, head, notes, hashes, preprocessor, count_parameters(model))
+
+
+def _float32(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.float() if v.is_floating_point() and v.dtype != torch.float32 else v for k, v in state.items()}
+
+
+def _log_load(report: LoadReport, checkpoint: Path, notes: list[str]) -> None:
+    """Log a non-strict load's report and every note (appending the load's own note to ``notes``)."""
     if not report.ok:
         logger.warning("non-strict load of %s:\n%s", checkpoint, report)
         notes.append(
@@ -378,4 +402,53 @@ def load_speaker_encoder(
         )
     for note in notes:
         logger.info("config normalisation: %s", note)
-    return LoadedModel(model.eval(), encoder_config, head, notes, hashes, preprocessor, count_parameters(model))
+
+
+def _fill_masked_spec_embed(state: dict[str, torch.Tensor], encoder_config: Mapping[str, Any]) -> list[str]:
+    """WeSpeaker deletes the encoder's training-only ``masked_spec_embed`` (H,); give the model zeros for it."""
+    from transformers import Wav2Vec2BertConfig
+
+    cfg = Wav2Vec2BertConfig(**dict(encoder_config))
+    key = "encoder.masked_spec_embed"
+    if key in state or not (cfg.mask_time_prob > 0 or cfg.mask_feature_prob > 0):
+        return []
+    state[key] = torch.zeros(cfg.hidden_size)
+    return ["masked_spec_embed: absent (WeSpeaker removes this training-only vector), set to zeros"]
+
+
+def _load_wespeaker(
+    model_dir: Path, checkpoint: str | Path | None, config: str | Path | Mapping[str, Any] | None, strict: bool
+) -> LoadedModel:
+    """A WeSpeaker ``W2VBert_Adapter_MFA`` directory: ``config.yaml`` + its checkpoint (see ``_wespeaker``)."""
+    ws = _wespeaker.read_config(model_dir / _wespeaker.CONFIG_FILE)
+    override = read_json(config) if isinstance(config, (str, Path)) else dict(config or {})
+    base, preprocessor, notes = _wespeaker.resolve_encoder(ws, model_dir, bool(override))
+    checkpoint = Path(checkpoint) if checkpoint is not None else _wespeaker.default_checkpoint(model_dir)
+    mapped, dropped = _wespeaker.map_state(read_state_dict(checkpoint), ws)
+    state, merged = merge_lora({_rename(k): v for k, v in mapped.items()}, ws.lora_scaling if ws.use_lora else None)
+    state = _float32(state)
+    encoder_config, pruning_notes = normalise_pruning(
+        merge_config(base, override), {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
+    )
+    _wespeaker.check_encoder(ws, encoder_config)
+    notes += dropped + merged + pruning_notes + _fill_masked_spec_embed(state, encoder_config)
+    try:
+        model, report = _build_and_load(encoder_config, ws.head, state, strict)
+    except CheckpointMismatchError as e:
+        raise CheckpointMismatchError(
+            f"the WeSpeaker checkpoint {checkpoint.name} does not fit the model {_wespeaker.CONFIG_FILE} describes "
+            f"(its frontend.encoder.* keys are named encoder.* below): {e}"
+        ) from e
+    _log_load(report, checkpoint, notes)
+    sha = sha256_file(checkpoint)
+    source = _wespeaker.source_record(ws, sha256_file(model_dir / _wespeaker.CONFIG_FILE), checkpoint, sha)
+    return LoadedModel(
+        model.eval(),
+        encoder_config,
+        ws.head,
+        notes,
+        {checkpoint.name: sha},
+        preprocessor,
+        count_parameters(model),
+        source,
+    )

@@ -311,7 +311,9 @@ def _add_embed_corpus(sub) -> None:
     p.add_argument("--artifact", type=Path, help="exported artifact directory")
     p.add_argument("--format", choices=FORMATS, help=f"artifact file format (default {FORMATS[0]})")
     p.add_argument("--mode", choices=MODES, help="artifact mode (default: preprocessed when exported)")
-    p.add_argument("--model-path", type=Path, help="eager reference instead: HF folder or model.safetensors")
+    p.add_argument(
+        "--model-path", type=Path, help="eager reference instead: HF folder, model.safetensors or WeSpeaker directory"
+    )
     p.add_argument("--checkpoint", type=Path, help="speaker checkpoint (with --model-path)")
     p.add_argument("--config", type=Path, help="override JSON (with --model-path)")
     p.add_argument(
@@ -363,8 +365,10 @@ def _add_report(sub) -> None:
         help="run the export notebooks on a checkpoint (papermill): executed notebooks, "
         "HTML and an index.html with PASS / FAIL / ERROR per notebook",
     )
-    p.add_argument("--model-path", required=True, type=Path, help="HF folder or model.safetensors")
-    p.add_argument("--checkpoint", type=Path, help="speaker checkpoint (.safetensors or reference .pth)")
+    p.add_argument("--model-path", required=True, type=Path, help="HF folder, model.safetensors or WeSpeaker directory")
+    p.add_argument(
+        "--checkpoint", type=Path, help="speaker checkpoint (.safetensors, reference .pth, or a WeSpeaker model_N.pt)"
+    )
     p.add_argument("--config", type=Path, help="override JSON merged over the model's config.json")
     p.add_argument(
         "--audio",
@@ -392,8 +396,10 @@ def _add_export(sub) -> None:
     p.set_defaults(func=_demo_checkpoint)
 
     p = sub.add_parser("export", help="export to a verified TorchScript artifact directory")
-    p.add_argument("--model-path", required=True, type=Path, help="HF folder or model.safetensors")
-    p.add_argument("--checkpoint", type=Path, help="speaker checkpoint (.safetensors or reference .pth)")
+    p.add_argument("--model-path", required=True, type=Path, help="HF folder, model.safetensors or WeSpeaker directory")
+    p.add_argument(
+        "--checkpoint", type=Path, help="speaker checkpoint (.safetensors, reference .pth, or a WeSpeaker model_N.pt)"
+    )
     p.add_argument("--config", type=Path, help="override JSON merged over the model's config.json")
     p.add_argument("--mode", choices=(*MODES, "both"), default=MODES[0])
     p.add_argument(

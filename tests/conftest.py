@@ -11,12 +11,16 @@ import pytest
 from w2vlab.model._demo import write_demo_checkpoint
 
 DATA = Path(__file__).parent / "data"
-# Modules that take minutes (the two AOTInductor compiles alone take about 2 min with a cold
+# Modules that take minutes (the wheel's fresh venv, the two AOTInductor compiles with a cold
 # inductor cache): started first, so that the pytest-xdist workers of scripts/run_tests.sh end together.
-LONGEST_FIRST = ("test_cpp_consumer.py", "test_bench.py", "test_browser.py", "test_report.py")
+LONGEST_FIRST = ("test_wheel.py", "test_cpp_consumer.py", "test_bench.py", "test_browser.py", "test_report.py")
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: the notebooks' slow mark must be there by then
 def pytest_collection_modifyitems(items: list) -> None:
+    for item in items:
+        if item.path.suffix == ".ipynb":  # a whole tutorial in its own Jupyter kernel: the full suite's
+            item.add_marker(pytest.mark.slow)
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 

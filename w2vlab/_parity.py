@@ -43,7 +43,12 @@ class ParityBounds:
     """
 
     min_cosine: float = 0.99999  # a clip passes if cosine >= min_cosine ...
-    max_rel_diff: float | None = 1e-4  # ... and max|ref - cand| / max|ref| <= max_rel_diff
+    # ... and max|ref - cand| / max|ref| <= max_rel_diff.  1e-4: the absolute 1e-5 it replaces was 3.0e-5 of
+    # the smallest max|ref| of the demo on the quick suite (0.33 tiny, 0.41 small, 0.49 full), so every demo
+    # export keeps at least 3x its headroom; the worst measured is 1.3e-6 (tiny and small, waveform; ONNX
+    # waveform below).  Scaled to embedding norm 15 (max|ref| 3.4-8.7) the same exports measure the same
+    # relative values, while their absolute max|diff| reaches 6e-6 (TorchScript) and 1.2e-4 (ONNX waveform).
+    max_rel_diff: float | None = 1e-4
     # Clips of fewer than short_clip_samples samples (when the report knows each clip's length) are
     # held to short_clip_min_cosine instead: noise that stats pooling averages away over many frames
     # stays whole on a clip of one or two.  0 (the default) holds every clip to min_cosine.
@@ -93,12 +98,15 @@ class ParityBounds:
 
 # ONNX Runtime's DFT is not pocketfft (torch's and numpy's FFT), so the ONNX waveform program's
 # log-mels differ from HF's by an ulp in ~5% of values; per-bin normalisation amplifies that on
-# the shortest clips.  Measured on one 560-sample clip: 1.5e-5 ("small" demo), 4.7e-5 ("full",
-# cosine 1 - 3e-9); every other clip of the suite stays within 4e-6.
+# the shortest clips.  Measured on one 560-sample clip, max|diff| / max|ref|: 9.4e-6 (tiny demo),
+# 3.5e-5 ("small": 1.4e-5 of max|ref| 0.41), 9.6e-5 ("full": 4.7e-5 of 0.49, cosine 1 - 3e-9); every
+# other clip of the suite stays within 1e-5.  10x the default, as the absolute 1e-4 was, and at least
+# 4x the headroom that bound left (2.1x at full size).
 ONNX_WAVEFORM_MAX_REL_DIFF = 1e-3
 # Dynamic int8 (weights of every MatMul quantised per output channel, activations per call) is a
 # different model, not a bit-exact copy: it is held to cosine >= 0.999 as WeSpeaker's int8
-# exports are; max|diff| (measured 7e-3 tiny, 1e-2 full size) is recorded and only loosely bounded.
+# exports are; max|diff| (measured 7e-3 tiny, 1e-2 full size: 1.4e-2 to 2e-2 of max|ref|) is recorded
+# and only loosely bounded, to 0.5 of max|ref| (the absolute 0.1 it replaces was 0.2-0.3 of the demos').
 # Clips under 0.5 s are held to 0.998: at full size the quantisation noise of one or two feature
 # rows is not averaged away (cosine 0.99843-0.99862 on one row, 0.9988 on two, 0.9992 on three,
 # 0.9996 on nine, the stock ONNX graph the same), and no verification system scores such clips.

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from w2vlab._contract import EXTRACTOR_DIR, FILES, FORMATS, format_entries
+from w2vlab._parity import ParityBounds
 
 _PREPROCESSED_SNIPPET = """\
 ```python
@@ -252,8 +254,9 @@ def _parity_table(md: Mapping[str, Any]) -> list[str]:
 
 def _bounds_text(parity: Mapping[str, Any]) -> str:
     """What a file's parity summary bounded, in words: its ``bounded`` text, or for a summary written
-    before it existed, the absolute bounds it then held."""
+    before it existed (bounds of absolute max|diff|, no ``max_rel_diff``), the bounds it then held."""
     if "bounded" in parity:
         return parity["bounded"]
-    b = parity.get("bounds", {})
-    return f"cosine >= {b.get('min_cosine')}, absolute max|diff| <= {b.get('max_abs_diff')}"
+    fields = {f.name for f in dataclasses.fields(ParityBounds)}
+    old = {k: v for k, v in parity.get("bounds", {}).items() if k in fields}
+    return ParityBounds(**{"max_rel_diff": None, **old}).bounded()

@@ -84,7 +84,7 @@ def _max_diff_panel(report: ParityReport) -> tuple[list[float], float | None, st
 
 
 def plot_parity(report: ParityReport) -> Figure:
-    """Per-clip ``1 - cosine`` and max|diff| bars against the report's bounds.
+    """Per-clip ``1 - cosine`` and ``max|diff|`` bars against the report's bounds.
 
     The max|diff| panel draws the quantity the bounds hold: ``max|ref - cand| / max|ref|`` (scale-free),
     or the absolute max|diff| for bounds with only an absolute one.  Bars over their panel's bound (on

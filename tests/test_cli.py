@@ -35,13 +35,13 @@ def cli_artifact(cli_export) -> Path:
     return cli_export[0]
 
 
-# ParityReport.headline(): "<label>: PASS on <n> clips; worst cosine <c>, worst L2 <l2>, worst max|diff| <m>
-# (bounds: cosine >= <b>, max|diff| <= <b>)"
+# ParityReport.headline(): "<label>: PASS on <n> clips; worst cosine <c>, worst L2 <l2>, worst max|diff| <m>,
+# worst max|diff|/max|ref| <r> (bounds: cosine >= <b>, max|diff|/max|ref| <= <b>)"
 HEADLINE = re.compile(
     r"^(?P<mode>\w+) vs eager: (?P<verdict>PASS|FAIL)(?: \(\d+ clips\))? on (?P<n>\d+) clips; "
     r"worst cosine (?P<cos>\S+), "
-    r"worst L2 (?P<l2>\S+), worst max\|diff\| (?P<mad>\S+) \(bounds: cosine >= (?P<min_cos>\S+), "
-    r"max\|diff\| <= (?P<max_abs>\S+)\)$",
+    r"worst L2 (?P<l2>\S+), worst max\|diff\| (?P<mad>\S+), worst max\|diff\|/max\|ref\| (?P<rel>\S+) "
+    r"\(bounds: cosine >= (?P<min_cos>\S+), max\|diff\|/max\|ref\| <= (?P<max_rel>\S+)\)$",
     re.MULTILINE,
 )
 
@@ -59,8 +59,11 @@ def test_export_prints_parity_and_refuses_to_clobber(cli_export, tiny_dir, capsy
         assert float(line["cos"]) == pytest.approx(min(c["cosine"] for c in clips), abs=1e-9)
         assert float(line["l2"]) == pytest.approx(max(c["l2"] for c in clips), rel=1e-2, abs=1e-30)
         assert float(line["mad"]) == pytest.approx(max(c["max_abs_diff"] for c in clips), rel=1e-2, abs=1e-30)
-        assert (float(line["min_cos"]), float(line["max_abs"])) == (bounds["min_cosine"], bounds["max_abs_diff"])
-        within = all(c["cosine"] >= bounds["min_cosine"] and c["max_abs_diff"] <= bounds["max_abs_diff"] for c in clips)
+        rels = [c["max_abs_diff"] / c["max_abs_ref"] for c in clips]  # the bounded quantity, recomputed
+        assert float(line["rel"]) == pytest.approx(max(rels), rel=1e-2, abs=1e-30)
+        assert (float(line["min_cos"]), float(line["max_rel"])) == (bounds["min_cosine"], bounds["max_rel_diff"])
+        assert "relative max|diff| (max|ref - cand| / max|ref|) <=" in parity[mode]["bounded"]
+        within = all(c["cosine"] >= bounds["min_cosine"] and r <= bounds["max_rel_diff"] for c, r in zip(clips, rels))
         assert line["verdict"] == ("PASS" if within else "FAIL") == "PASS"
     assert f"per-clip numbers in {out / 'parity.json'}" in printed
     assert main(["export", "--model-path", str(tiny_dir), "--output", str(out)]) == 2

@@ -120,6 +120,44 @@ def test_metadata_is_complete_and_has_no_paths(exported, tiny_dir):
     assert json.loads(extra["metadata.json"]) == md
 
 
+BOUNDED = "cosine >= 0.99999, relative max|diff| (max|ref - cand| / max|ref|) <= 1.0e-04 per clip"
+
+
+def test_parity_json_metadata_and_card_say_what_is_bounded(exported):
+    """The relative max|diff| is what is bounded, and each clip's max|ref| is recorded beside the absolute
+    max|diff|; the preprocessed archive stays exact (0 absolute, so 0 relative)."""
+    summary = json.loads((exported / "metadata.json").read_text())["artifacts"]["preprocessed"]["formats"]
+    summary = summary["torchscript"]["parity"]
+    assert summary["bounded"] == BOUNDED and summary["bounds"]["max_abs_diff"] is None
+    assert summary["worst_max_abs_diff"] == 0.0 == summary["worst_max_rel_diff"]
+    report = json.loads((exported / "parity.json").read_text())["preprocessed"]
+    assert report["bounded"] == BOUNDED and len(report["clips"]) > 20
+    for clip in report["clips"]:
+        assert clip["max_abs_ref"] > 0.1 and clip["max_abs_diff"] == 0.0 == clip["max_rel_diff"]
+    card = (exported / "README.md").read_text()
+    assert BOUNDED.replace("|", "\\|") in card and "max|ref - cand| / max|ref|" in card
+
+
+def test_metadata_written_before_relative_bounds_still_reads(exported):
+    """An artifact exported before the bounds were relative (absolute bound, no relative values) still
+    validates and gets a card that states its absolute bound."""
+    from w2vlab._contract import validate_metadata
+    from w2vlab.export._card import render_model_card
+
+    md = json.loads((exported / "metadata.json").read_text())
+    parity = md["artifacts"]["preprocessed"]["formats"]["torchscript"]["parity"]
+    for key in ("bounded", "worst_max_rel_diff"):
+        del parity[key]
+    parity["bounds"] = {
+        "min_cosine": 0.99999,
+        "max_abs_diff": 1e-5,
+        "short_clip_samples": 0,
+        "short_clip_min_cosine": 1.0,
+    }
+    row = [line for line in render_model_card(validate_metadata(md)).splitlines() if line.startswith("| preprocessed")]
+    assert len(row) == 1 and "| 0 | - | cosine >= 0.99999, absolute max\\|diff\\| <= 1.0e-05 per clip |" in row[0]
+
+
 def test_existing_artifact_is_not_overwritten(exported, tiny_dir):
     before = {p: p.read_bytes() for p in exported.rglob("*") if p.is_file()}
     with pytest.raises(FileExistsError, match="--force"):

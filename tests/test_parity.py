@@ -19,7 +19,7 @@ def test_identical_inputs_are_exact(embeddings):
     report = compare(embeddings, embeddings.clone())
     assert [c.name for c in report.clips] == ["clip0", "clip1", "clip2", "clip3"]
     for c in report.clips:
-        assert (c.cosine, c.l2, c.max_abs_diff) == (1.0, 0.0, 0.0)  # exact: nothing to round
+        assert (c.cosine, c.l2, c.max_abs_diff, c.max_rel_diff) == (1.0, 0.0, 0.0, 0.0)  # exact: nothing to round
     assert report.passed and report.failures == ()
 
 
@@ -29,6 +29,7 @@ def test_cosine_matches_hand_computed_values():
     assert cosines == pytest.approx([0.0, 1 / math.sqrt(2), -1.0], abs=1e-15)
     assert report.clips[1].l2 == pytest.approx(1.0, abs=1e-15)  # ||[0, -1]||
     assert report.clips[2].max_abs_diff == pytest.approx(3.0, abs=1e-15)
+    assert [c.max_rel_diff for c in report.clips] == pytest.approx([1.0, 1.0, 3.0], abs=1e-15)  # max|ref| is 1
     assert report.worst_cosine == pytest.approx(-1.0) and report.failures == ("clip0", "clip1", "clip2")
 
 
@@ -53,19 +54,64 @@ def test_inputs_accepted_in_every_form(embeddings):
 
 
 def test_bounds_decide():
-    report = compare([[1.0, 0.0]], [[1.0, 2e-5]], bounds=ParityBounds(min_cosine=0.999, max_abs_diff=1e-4))
-    assert report.passed
-    assert not compare([[1.0, 0.0]], [[1.0, 2e-5]]).passed  # default max_abs_diff=1e-5
+    ref = [[2.0, 0.0]]  # max|ref| = 2: a max|diff| of 4e-4 is 2e-4 of it
+    assert compare(ref, [[2.0, 4e-4]], bounds=ParityBounds(min_cosine=0.999, max_rel_diff=1e-3)).passed
+    assert not compare(ref, [[2.0, 4e-4]]).passed  # default: max|diff| / max|ref| <= 1e-4
+    assert compare(ref, [[2.0, 1.8e-4]]).passed  # 0.9e-4 relative
+    assert not compare(ref, [[2.0, 1.8e-4]], bounds=ParityBounds(max_abs_diff=1e-4)).passed  # an absolute bound too
+    assert compare(ref, [[2.0, 4e-4]], bounds=ParityBounds(max_rel_diff=None, max_abs_diff=1e-3)).passed
+    exact = ParityBounds(max_rel_diff=0.0)
+    assert compare(ref, ref, bounds=exact).passed and not compare(ref, [[2.0, 1e-300]], bounds=exact).passed
     with pytest.raises(ValueError, match="min_cosine"):
         ParityBounds(min_cosine=1.5)
-    with pytest.raises(ValueError, match="max_abs_diff"):
-        ParityBounds(max_abs_diff=-1.0)
+    for name in ("max_rel_diff", "max_abs_diff"):
+        with pytest.raises(ValueError, match=f"{name}=-1.0; expected a non-negative number"):
+            ParityBounds(**{name: -1.0})
+        with pytest.raises(ValueError, match=name):
+            ParityBounds(**{name: float("nan")})
+
+
+@pytest.mark.parametrize("rel_error, passes", [(3e-5, True), (1e-3, False)])
+def test_verdict_does_not_depend_on_the_embedding_scale(embeddings, rel_error, passes):
+    """Both sides multiplied by one factor: max|diff| scales with it, the relative max|diff| and cosine
+    do not, and neither does the verdict of the default bounds."""
+    ref = embeddings.double().numpy()
+    noise = np.random.default_rng(1).uniform(-1.0, 1.0, ref.shape)
+    cand = ref + rel_error * np.abs(ref).max(axis=1, keepdims=True) * noise  # max|diff| / max|ref| <= rel_error
+    base = compare(ref, cand)
+    assert base.worst_max_rel_diff == pytest.approx(rel_error, rel=0.1)  # the worst of 64 uniform draws
+    for scale in (1e-3, 0.1, 1.0, 15.0, 100.0, 1e4):
+        report = compare(scale * ref, scale * cand)
+        assert report.passed is passes, (scale, report.headline())
+        assert report.worst_max_abs_diff == pytest.approx(scale * base.worst_max_abs_diff, rel=1e-9)
+        for c, b in zip(report.clips, base.clips):
+            assert c.max_rel_diff == pytest.approx(b.max_rel_diff, rel=1e-9)
+            assert c.cosine == pytest.approx(b.cosine, abs=1e-15)
+    absolute = ParityBounds(max_rel_diff=None, max_abs_diff=1e-5)  # the old default: depends on the scale
+    assert [compare(s * ref, s * cand, bounds=absolute).passed for s in (1e-3, 1e4)] == [True, False]
+
+
+def test_the_issue_s_norm_15_export_passes():
+    """Issue #26: a trained student's embedding (norm 15) off by 2e-5 in one value, cosine 1 - 3.5e-11:
+    a correct export that the old absolute bound (1e-5) refused; a relative error of 1e-3 still fails."""
+    ref = np.random.default_rng(0).standard_normal((1, 256))
+    ref *= 15.0 / np.linalg.norm(ref)
+    cand = ref.copy()
+    cand[0, 7] += 2e-5
+    report = compare(ref, cand)
+    assert report.passed and report.worst_max_abs_diff == pytest.approx(2e-5, rel=1e-6)
+    assert 1.0 - report.worst_cosine < 1e-10
+    assert not compare(ref, cand, bounds=ParityBounds(max_rel_diff=None, max_abs_diff=1e-5)).passed
+    off = ref + 1e-3 * np.abs(ref).max()
+    assert not compare(ref, off).passed
 
 
 def test_short_clips_have_their_own_cosine_bound():
     """A clip under ``short_clip_samples`` is held to ``short_clip_min_cosine``; longer ones, and
     clips of unknown length, to ``min_cosine``."""
-    bounds = ParityBounds(min_cosine=0.999, max_abs_diff=1.0, short_clip_samples=8000, short_clip_min_cosine=0.99)
+    bounds = ParityBounds(
+        min_cosine=0.999, max_rel_diff=None, max_abs_diff=1.0, short_clip_samples=8000, short_clip_min_cosine=0.99
+    )
     angle = np.arccos(0.995)  # every candidate row at cosine 0.995 from its reference
     ref, cand = [[1.0, 0.0]] * 3, [[np.cos(angle), np.sin(angle)]] * 3
     names = ["short", "long", "longer"]
@@ -86,6 +132,16 @@ def test_int8_bounds_keep_their_short_clip_bound():
     b = format_bounds("onnx-int8", "waveform")
     assert (b.min_cosine, b.short_clip_samples, b.short_clip_min_cosine) == (0.999, 8000, 0.998)
     assert format_bounds("onnx", "preprocessed").short_clip_samples == 0
+    assert b.max_rel_diff == 0.5 and b.max_abs_diff is None  # int8: judged by cosine, max|diff| loosely bounded
+
+
+def test_format_bounds_loosen_only_what_they_name():
+    assert format_bounds("torchscript", "waveform") == ParityBounds() == format_bounds("aoti", "preprocessed")
+    assert format_bounds("onnx", "preprocessed") == ParityBounds()
+    onnx_wave = format_bounds("onnx", "waveform")
+    assert (onnx_wave.min_cosine, onnx_wave.max_rel_diff) == (0.99999, 1e-3)
+    assert format_bounds("onnx", "waveform", ParityBounds(max_rel_diff=None)).max_rel_diff is None  # never tighter
+    assert format_bounds("onnx", "waveform", ParityBounds(max_rel_diff=0.0)).max_rel_diff == 1e-3
     loose = format_bounds("onnx-int8", "preprocessed", ParityBounds(min_cosine=0.99))
     assert (loose.min_cosine, loose.short_clip_min_cosine) == (0.99, 0.99)  # never tighter on short clips
 
@@ -93,6 +149,7 @@ def test_int8_bounds_keep_their_short_clip_bound():
 def test_zero_rows():
     report = compare([[0.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [1.0, 0.0]])
     assert [c.cosine for c in report.clips] == [1.0, 0.0]
+    assert [c.max_rel_diff for c in report.clips] == [0.0, math.inf]  # a zero reference: any difference is infinite
 
 
 def test_shape_mismatch_names_both_shapes():
@@ -123,7 +180,13 @@ def test_to_dict_is_json_and_markdown_has_one_row_per_clip(embeddings):
     """Summary and per-clip values against a known perturbation, computed here with numpy."""
     reference = embeddings.double().numpy()
     candidate = reference.copy()
-    offsets = [1e-6, 2e-6, 3e-6, 2e-5]  # one entry of row i moved by offsets[i]: clip3 breaks max|diff| <= 1e-5
+    offsets = [
+        1e-6,
+        2e-6,
+        3e-6,
+        1e-3,
+    ]  # one entry of row i moved by offsets[i]: clip3 breaks max|diff|/max|ref| <= 1e-4
+    max_ref = np.abs(reference).max(axis=1)  # each row's max|ref|: 1.3-2.2 for these rows
     for i, delta in enumerate(offsets):
         candidate[i, i] += delta
     report = compare(embeddings, candidate, label="eager vs script")
@@ -136,6 +199,8 @@ def test_to_dict_is_json_and_markdown_has_one_row_per_clip(embeddings):
             "l2": pytest.approx(delta, rel=1e-6),
             "max_abs_diff": pytest.approx(delta, rel=1e-6),
             "num_samples": None,
+            "max_abs_ref": max_ref[i],
+            "max_rel_diff": pytest.approx(delta / max_ref[i], rel=1e-6),
         }
         for i, delta in enumerate(offsets)
     ]
@@ -145,9 +210,17 @@ def test_to_dict_is_json_and_markdown_has_one_row_per_clip(embeddings):
         "passed": False,
         "failures": ["clip3"],
         "worst_cosine": pytest.approx(min(cosines), abs=1e-14),
-        "worst_l2": pytest.approx(2e-5, rel=1e-6),
-        "worst_max_abs_diff": pytest.approx(2e-5, rel=1e-6),
-        "bounds": {"min_cosine": 0.99999, "max_abs_diff": 1e-5, "short_clip_samples": 0, "short_clip_min_cosine": 1.0},
+        "worst_l2": pytest.approx(1e-3, rel=1e-6),
+        "worst_max_abs_diff": pytest.approx(1e-3, rel=1e-6),
+        "worst_max_rel_diff": pytest.approx(1e-3 / max_ref[3], rel=1e-6),
+        "bounded": "cosine >= 0.99999, relative max|diff| (max|ref - cand| / max|ref|) <= 1.0e-04 per clip",
+        "bounds": {
+            "min_cosine": 0.99999,
+            "max_rel_diff": 1e-4,
+            "short_clip_samples": 0,
+            "short_clip_min_cosine": 1.0,
+            "max_abs_diff": None,
+        },
     }
     assert report.summary() == summary
     assert {k: v for k, v in d.items() if k != "clips"} == summary
@@ -180,3 +253,13 @@ def test_report_needs_clips():
     with pytest.raises(ValueError, match="at least one clip"):
         ParityReport(())
     assert ParityReport([ClipParity("a", 1.0, 0.0, 0.0)]).clips == (ClipParity("a", 1.0, 0.0, 0.0),)
+
+
+def test_a_clip_of_unknown_scale_fails_a_relative_bound():
+    """A hand-made clip without max|ref| has no relative max|diff|: never a silent pass."""
+    clip = ClipParity("a", 1.0, 0.0, 0.0)
+    assert clip.max_rel_diff is None and not clip.passed(ParityBounds())
+    assert clip.passed(ParityBounds(max_rel_diff=None, max_abs_diff=0.0))
+    report = ParityReport([clip])
+    assert report.worst_max_rel_diff is None and report.failures == ("a",)
+    assert "max|diff|/max|ref| unknown" in report.headline() and "| unknown | FAIL |" in report.to_markdown()

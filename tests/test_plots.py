@@ -11,7 +11,7 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from w2vlab._parity import compare
+from w2vlab._parity import ParityBounds, compare
 from w2vlab.lab import _plots as plots
 
 
@@ -50,12 +50,27 @@ def test_plot_parity_bars_bounds_and_failure_colour(embeddings):
         assert len(_bars(ax)) == len(report.clips)
         assert ax.get_yscale() == "log"
         assert len(_dashed_lines(ax)) == 1  # the bound
-    assert _dashed_lines(ax_max)[0].get_ydata()[0] == pytest.approx(report.bounds.max_abs_diff)
+    assert _dashed_lines(ax_max)[0].get_ydata()[0] == pytest.approx(1e-4)  # the default relative bound
+    assert ax_max.get_ylabel() == "max |diff| / max |ref|"  # the bounded quantity, not the absolute one
+    heights = [bar.get_height() for bar in _bars(ax_max)]
+    max_ref = embeddings.double().abs().max(dim=1).values  # (N,)
+    assert heights[3] == pytest.approx(1e-3 / float(max_ref[3]), rel=1e-4)
     colors = [to_rgba(bar.get_facecolor()) for bar in _bars(ax_max)]
     assert colors[3] != colors[0] and colors.count(colors[0]) == 4  # only clip3 breaches max|diff|
     assert "0" in [t.get_text() for t in ax_max.texts]
     assert fig._suptitle.get_text() == "eager vs script: FAIL (1/5 clips)"
     fig.savefig(__import__("io").BytesIO(), format="png")  # renders headless
+
+
+def test_plot_parity_draws_an_absolute_bound_where_only_that_is_held(embeddings):
+    candidate = embeddings.double() + 2e-5
+    report = compare(embeddings, candidate, bounds=ParityBounds(max_rel_diff=None, max_abs_diff=1e-5))
+    ax_max = plots.plot_parity(report).axes[1]
+    assert ax_max.get_ylabel() == "max |diff|"
+    assert _dashed_lines(ax_max)[0].get_ydata()[0] == pytest.approx(1e-5)
+    assert [bar.get_height() for bar in _bars(ax_max)] == pytest.approx([2e-5] * 5, rel=1e-6)
+    unbounded = compare(embeddings, candidate, bounds=ParityBounds(max_rel_diff=None))
+    assert _dashed_lines(plots.plot_parity(unbounded).axes[1]) == []  # nothing held: no line
 
 
 def test_plot_parity_all_pass_title(embeddings):

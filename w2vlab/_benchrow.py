@@ -55,6 +55,7 @@ class FormatRow(TypedDict, total=False):
     cosine: float | dict[str, float]  # a candidate's: per parity clip
     worst_cosine: float  # candidates only
     max_abs_diff: float
+    max_rel_diff: float  # formats only: max|diff| / max|ref|, what the parity bounds hold
     bytes: int  # formats only: the file's size
 
 

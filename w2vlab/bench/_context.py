@@ -209,6 +209,7 @@ def time_format(ctx: BenchContext, fmt: str, runner: Callable[..., torch.Tensor]
         RATIO_VS_EAGER: t / t_eager,
         COSINE: parity.worst_cosine,
         "max_abs_diff": parity.worst_max_abs_diff,
+        "max_rel_diff": parity.worst_max_rel_diff,  # max|diff| / max|ref|: what the parity bounds hold
         "bytes": file_bytes(ctx.file(fmt)),
     }
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from typing import Any
 
 from w2vlab._contract import EXTRACTOR_DIR, FILES, FORMATS, format_entries
+from w2vlab._parity import ParityBounds
 
 _PREPROCESSED_SNIPPET = """\
 ```python
@@ -78,7 +80,10 @@ def render_model_card(metadata: Mapping[str, Any], dirname: str = "w2vbert_speak
         *_parity_table(md),
         "",
         "Parity was measured after saving and reloading each file, against HF's feature "
-        "extractor and the eager PyTorch model; per-clip numbers are in `parity.json`.",
+        "extractor and the eager PyTorch model; per-clip numbers are in `parity.json`. Each clip is held "
+        "to a cosine bound and to a bound on its max|diff| relative to the largest value of its eager "
+        "embedding (max|ref - cand| / max|ref|), so the bounds do not depend on the checkpoint's embedding "
+        "scale; the absolute max|diff| is shown beside it.",
         "",
         "## Usage (needs only torch and transformers)",
         "",
@@ -235,10 +240,13 @@ def _gpu_section(md: Mapping[str, Any], dirname: str) -> list[str]:
 
 
 def _parity_table(md: Mapping[str, Any]) -> list[str]:
-    """One Markdown row per file: mode, format, file, inputs, worst cosine and max|diff|, clips."""
+    """One Markdown row per file: mode, format, file, inputs, worst cosine, worst max|diff| (absolute and
+    relative to max|ref|), the bounds it was held to, clips.  Metadata written before the bounds were
+    relative has no relative value (shown as "-") and states its absolute bound."""
     lines = [
-        "| mode | format | file | inputs | worst cosine | worst max abs diff | clips |",
-        "|---|---|---|---|---|---|---|",
+        "| mode | format | file | inputs | worst cosine | worst max abs diff | worst max abs diff / max abs ref "
+        "| bounds (per clip) | clips |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for mode, art in md["artifacts"].items():
         inputs = ", ".join(
@@ -247,8 +255,21 @@ def _parity_table(md: Mapping[str, Any]) -> list[str]:
         entries = format_entries(md, mode)
         for fmt in sorted(entries, key=FORMATS.index):
             p = entries[fmt]["parity"]
+            rel = p.get("worst_max_rel_diff")
+            bounds = _bounds_text(p).replace("|", "\\|")  # a table cell: escape the pipes of max|diff|
             lines.append(
                 f"| {mode} | {fmt} | `{entries[fmt]['file']}` | {inputs} | {p['worst_cosine']:.9f} | "
-                f"{p['worst_max_abs_diff']:.3g} | {p['n_clips']} |"
+                f"{p['worst_max_abs_diff']:.3g} | {'-' if rel is None else f'{rel:.3g}'} | "
+                f"{bounds} | {p['n_clips']} |"
             )
     return lines
+
+
+def _bounds_text(parity: Mapping[str, Any]) -> str:
+    """What a file's parity summary bounded, in words: its ``bounded`` text, or for a summary written
+    before it existed (bounds of absolute max|diff|, no ``max_rel_diff``), the bounds it then held."""
+    if "bounded" in parity:
+        return parity["bounded"]
+    fields = {f.name for f in dataclasses.fields(ParityBounds)}
+    old = {k: v for k, v in parity.get("bounds", {}).items() if k in fields}
+    return ParityBounds(**{"max_rel_diff": None, **old}).bounded()

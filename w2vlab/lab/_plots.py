@@ -53,31 +53,43 @@ def _log_floor(values: Sequence[float]) -> float:
 
 
 def _parity_panel(
-    ax: Any, names: list[str], values: list[float], failed: list[bool], bound: float, ylabel: str
+    ax: Any, names: list[str], values: list[float], failed: list[bool], bound: float | None, ylabel: str
 ) -> None:
-    floor = _log_floor([*values, bound])
+    """One panel of bars on a log axis, with ``bound`` as a dashed line (None: no bound)."""
+    finite = [v for v in (*values, bound) if v is not None and math.isfinite(v)]
+    floor = _log_floor(finite)
     x = np.arange(len(values))
     colors = [FAIL_COLOR if f else PASS_COLOR for f in failed]
     ax.bar(x, [max(v, floor) for v in values], color=colors)
     for i, v in enumerate(values):
         if v == 0:
             ax.annotate("0", (i, floor), ha="center", va="bottom", fontsize=8)
-    if bound > 0:
+    if bound is not None and 0 < bound < math.inf:
         ax.axhline(bound, label=f"bound {bound:.1e}", **BOUND_STYLE)
         ax.legend(loc="upper right", fontsize=8)
     ax.set_yscale("log")
-    ax.set_ylim(floor / 2, max([*values, bound, floor]) * 20)
+    ax.set_ylim(floor / 2, max([*finite, floor]) * 20)
     slant = len(names) > 6 or max(map(len, names)) > 12  # long or many names would overlap
     ax.set_xticks(x, names, rotation=45 if slant else 0, ha="right" if slant else "center")
     ax.set_ylabel(ylabel)
 
 
+def _max_diff_panel(report: ParityReport) -> tuple[list[float], float | None, str]:
+    """(per-clip values, bound or None, y label) of the max|diff| panel: the relative max|diff| unless the
+    bounds hold only the absolute one (or a clip's scale is unknown)."""
+    b, rels = report.bounds, [c.max_rel_diff for c in report.clips]
+    if None in rels or (b.max_rel_diff is None and b.max_abs_diff is not None):
+        return [c.max_abs_diff for c in report.clips], b.max_abs_diff, "max |diff|"
+    return rels, b.max_rel_diff, "max |diff| / max |ref|"
+
+
 def plot_parity(report: ParityReport) -> Figure:
     """Per-clip ``1 - cosine`` and ``max|diff|`` bars against the report's bounds.
 
-    Bars over their panel's bound (on the cosine panel, a short clip's own bound) are red; zeros are
-    drawn at a floor a decade below the smallest positive value and marked "0"; names of failing
-    clips are red on both panels.
+    The max|diff| panel draws the quantity the bounds hold: ``max|ref - cand| / max|ref|`` (scale-free),
+    or the absolute max|diff| for bounds with only an absolute one.  Bars over their panel's bound (on
+    the cosine panel, a short clip's own bound) are red; zeros are drawn at a floor a decade below the
+    smallest positive value and marked "0"; names of failing clips are red on both panels.
     """
     if not isinstance(report, ParityReport):
         raise TypeError(
@@ -88,9 +100,10 @@ def plot_parity(report: ParityReport) -> Figure:
     fig = Figure(figsize=(min(16.0, max(8.0, 0.5 * len(names) + 4)), 3.6), layout="constrained")
     ax_cos, ax_max = fig.subplots(1, 2)
     cos_failed = [c.cosine < b.min_cosine_for(c.num_samples) for c in clips]  # short clips: their own bound
-    max_failed = [c.max_abs_diff > b.max_abs_diff for c in clips]
+    values, bound, ylabel = _max_diff_panel(report)
+    max_failed = [bound is not None and v > bound for v in values]
     _parity_panel(ax_cos, names, [1.0 - c.cosine for c in clips], cos_failed, 1.0 - b.min_cosine, "1 - cosine")
-    _parity_panel(ax_max, names, [c.max_abs_diff for c in clips], max_failed, b.max_abs_diff, "max |diff|")
+    _parity_panel(ax_max, names, values, max_failed, bound, ylabel)
     failing = set(report.failures)
     for ax in (ax_cos, ax_max):
         for tick in ax.get_xticklabels():

@@ -50,7 +50,7 @@ def test_plot_parity_bars_bounds_and_failure_colour(embeddings):
         assert len(_bars(ax)) == len(report.clips)
         assert ax.get_yscale() == "log"
         assert len(_dashed_lines(ax)) == 1  # the bound
-    assert _dashed_lines(ax_max)[0].get_ydata()[0] == pytest.approx(1e-4)  # the default relative bound
+    assert _dashed_lines(ax_max)[0].get_ydata()[0] == pytest.approx(3e-5)  # the default relative bound
     assert ax_max.get_ylabel() == "max |diff| / max |ref|"  # the bounded quantity, not the absolute one
     heights = [bar.get_height() for bar in _bars(ax_max)]
     max_ref = embeddings.double().abs().max(dim=1).values  # (N,)

@@ -55,6 +55,29 @@ def test_sources_ship_in_the_package_and_builds_go_outside_it(monkeypatch, tmp_p
     assert not (tmp_path / "out").exists()
 
 
+def test_a_build_folder_configured_for_other_sources_is_configured_again(monkeypatch, tmp_path):
+    """A build folder from before the sources moved into the package (its cache names the old folder)
+    is configured from scratch, not built against sources that are gone; a current one is only built."""
+    import torch
+
+    calls = []
+    monkeypatch.setattr(cpp_consumer, "missing_build_tools", lambda: [])
+    monkeypatch.setattr(cpp_consumer, "_cmake", lambda *args: calls.append(args[0]))
+    build = tmp_path / "build"
+    build.mkdir()
+    prefix = torch.utils.cmake_prefix_path
+    stale = f"CMAKE_PREFIX_PATH:UNINITIALIZED={prefix}\nCMAKE_HOME_DIRECTORY:INTERNAL={tmp_path / 'cpp'}\n"
+    (build / "CMakeCache.txt").write_text(stale)
+    cpp_consumer.cmake_build(build)
+    assert calls == ["-S", "--build"] and not (build / "CMakeCache.txt").exists()  # wiped, configured, built
+    build.mkdir(exist_ok=True)
+    current = f"CMAKE_PREFIX_PATH:UNINITIALIZED={prefix}\nCMAKE_HOME_DIRECTORY:INTERNAL={cpp_consumer.SOURCES}\n"
+    (build / "CMakeCache.txt").write_text(current)
+    calls.clear()
+    cpp_consumer.cmake_build(build)
+    assert calls == ["--build"] and (build / "CMakeCache.txt").read_text() == current
+
+
 @pytest.fixture(scope="session")
 def program() -> Path:
     try:

@@ -102,8 +102,11 @@ def cmake_build(build_dir: str | Path | None = None) -> Path:
     with open(build_dir.parent / f".{build_dir.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         cache = build_dir / "CMakeCache.txt"
-        if not cache.is_file() or f"CMAKE_PREFIX_PATH:UNINITIALIZED={prefix}\n" not in cache.read_text():
-            shutil.rmtree(build_dir, ignore_errors=True)  # first build, or another torch: configure from scratch
+        facts = (f"CMAKE_PREFIX_PATH:UNINITIALIZED={prefix}\n", f"CMAKE_HOME_DIRECTORY:INTERNAL={SOURCES}\n")
+        if not cache.is_file() or not all(fact in cache.read_text() for fact in facts):
+            # first build, another torch, or a folder configured for other sources (the sources moved
+            # into the package; a build folder from before points at the old ones): from scratch
+            shutil.rmtree(build_dir, ignore_errors=True)
             configure = ["-S", str(SOURCES), "-B", str(build_dir), f"-DCMAKE_PREFIX_PATH={prefix}"]
             _cmake(*configure, "-DCMAKE_BUILD_TYPE=Release")
         _cmake("--build", str(build_dir), "-j", str(os.cpu_count() or 1))

@@ -52,6 +52,7 @@ def _failures(out: Path) -> dict[str, str]:
     return {key: reason for key, _, reason in rows}
 
 
+@pytest.mark.slow  # starts a local Ray cluster (GCS server, raylet, actors)
 def test_ray_engine_equals_local(ray_local, corpus, embedder, tmp_path):
     from w2vlab.corpus._ray import run_ray
 
@@ -68,6 +69,7 @@ def test_ray_engine_equals_local(ray_local, corpus, embedder, tmp_path):
     assert abs(local.audio_seconds - remote.audio_seconds) < 1e-6
 
 
+@pytest.mark.slow  # starts a local Ray cluster (GCS server, raylet, actors)
 def test_ray_engine_resumes_a_local_run(ray_local, corpus, embedder, tmp_path):
     from w2vlab.corpus._ray import run_ray
 
@@ -104,6 +106,7 @@ def test_ray_engine_without_ray_says_what_to_install(monkeypatch, corpus, tmp_pa
     assert not (tmp_path / "o").exists()  # refused before any work
 
 
+@pytest.mark.slow  # starts a local Ray cluster (GCS server, raylet, actors)
 def test_ray_actors_refuse_another_embedder(ray_local, corpus, embedder, tmp_path):
     """An actor that builds a different embedder (another artifact on a cluster node) fails the run."""
     from w2vlab.corpus._ray import run_ray

@@ -57,6 +57,7 @@ from torch.utils.data import DataLoader, Dataset
 from w2vlab._atomic import write_json
 from w2vlab._audio import prepare_clip, read_audio
 from w2vlab._contract import CORPUS_ARK, CORPUS_SCP, InputError, file_entry
+from w2vlab._version import __version__
 from w2vlab.runtime._artifact import load_artifact
 from w2vlab.runtime._prepare import Preparer
 
@@ -623,11 +624,7 @@ def _measure(items: Sequence[CorpusItem], writer: CorpusWriter, bar: Any) -> lis
 
 
 def _versions() -> dict[str, str]:
-    try:
-        w2vlab = importlib.metadata.version("w2vlab")
-    except importlib.metadata.PackageNotFoundError:
-        w2vlab = "unknown"
-    return {"w2vlab": w2vlab, "torch": torch.__version__, "kaldiio": importlib.metadata.version("kaldiio")}
+    return {"w2vlab": __version__, "torch": torch.__version__, "kaldiio": importlib.metadata.version("kaldiio")}
 
 
 def embed_corpus(

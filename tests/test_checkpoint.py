@@ -47,8 +47,15 @@ def test_head_config_written_with_the_old_key_still_loads(tmp_path, tiny_dir):
     old = tmp_path / "old"
     shutil.copytree(tiny_dir, old)
     saved = json.loads((old / "speaker_head.json").read_text())
-    assert saved == {"n_mfa_layers": -1, "adapter_dim": 16, "attention_channels": 16, "embedding_dim": 32}
+    assert saved == {
+        "n_mfa_layers": -1,
+        "adapter_dim": 16,
+        "attention_channels": 16,
+        "embedding_dim": 32,
+        "pooling": "masked",
+    }
     saved["embd_dim"] = saved.pop("embedding_dim")  # the layout of earlier files
+    del saved["pooling"]  # nor did they name a pooling: w2vlab's own head then pools masked
     (old / "speaker_head.json").write_text(json.dumps(saved))
     loaded = load_speaker_encoder(old)
     assert loaded.head == load_speaker_encoder(tiny_dir).head == HeadConfig(-1, 16, 16, 32)

@@ -81,7 +81,7 @@ def test_embed_score_info(cli_artifact, speech_files, tmp_path, capsys):
     score = float(capsys.readouterr().out)
     assert score == pytest.approx(art.score(torch.from_numpy(embeddings[0]), torch.from_numpy(embeddings[1])), abs=1e-6)
     assert main(["info", str(cli_artifact)]) == 0
-    assert json.loads(capsys.readouterr().out)["format"] == "w2vlab-artifact/2"
+    assert json.loads(capsys.readouterr().out)["format"] == "w2vlab-artifact/3"
 
 
 def test_verify_passes_for_its_model_and_fails_for_another(cli_artifact, tiny_dir, tmp_path, capsys):

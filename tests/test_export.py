@@ -107,7 +107,7 @@ def test_pruned_demo_exports_and_matches_eager(tmp_path, pruned_dir):
 def test_metadata_is_complete_and_has_no_paths(exported, tiny_dir):
     text = (exported / "metadata.json").read_text()
     md = json.loads(text)
-    assert md["format"] == "w2vlab-artifact/2"
+    assert md["format"] == "w2vlab-artifact/3"
     assert md["export"]["path"] == "trace" and "Wav2Vec2BertConfig" in md["export"]["script_error"]
     assert md["feature_dim"] == 160 and md["sample_rate"] == 16000 and md["min_num_samples"] == 560
     assert set(md["versions"]) >= {"torch", "transformers", "numpy"}
@@ -172,8 +172,8 @@ def test_failed_parity_writes_nothing_and_keeps_previous(tmp_path, tiny_dir, mon
 
     real_candidate_fn = export_mod.candidate_fn
 
-    def off_by_a_bit(mode, artifact, fe):  # a broken export: every embedding 1e-3 off
-        embed = real_candidate_fn(mode, artifact, fe)
+    def off_by_a_bit(mode, artifact, fe, pooling):  # a broken export: every embedding 1e-3 off
+        embed = real_candidate_fn(mode, artifact, fe, pooling)
         return lambda case: embed(case) + 1e-3
 
     monkeypatch.setattr(export_mod, "candidate_fn", off_by_a_bit)

@@ -141,7 +141,7 @@ def test_program_metadata_round_trip(programs):
 def test_load_format_reads_torchscript_too(models, tmp_path):
     model = models["dense"]
     path = tmp_path / FORMAT_FILES["torchscript", "preprocessed"]
-    save_script(wrap("preprocessed", compile_core(model, 160)[0], CONFIG), path)
+    save_script(wrap("preprocessed", compile_core(model, 160)[0], CONFIG, "masked"), path)
     x = torch.randn(1, 77, 160)
     with torch.inference_mode():
         assert torch.equal(load_format(path, "torchscript", "preprocessed")(x), model(x))

@@ -4,10 +4,10 @@ The tests write WeSpeaker-layout directories themselves from a tiny random model
 dict under WeSpeaker's key names (``frontend.encoder.*``, no ``masked_spec_embed``, a float
 ``num_batches_tracked``, an ArcMargin ``projection.weight``) beside a tiny local HF folder.  The
 expected embeddings come from the model the test built, run the way WeSpeaker extracts: HF
-extractor (``padding="longest"``), the HF encoder's ``output_hidden_states``, adapters, unmasked
-attentive statistics pooling, bottleneck.  Only even frame counts are compared: for an odd count
-the extractor pads its last stacked row, which WeSpeaker's pooling does not mask and w2vlab's does
-(that difference is issue #26 section 1, not handled here).
+extractor (``padding="longest"``), the HF encoder's ``output_hidden_states`` given the extractor's
+mask, adapters, unmasked attentive statistics pooling, bottleneck.  Odd and even frame counts are
+compared: for an odd count the extractor's last stacked row is half padding (mask 0), which the
+encoder masks and WeSpeaker's pooling includes; a WeSpeaker checkpoint loads with toolkit pooling.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HEAD = HeadConfig(n_mfa_layers=-1, adapter_dim=16, attention_channels=16, embedding_dim=24)
 LORA_R, LORA_ALPHA = 4, 6  # scale 1.5, unlike w2vlab's reference default of 2.0
 EVEN = (16240, 24240)  # 100 and 150 frames of 10 ms: no padded half row in the stacked features
+ODD = (16160, 24160)  # 99 and 149 frames: the last stacked row is half padding
 NUM_CLASSES = 7
 
 
@@ -105,19 +106,19 @@ def _write(root: Path, state: dict, config: dict, checkpoint: str = "avg_model.p
     return exp
 
 
-def _features(n: int) -> torch.Tensor:
-    """WeSpeaker's frontend call on one float clip in [-1, 1]: [1, T, 160], every row real."""
+def _features(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """WeSpeaker's frontend call on one float clip in [-1, 1]: features [1, T, 160] and mask [1, T]."""
     wave = np.random.default_rng(n).uniform(-0.5, 0.5, n).astype(np.float32)
     fe = SeamlessM4TFeatureExtractor(**W2VBERT_PREPROCESSOR)
     out = fe([wave], return_tensors="pt", sampling_rate=16000, padding="longest")
-    assert bool(out["attention_mask"].all()), f"{n} samples gives an odd frame count"
-    return out["input_features"]
+    assert bool(out["attention_mask"][0, -1]) == (n in EVEN), f"{n} samples: the half row is not where expected"
+    return out["input_features"], out["attention_mask"]
 
 
-def _wespeaker_embedding(model: SpeakerEncoder, feats: torch.Tensor) -> torch.Tensor:
+def _wespeaker_embedding(model: SpeakerEncoder, feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """W2VBert_Adapter_MFA's computation, restated: all hidden states -> adapters -> ASP -> bottleneck."""
     with torch.no_grad():
-        states = model.encoder(feats, output_hidden_states=True, return_dict=True).hidden_states
+        states = model.encoder(feats, attention_mask=mask, output_hidden_states=True, return_dict=True).hidden_states
         states = states[-len(model.adapter_layers) :]
         x = torch.cat([adapter(h) for adapter, h in zip(model.adapter_layers, states)], dim=-1).transpose(1, 2)
         w = torch.softmax(model.pooling.attention(x), dim=2)  # (B, F, T)
@@ -127,13 +128,14 @@ def _wespeaker_embedding(model: SpeakerEncoder, feats: torch.Tensor) -> torch.Te
 
 
 def _assert_matches(loaded, reference: SpeakerEncoder) -> None:
-    for n in EVEN:
-        feats = _features(n)
+    assert loaded.head.pooling == "toolkit"
+    for n in EVEN + ODD:
+        feats, mask = _features(n)
         with torch.no_grad():
-            got = loaded.model(feats)
-        want = _wespeaker_embedding(reference, feats)
-        rel = ((got - want).norm() / want.norm()).item()
-        assert rel <= 1e-5, f"{n} samples: relative error {rel:.2e}"
+            got = loaded.model(feats, mask)
+        want = _wespeaker_embedding(reference, feats, mask)
+        rel = ((got - want).abs().max() / want.abs().max()).item()
+        assert rel <= 1e-5, f"{n} samples: max|diff|/max|ref| {rel:.2e}"
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +150,7 @@ def test_full_checkpoint_matches_wespeakers_computation(full_dir, caplog):
     with caplog.at_level(logging.INFO, logger="w2vlab.model._checkpoint"):
         loaded = load_speaker_encoder(exp)
     _assert_matches(loaded, model)
-    assert loaded.head == HeadConfig(-1, 16, 16, 24)
+    assert loaded.head == HeadConfig(-1, 16, 16, 24, pooling="toolkit")
     assert loaded.model.pooling.attention[2].num_batches_tracked.dtype == torch.int64
     assert any("projection.weight" in note for note in loaded.notes)
     assert "projection.weight" in caplog.text and "masked_spec_embed" in caplog.text

@@ -26,8 +26,14 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 SAMPLE_RATE = 16000  # Hz: what the encoder takes (w2v-bert-2.0's feature extractor refuses other rates)
-FORMAT_TAG = "w2vlab-artifact/2"  # /2: the TorchScript hash covers the whole module (frontend included)
+# /2: the TorchScript hash covers the whole module (frontend included); /3: the pooling choice is
+# recorded, and preprocessed programs take the extractor's int32 mask (+ clip_rows when pooling is toolkit)
+FORMAT_TAG = "w2vlab-artifact/3"
 MODES = ("preprocessed", "waveform")
+# How the speaker head pools an odd frame count's half row (the extractor's last stacked row, half
+# padding, mask 0): "toolkit" pools every row the extractor made for the clip, that one included,
+# as WeSpeaker and the reference recipe do; "masked" pools the rows whose mask is 1.
+POOLINGS = ("toolkit", "masked")
 FORMATS = ("torchscript", "exported", "onnx", "onnx-int8", "aoti")
 ONNX_FORMATS = ("onnx", "onnx-int8")
 ZIP_FORMATS = ("torchscript", "exported", "aoti")  # zips: the metadata is their extra/metadata.json
@@ -65,6 +71,7 @@ METADATA_KEYS = (
     "versions",
     "feature_extractor",
     "model",
+    "pooling",
 )
 MODE_KEYS = ("inputs", "output", "formats")
 FORMAT_ENTRY_KEYS = ("file", "parity", "content_sha256")
@@ -102,6 +109,12 @@ def check_mode(mode: str) -> str:
     if mode not in MODES:
         raise InputError(f"unknown mode {mode!r}; expected one of {MODES}")
     return mode
+
+
+def check_pooling(pooling: str) -> str:
+    if pooling not in POOLINGS:
+        raise InputError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
+    return pooling
 
 
 def check_format(fmt: str) -> str:

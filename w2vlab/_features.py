@@ -262,6 +262,53 @@ def check_lengths(lengths: Tensor, batch_size: int, num_samples: int, min_num_sa
     return lengths
 
 
+def clip_rows(
+    lengths: Tensor | None, batch: int, num_samples: int, frame_length: int, hop_length: int, stride: int
+) -> Tensor:
+    """Stacked rows that belong to each clip, an odd frame count's half row included: ``ceil(frames / stride)``.
+
+    Toolkit pooling (:data:`w2vlab._contract.POOLINGS`) pools exactly these rows.
+
+    Args:
+        lengths (Tensor): int64, shape ``(B,)``, checked valid samples per clip; ``None``: all ``num_samples``
+    Returns:
+        Tensor: int64, shape ``(B,)``
+    """
+    if lengths is None:
+        frames = 1 + (num_samples - frame_length) // hop_length
+        return torch.full([batch], (frames + stride - 1) // stride, dtype=torch.int64)
+    frames = torch.div(lengths - frame_length, hop_length, rounding_mode="floor") + 1
+    return torch.div(frames + stride - 1, stride, rounding_mode="floor")
+
+
+def check_clip_rows(clip_rows: Tensor, attention_mask: Tensor) -> Tensor:
+    """Validate ``clip_rows`` against the extractor's mask; returns it as int64.
+
+    A clip's rows are its rows with mask 1, plus one for the half row of an odd frame count:
+    ``mask.sum(1) <= clip_rows <= mask.sum(1) + 1``, and no more than the batch's rows.
+
+    Args:
+        clip_rows (Tensor): integer, shape ``(B,)``
+        attention_mask (Tensor): integer or bool, shape ``(B, T)``
+    """
+    batch, rows = attention_mask.size(0), attention_mask.size(1)
+    if clip_rows.dim() != 1 or clip_rows.size(0) != batch:
+        raise ValueError(f"clip_rows must have shape ({batch},), one count per clip; received {list(clip_rows.shape)}")
+    if clip_rows.is_floating_point() or clip_rows.is_complex() or clip_rows.dtype == torch.bool:
+        raise ValueError("clip_rows must be an integer tensor of row counts, received a non-integer tensor")
+    clip_rows = clip_rows.to(torch.int64)
+    masked = attention_mask.to(torch.int64).sum(1).to(clip_rows.device)  # (B,)
+    bad = (clip_rows < masked) | (clip_rows > masked + 1) | (clip_rows > rows)
+    if bool(bad.any()):
+        i = int(torch.nonzero(bad)[0, 0])
+        raise ValueError(
+            f"clip_rows[{i}] = {int(clip_rows[i])} but the mask gives that clip {int(masked[i])} rows of {rows}; "
+            "expected its mask's rows, or one more when its frame count is odd (the extractor's half row): "
+            "ceil(frames / stride), frames = 1 + (samples - 400) // 160 at 16 kHz"
+        )
+    return clip_rows
+
+
 def frame_rows(waveform: Tensor, width: int = 400, hop_length: int = 160, stride: int = 2) -> Tensor:
     """Frames grouped by output row, as a view: ``[:, k, r]`` is the frame at ``(stride * r + k) * hop_length``.
 
@@ -588,6 +635,20 @@ def extractor_inputs(fe: Any, waves: Sequence[np.ndarray]) -> tuple[Tensor, Tens
         return extractor_valid_rows(fe, waves[0]), None
     out = fe(list(waves), sampling_rate=fe.sampling_rate, padding=True, return_attention_mask=True, return_tensors="pt")
     return out["input_features"], out["attention_mask"]
+
+
+def toolkit_inputs(fe: Any, waves: Sequence[np.ndarray]) -> tuple[Tensor, Tensor, Tensor]:
+    """What a toolkit-pooling preprocessed model takes for 16 kHz mono ``waves``: the extractor's
+    output as it comes (every row, its int32 mask) and each clip's row count, half row included.
+
+    Returns:
+        features float32 ``[B, T, 160]``, mask int32 ``[B, T]``, clip_rows int64 ``[B]``
+    """
+    config = FeatureConfig.from_extractor(fe)
+    out = fe(list(waves), sampling_rate=fe.sampling_rate, padding=True, return_attention_mask=True, return_tensors="pt")
+    lengths = torch.tensor([len(w) for w in waves], dtype=torch.int64)
+    rows = clip_rows(lengths, len(waves), 0, config.frame_length, config.hop_length, config.stride)
+    return out["input_features"], out["attention_mask"], rows
 
 
 def compute_input_features_from_wave(fe: Any, wave: Any, sr: int) -> Tensor:

@@ -21,6 +21,7 @@ from w2vlab._contract import (
     DEMO_SIZES,
     FORMATS,
     MODES,
+    POOLINGS,
     SUITES,
     InputError,
     W2vlabError,
@@ -75,6 +76,7 @@ def _export(args) -> int:
             formats=formats,
             force=args.force,
             cases=named_suite(args.suite),
+            pooling=args.pooling,
         )
     except ExportParityError as e:
         for report in e.reports:
@@ -86,7 +88,8 @@ def _export(args) -> int:
     files = sorted(p.name for p in result.output.iterdir() if p.suffix in (".pt", ".pt2", ".onnx", ".data"))
     print(
         f"artifact: {result.output} ({', '.join(files)}; torch.jit.{result.metadata['export']['path']}, "
-        f"{result.seconds:.1f} s; per-clip numbers in {result.output / 'parity.json'})"
+        f"{result.metadata['pooling']} pooling, {result.seconds:.1f} s; per-clip numbers in "
+        f"{result.output / 'parity.json'})"
     )
     return 0
 
@@ -137,11 +140,11 @@ def _verify(args) -> int:
     from w2vlab.model._checkpoint import feature_extractor_for, load_speaker_encoder
     from w2vlab.runtime._artifact import load_artifact
 
-    loaded = load_speaker_encoder(args.model_path, args.checkpoint, args.config)
+    metadata = read_metadata(args.artifact)
+    loaded = load_speaker_encoder(args.model_path, args.checkpoint, args.config, pooling=metadata["pooling"])
     fe = feature_extractor_for(loaded)
     cases = named_suite(args.suite, audio_files(args.audio) if args.audio else ())
     failed = False
-    metadata = read_metadata(args.artifact)
     for mode in metadata["artifacts"]:
         for fmt in format_entries(metadata, mode):
             module = load_artifact(args.artifact, mode, fmt).module
@@ -276,7 +279,7 @@ def _embed_corpus(args) -> int:
     if args.model_path is not None:
         from w2vlab.model._eager import EagerEmbedder
 
-        embedder = EagerEmbedder(args.model_path, args.checkpoint, args.config)
+        embedder = EagerEmbedder(args.model_path, args.checkpoint, args.config, pooling=args.pooling)
     else:
         embedder = ArtifactEmbedder(args.artifact, args.mode, args.format or FORMATS[0])
     budget = DEFAULT_BATCH_SECONDS if args.batch_seconds is None else args.batch_seconds
@@ -316,6 +319,7 @@ def _add_embed_corpus(sub) -> None:
     )
     p.add_argument("--checkpoint", type=Path, help="speaker checkpoint (with --model-path)")
     p.add_argument("--config", type=Path, help="override JSON (with --model-path)")
+    _add_pooling(p, "with --model-path; ")
     p.add_argument(
         "--batch-seconds",
         type=float,
@@ -412,9 +416,20 @@ def _add_export(sub) -> None:
         "verified the same way; the ONNX ones need the [onnx] extra; 'all' is every format but aoti",
     )
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    _add_pooling(p)
     _add_suite(p)
     p.add_argument("--force", action="store_true", help="replace an existing artifact")
     p.set_defaults(func=_export)
+
+
+def _add_pooling(p, when: str = "") -> None:
+    p.add_argument(
+        "--pooling",
+        choices=POOLINGS,
+        help=f"{when}how an odd frame count's half row (the extractor's last, half-padding row) is pooled: "
+        "'toolkit' pools it as WeSpeaker and the reference recipe do, 'masked' drops it "
+        "(default: as the checkpoint's toolkit does: toolkit for WeSpeaker and reference .pth checkpoints)",
+    )
 
 
 def _add_embed_score(sub) -> None:

@@ -134,7 +134,7 @@ class ArtifactEmbedder:
             "content_sha256": file_entry(art.metadata, art.mode, art.format)["content_sha256"],
         }
         config = art.feature_extractor.to_dict() if art.mode == "preprocessed" else None
-        self.prepare = Preparer(art.mode, config)
+        self.prepare = Preparer(art.mode, config, art.pooling)
         self.recipe = functools.partial(ArtifactEmbedder, self.identity["artifact"], art.mode, art.format)
 
     def embed(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:

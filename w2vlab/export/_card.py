@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from w2vlab._contract import EXTRACTOR_DIR, FILES, FORMATS, format_entries
+from w2vlab._features import FeatureConfig
 from w2vlab._parity import ParityBounds
 
 _PREPROCESSED_SNIPPET = """\
@@ -27,6 +28,27 @@ with torch.inference_mode():
     # a padded batch: pass the extractor's mask, model(out["input_features"], out["attention_mask"])
 ```"""
 
+# Toolkit pooling: the extractor's output as it comes; in a padded batch, each clip's rows as well.
+_TOOLKIT_SNIPPET = """\
+```python
+import torch, numpy as np
+from transformers import AutoFeatureExtractor
+
+artifact_dir = "{dirname}"
+model = torch.jit.load(f"{{artifact_dir}}/{file}").eval()
+fe = AutoFeatureExtractor.from_pretrained(f"{{artifact_dir}}/feature_extractor")
+
+rng = np.random.default_rng(0)  # your 16 kHz mono clips; 16160 samples = 99 frames, an odd count
+waves = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (2 * {sr}, 16160)]
+out = fe(waves[0], sampling_rate={sr}, return_tensors="pt", return_attention_mask=True)
+with torch.inference_mode():
+    embedding = model(out["input_features"], out["attention_mask"])[0]  # [{dim}]: every row pooled
+    # a padded batch: also pass each clip's rows, the half row of an odd frame count included
+    batch = fe(waves, sampling_rate={sr}, padding=True, return_tensors="pt", return_attention_mask=True)
+    rows = torch.tensor([{rows_expr} for w in waves])  # ceil(frames / 2)
+    embeddings = model(batch["input_features"], batch["attention_mask"], rows)  # [2, {dim}]
+```"""
+
 _WAVEFORM_SNIPPET = """\
 ```python
 import torch
@@ -36,8 +58,8 @@ with torch.inference_mode():
     embedding = model(wave)[0]  # [{dim}]; padded batch: model(waves, lengths)
 ```"""
 
-# The .pt2 and ONNX programs take every input, with the dtypes of the metadata: the HF
-# extractor's mask is int32, so it is cast (the program was captured with an int64 mask).
+# The .pt2 and ONNX programs take every input, with the dtypes of the metadata: the HF extractor's
+# output as it comes (its mask is int32, what the programs were captured with).
 _PROGRAM_INPUTS = {
     "preprocessed": """\
 import numpy as np, torch
@@ -46,7 +68,16 @@ from transformers import AutoFeatureExtractor
 fe = AutoFeatureExtractor.from_pretrained("{dirname}/{extractor}")
 wave = np.random.default_rng(0).standard_normal(2 * {sr}).astype(np.float32) * 0.1  # your {sr} Hz mono audio
 out = fe(wave, sampling_rate={sr}, return_tensors="pt", return_attention_mask=True)
-inputs = out["input_features"], out["attention_mask"].long()  # [1, T, {fd}] float32, [1, T] int64""",
+inputs = out["input_features"], out["attention_mask"]  # [1, T, {fd}] float32, [1, T] int32""",
+    "preprocessed-toolkit": """\
+import numpy as np, torch
+from transformers import AutoFeatureExtractor
+
+fe = AutoFeatureExtractor.from_pretrained("{dirname}/{extractor}")
+wave = np.random.default_rng(0).standard_normal(16160).astype(np.float32) * 0.1  # your {sr} Hz mono audio
+out = fe(wave, sampling_rate={sr}, return_tensors="pt", return_attention_mask=True)
+rows = torch.tensor([{rows_expr_wave}])  # the clip's rows, half row included: ceil(frames / 2)
+inputs = out["input_features"], out["attention_mask"], rows  # [1, T, {fd}] float32, [1, T] int32, [1] int64""",
     "waveform": """\
 import torch
 wave = torch.randn(1, 2 * {sr}, generator=torch.Generator().manual_seed(0)) * 0.1  # [batch, samples], {sr} Hz mono
@@ -115,7 +146,8 @@ def _summary(md: Mapping[str, Any]) -> list[str]:
         f"- Encoder: `Wav2Vec2BertModel`, {enc['num_hidden_layers']} conformer layers, hidden "
         f"{enc['hidden_size']}{', structured-pruning student' if pruned else ''}; "
         f"{model['parameters']:,} parameters in all.",
-        f"- Head: {model['head']} (MFA adapters -> masked attentive statistics pooling -> bottleneck).",
+        f"- Head: {model['head']} (MFA adapters -> attentive statistics pooling -> bottleneck).",
+        f"- Pooling: {md['pooling']}: {POOLING_TEXT[md['pooling']]}",
         f"- Output: a {md['embedding_dim']}-d speaker embedding per clip; compare with cosine similarity.",
         f"- Audio: {md['sample_rate']} Hz mono; at least {md['min_num_samples']} samples "
         f"({md['min_duration_s'] * 1000:.0f} ms).",
@@ -141,11 +173,31 @@ def _source_line(source: Mapping[str, Any] | None) -> list[str]:
     ]
 
 
+POOLING_TEXT = {
+    "toolkit": "an odd number of 10 ms frames gives a last stacked row that is half padding (mask 0); the "
+    "encoder masks it and the pooling includes it, as WeSpeaker and the reference recipe do, so embeddings "
+    "equal the toolkit's batch-1 extraction. In a padded batch the preprocessed files take each clip's row "
+    "count (`clip_rows`); the waveform files derive it from the lengths.",
+    "masked": "the pooling covers the rows whose mask is 1; an odd frame count's half-padding last row is "
+    "left out (a toolkit that pools every row differs from this on those clips).",
+}
+
+
+def _rows_expr(var: str) -> str:
+    """Python for a clip's rows, half row included, from its sample count ``var``: ceil(frames / 2)."""
+    c = FeatureConfig()
+    return f"(1 + (len({var}) - {c.frame_length}) // {c.hop_length} + 1) // {c.stride}"
+
+
 def _torchscript_snippets(md: Mapping[str, Any], dirname: str) -> list[str]:
     """Markdown for the TorchScript archive of each mode."""
     sr, dim, fd = md["sample_rate"], md["embedding_dim"], md["feature_dim"]
     lines = []
-    if "preprocessed" in md["artifacts"]:
+    if "preprocessed" in md["artifacts"] and md["pooling"] == "toolkit":
+        file = FILES["torchscript", "preprocessed"]
+        code = _TOOLKIT_SNIPPET.format(dirname=dirname, file=file, sr=sr, dim=dim, rows_expr=_rows_expr("w"))
+        lines += [code, ""]
+    elif "preprocessed" in md["artifacts"]:
         file = FILES["torchscript", "preprocessed"]
         lines += [
             _PREPROCESSED_SNIPPET.format(dirname=dirname, file=file, sr=sr, dim=dim, fd=fd),
@@ -205,11 +257,17 @@ def _program_snippets(md: Mapping[str, Any], dirname: str) -> list[str]:
             "",
         ]
     values = dict(
-        dirname=dirname, extractor=EXTRACTOR_DIR, sr=md["sample_rate"], dim=md["embedding_dim"], fd=md["feature_dim"]
+        dirname=dirname,
+        extractor=EXTRACTOR_DIR,
+        sr=md["sample_rate"],
+        dim=md["embedding_dim"],
+        fd=md["feature_dim"],
+        rows_expr_wave=_rows_expr("wave"),
     )
     for (fmt, mode), file in sorted(files.items(), key=lambda kv: (FORMATS.index(kv[0][0]), kv[0][1])):
+        inputs = f"{mode}-toolkit" if mode == "preprocessed" and md["pooling"] == "toolkit" else mode
         code = (
-            _PROGRAM_INPUTS[mode].format(**values)
+            _PROGRAM_INPUTS[inputs].format(**values)
             + "\n"
             + _PROGRAM_CALLS[fmt.split("-")[0]].format(file=file, **values)
         )

@@ -7,12 +7,14 @@ dynamic-int8 copy of the ONNX model (:func:`w2vlab.export._int8.quantize_onnx`, 
 :data:`w2vlab._parity.INT8_BOUNDS`).  :mod:`w2vlab.runtime._loaders` loads each back as a callable that
 takes what the TorchScript artifact of that mode takes:
 
-* preprocessed: ``f(input_features [B, T, 160] float32, attention_mask [B, T] int64 | None) -> [B, D]``
+* preprocessed: ``f(input_features [B, T, 160] float32, attention_mask [B, T] | None) -> [B, D]``, and
+  ``clip_rows [B] | None`` third when the model pools toolkit-style (:mod:`w2vlab.runtime._entry`)
 * waveform: ``f(waveform [B, N] float32, lengths [B] int64 | None) -> [B, D]``
 
 so :func:`w2vlab.export._suite.verify` compares it with the eager model unchanged.  The program itself
-always takes both inputs (mask, lengths); the loader (:mod:`w2vlab.runtime._loaders`) fills the optional
-one, checks inputs with the TorchScript artifact's errors, and pads waveforms shorter than
+always takes every input (mask as int32, the extractor's dtype, and clip_rows; lengths); the loader
+(:mod:`w2vlab.runtime._loaders`) fills the optional ones, checks inputs with the TorchScript artifact's
+errors, and pads waveforms shorter than
 :func:`w2vlab.runtime._entry.min_program_samples` (see below).
 
 Design.  ONNX is produced from a ``torch.export`` program (``torch.onnx.export(program)``, the
@@ -71,7 +73,7 @@ from w2vlab._contract import (
 )
 from w2vlab._features import FeatureConfig
 from w2vlab.export._torchscript import trace_example
-from w2vlab.runtime._entry import Core, min_program_samples, waveform_encoder
+from w2vlab.runtime._entry import core_for, min_program_samples, waveform_encoder
 
 MAX_BATCH = 1024
 MAX_FRAMES = 30_000  # stacked rows (10 min of audio); longer inputs are refused by the program
@@ -84,21 +86,20 @@ STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"  # node metadata the ONNX exporte
 def _capture_inputs(model: nn.Module, mode: str, config: FeatureConfig) -> tuple[nn.Module, tuple, tuple, bool]:
     """(module, example inputs, dynamic shapes, defer guards) for ``torch.export`` of ``mode``."""
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    pooling = model.pooling_choice
     if mode == "preprocessed":  # the TorchScript trace example: two clips, the second padded
         frames = torch.export.Dim("frames", min=1, max=MAX_FRAMES)
-        return (
-            Core(model).eval(),
-            trace_example(config.feature_dim),
-            ({0: batch, 1: frames}, {0: batch, 1: frames}),
-            False,
-        )
+        example = trace_example(config.feature_dim, pooling)
+        dynamic = ({0: batch, 1: frames}, {0: batch, 1: frames}, {0: batch})[: len(example)]
+        return core_for(model).eval(), example, dynamic, False
     samples = 40_000  # (2.5 s) and a second clip 12345 samples shorter
     waveform = 0.1 * torch.randn(2, samples, generator=torch.Generator().manual_seed(0))  # (2, N)
     lengths = torch.tensor([samples, samples - 12_345])  # (2,)
     span = torch.export.Dim(
         "samples", min=min_program_samples(config), max=config.frame_length + (2 * MAX_FRAMES - 1) * config.hop_length
     )
-    return waveform_encoder(Core(model), config).eval(), (waveform, lengths), ({0: batch, 1: span}, {0: batch}), True
+    module = waveform_encoder(core_for(model), config, pooling).eval()
+    return module, (waveform, lengths), ({0: batch, 1: span}, {0: batch}), True
 
 
 def capture(model: nn.Module, mode: str, config: FeatureConfig) -> torch.export.ExportedProgram:

@@ -52,6 +52,7 @@ from w2vlab._contract import (
     canonical_sha256,
     check_format,
     check_mode,
+    check_pooling,
     require,
     require_compiler,
     validate_metadata,
@@ -136,17 +137,20 @@ def check_request(modes: Sequence[str], formats: Sequence[str]) -> tuple[tuple[s
     return tuple(m for m in MODES if m in modes), formats
 
 
-def load(model_path: str | Path, checkpoint: str | Path | None, config: Any) -> tuple[LoadedModel, Any]:
-    """The eager model (eval mode) and the HF feature extractor it was trained with."""
+def load(
+    model_path: str | Path, checkpoint: str | Path | None, config: Any, pooling: str | None = None
+) -> tuple[LoadedModel, Any]:
+    """The eager model (eval mode, pooling as ``pooling`` or its toolkit's) and the HF feature extractor
+    it was trained with."""
     logger.info("loading %s", model_path)
-    loaded = load_speaker_encoder(model_path, checkpoint, config)
+    loaded = load_speaker_encoder(model_path, checkpoint, config, pooling=pooling)
     return loaded, feature_extractor_for(loaded)
 
 
 def reference(model: nn.Module, fe: Any, cases: Sequence[Case], progress: bool) -> Reference:
     """Embed ``cases`` with HF extractor + eager ``model``: what every file is compared with."""
     logger.info("eager reference on %d cases", len(cases))
-    names, embeddings = embed_cases(cases, reference_fn(model, fe), progress, "eager reference")
+    names, embeddings = embed_cases(cases, reference_fn(model, fe, model.pooling_choice), progress, "eager reference")
     return Reference(cases, names, embeddings)
 
 
@@ -164,7 +168,7 @@ def capture(
     logger.info("compiling the TorchScript core")
     core, info = compile_core(model, config.feature_dim)
     for mode in modes:
-        save_script(wrap(mode, core, config), tmp / FILES["torchscript", mode])
+        save_script(wrap(mode, core, config, model.pooling_choice), tmp / FILES["torchscript", mode])
     del core
     rewrites: dict[str, int] = {}
     for mode in modes:
@@ -212,13 +216,13 @@ def quantize_files(tmp: Path, modes: Sequence[str], formats: Sequence[str]) -> N
 
 
 def verify_file(
-    path: Path, fmt: str, mode: str, fe: Any, ref: Reference, bounds: ParityBounds, progress: bool
+    path: Path, fmt: str, mode: str, fe: Any, ref: Reference, bounds: ParityBounds, progress: bool, pooling: str
 ) -> tuple[ParityReport, dict[str, Any]]:
     """Reload ``path`` as a consumer would and compare it with ``ref``: (report, metadata entry)."""
     config = FeatureConfig.from_extractor(fe)
     logger.info("verifying %s", path.name)
-    module, digest = open_format(path, fmt, mode, config, threads=torch.get_num_threads())
-    _, candidate = embed_cases(ref.cases, candidate_fn(mode, module, fe), progress, f"{mode} {fmt}")
+    module, digest = open_format(path, fmt, mode, config, threads=torch.get_num_threads(), pooling=pooling)
+    _, candidate = embed_cases(ref.cases, candidate_fn(mode, module, fe, pooling), progress, f"{mode} {fmt}")
     del module
     trim()  # the next file loads into this memory, not on top of it
     report = compare(
@@ -244,11 +248,14 @@ def verify_files(
     ref: Reference,
     bounds: ParityBounds,
     progress: bool,
+    pooling: str,
 ) -> dict[str, dict[str, tuple[ParityReport, dict[str, Any]]]]:
     """format -> mode -> (report, entry) for every written file; raises :class:`ExportParityError`
     naming every file that missed its bounds."""
     checked = {
-        fmt: {mode: verify_file(tmp / FILES[fmt, mode], fmt, mode, fe, ref, bounds, progress) for mode in modes}
+        fmt: {
+            mode: verify_file(tmp / FILES[fmt, mode], fmt, mode, fe, ref, bounds, progress, pooling) for mode in modes
+        }
         for fmt in formats
     }
     failed = [report for by_mode in checked.values() for report, _ in by_mode.values() if not report.passed]
@@ -257,12 +264,16 @@ def verify_files(
     return checked
 
 
-def _io_spec(mode: str, config: FeatureConfig, embedding_dim: int) -> dict[str, Any]:
+def _io_spec(mode: str, config: FeatureConfig, embedding_dim: int, pooling: str) -> dict[str, Any]:
+    """The inputs and output of ``mode``'s files as :mod:`w2vlab.runtime._entry` defines them; dtypes are
+    what the programs take (the loaders and TorchScript entry points cast any integer dtype)."""
     if mode == "preprocessed":
         inputs = [
             {"name": "input_features", "shape": ["batch", "frames", config.feature_dim], "dtype": "float32"},
-            {"name": "attention_mask", "shape": ["batch", "frames"], "dtype": "int64", "optional": True},
+            {"name": "attention_mask", "shape": ["batch", "frames"], "dtype": "int32", "optional": True},
         ]
+        if pooling == "toolkit":  # each clip's rows, half row included: needed in a padded batch
+            inputs.append({"name": "clip_rows", "shape": ["batch"], "dtype": "int64", "optional": True})
     else:
         inputs = [
             {
@@ -284,16 +295,18 @@ def build_metadata(
     ``entries`` maps mode -> format -> that file's entry (file, parity, content_sha256)."""
     fe_config = json.loads(fe.to_json_string())
     config = FeatureConfig.from_extractor(fe)
+    head = loaded.head
     return validate_metadata(
         {
             "format": FORMAT_TAG,
             "artifacts": {
-                mode: {**_io_spec(mode, config, loaded.head.embedding_dim), "formats": dict(by_format)}
+                mode: {**_io_spec(mode, config, head.embedding_dim, head.pooling), "formats": dict(by_format)}
                 for mode, by_format in entries.items()
             },
             "sample_rate": config.sampling_rate,
             "feature_dim": config.feature_dim,
             "embedding_dim": loaded.head.embedding_dim,
+            "pooling": loaded.head.pooling,
             "min_num_samples": config.min_num_samples,
             "min_duration_s": config.min_num_samples / config.sampling_rate,
             "min_program_samples": min_program_samples(
@@ -363,8 +376,12 @@ def export(
     cases: Sequence[Case] | None = None,
     bounds: ParityBounds = ParityBounds(),
     progress: bool = True,
+    pooling: str | None = None,
 ) -> ExportResult:
     """Export the speaker encoder at ``model_path`` to a verified artifact directory ``output``.
+
+    ``pooling``: ``"toolkit"`` or ``"masked"`` (:data:`w2vlab._contract.POOLINGS`); default: as the
+    checkpoint's own toolkit pools (toolkit for WeSpeaker and reference ``.pth`` checkpoints).
 
     ``formats`` adds ``"exported"`` (``torch.export`` ``.pt2``), ``"onnx"`` and ``"onnx-int8"``
     (a dynamic-int8 copy, judged by cosine) files beside the TorchScript archive, which is always
@@ -378,15 +395,17 @@ def export(
     """
     start = time.perf_counter()
     modes, formats = check_request(modes, formats)
+    if pooling is not None:
+        check_pooling(pooling)
     output = Path(output)
     with atomic_directory(output, overwrite=force) as tmp:  # fails early on an existing output
-        loaded, fe = load(model_path, checkpoint, config)
+        loaded, fe = load(model_path, checkpoint, config, pooling)
         ref = reference(loaded.model, fe, build_suite() if cases is None else cases, progress)
         info, rewrites = capture(loaded.model, FeatureConfig.from_extractor(fe), modes, formats, tmp)
         loaded = dataclasses.replace(loaded, model=None)  # keep the facts, release the weights
         trim()
         quantize_files(tmp, modes, formats)
-        checked = verify_files(tmp, modes, formats, fe, ref, bounds, progress)
+        checked = verify_files(tmp, modes, formats, fe, ref, bounds, progress, loaded.head.pooling)
         entries = {
             mode: {
                 fmt: {

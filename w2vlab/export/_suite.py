@@ -2,9 +2,13 @@
 
 A :class:`Case` is one or more 16 kHz mono waveforms.  The reference side always goes through
 the HF feature extractor and the eager model; the candidate side is whatever the artifact
-takes (HF features for preprocessed mode, the raw waveform for waveform mode).  Single clips
-are run the way the seed runs them (valid feature rows only, no mask); batches are padded by
-the extractor and run with its mask.
+takes (HF features for preprocessed mode, the raw waveform for waveform mode).
+
+Masked pooling: single clips are run the way the seed runs them (valid feature rows only, no
+mask); batches are padded by the extractor and run with its mask.  Toolkit pooling: the reference
+runs every clip alone, the way WeSpeaker extracts (the extractor's output and mask as they come,
+every row pooled), so a batch case checks the artifact's batch invariance against it directly;
+the candidate gets the extractor's output with each clip's rows (:func:`w2vlab._features.toolkit_inputs`).
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ import numpy as np
 import torch
 
 from w2vlab._audio import pad_waveforms, prepare_waveform, read_audio
-from w2vlab._contract import SAMPLE_RATE, SUITES, InputError, check_mode
-from w2vlab._features import extractor_inputs, num_frames
+from w2vlab._contract import SAMPLE_RATE, SUITES, InputError, check_mode, check_pooling
+from w2vlab._features import extractor_inputs, num_frames, toolkit_inputs
 from w2vlab._parity import ParityBounds, ParityReport, compare
 
 logger = logging.getLogger(__name__)
@@ -140,17 +144,34 @@ def hf_features(fe, case: Case) -> tuple[torch.Tensor, torch.Tensor | None]:
     return extractor_inputs(fe, case.waves)
 
 
-def reference_fn(model: torch.nn.Module, fe) -> Callable[[Case], torch.Tensor]:
-    """Embed a :class:`Case` with the eager ``model`` on the HF extractor's features."""
+def toolkit_reference(model: torch.nn.Module, fe, case: Case) -> torch.Tensor:
+    """Each clip of ``case`` alone, as WeSpeaker extracts: the extractor's features and mask as they
+    come (``padding="longest"``) into the eager ``model``, every row pooled -> [len(case.waves), D]."""
+    rows = []
+    for wave in case.waves:
+        out = fe([wave], sampling_rate=fe.sampling_rate, padding="longest", return_tensors="pt")
+        rows.append(model(out["input_features"], out["attention_mask"]))
+    return torch.cat(rows)
+
+
+def reference_fn(model: torch.nn.Module, fe, pooling: str = "masked") -> Callable[[Case], torch.Tensor]:
+    """Embed a :class:`Case` with the eager ``model`` on the HF extractor's features, as ``pooling`` runs it."""
+    if check_pooling(pooling) == "toolkit":
+        return lambda case: toolkit_reference(model, fe, case)
     return lambda case: model(*hf_features(fe, case))
 
 
-def candidate_fn(mode: str, artifact: Callable[..., torch.Tensor], fe) -> Callable[[Case], torch.Tensor]:
+def candidate_fn(
+    mode: str, artifact: Callable[..., torch.Tensor], fe, pooling: str = "masked"
+) -> Callable[[Case], torch.Tensor]:
     """Embed a :class:`Case` with an artifact (any callable with the artifact's signature for
-    ``mode``), feeding it what its mode takes: HF features, or the padded waveforms + lengths."""
-    if check_mode(mode) == "preprocessed":
-        return lambda case: artifact(*[x for x in hf_features(fe, case) if x is not None])
-    return lambda case: artifact(*pad_waveforms(case.waves))
+    ``mode`` and ``pooling``), feeding it what its mode takes: HF features (+ mask, + clip rows
+    for toolkit pooling), or the padded waveforms + lengths."""
+    if check_mode(mode) == "waveform":
+        return lambda case: artifact(*pad_waveforms(case.waves))
+    if check_pooling(pooling) == "toolkit":
+        return lambda case: artifact(*toolkit_inputs(fe, case.waves))
+    return lambda case: artifact(*[x for x in hf_features(fe, case) if x is not None])
 
 
 def embed_cases(
@@ -195,11 +216,13 @@ def verify(
     progress: bool = True,
     label: str = "",
 ) -> ParityReport:
-    """Parity of ``artifact`` (in ``mode``) against HF extractor + eager ``model`` on ``cases``."""
+    """Parity of ``artifact`` (in ``mode``) against HF extractor + eager ``model`` on ``cases``, both
+    pooling as ``model`` does (``model.pooling_choice``)."""
+    pooling = model.pooling_choice
     return run_suite(
         cases,
-        reference_fn(model, fe),
-        candidate_fn(mode, artifact, fe),
+        reference_fn(model, fe, pooling),
+        candidate_fn(mode, artifact, fe, pooling),
         progress=progress,
         label=f"{label or mode} vs eager",
         bounds=bounds,

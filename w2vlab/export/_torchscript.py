@@ -26,7 +26,7 @@ from torch import nn
 
 from w2vlab._contract import check_mode
 from w2vlab._features import FeatureConfig
-from w2vlab.runtime._entry import Core, PreprocessedSpeakerEncoder, waveform_encoder
+from w2vlab.runtime._entry import MASK_DTYPE, core_for, preprocessed_entry, waveform_encoder
 from w2vlab.runtime._loaders import quiet_jit
 
 logger = logging.getLogger(__name__)
@@ -46,12 +46,15 @@ class TraceInfo:
     warnings: list[str] = field(default_factory=list)  # warnings seen while compiling, see _kept
 
 
-def trace_example(feature_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded features [2, 123, feature_dim] and mask [2, 123], the second clip valid for 77 rows."""
+def trace_example(feature_dim: int, pooling: str = "masked") -> tuple[torch.Tensor, ...]:
+    """Seeded features [2, 123, feature_dim] and int32 mask [2, 123], the second clip valid for 77 rows;
+    toolkit pooling adds clip_rows [2] = (123, 78): the second clip ends in a half row."""
     g = torch.Generator().manual_seed(0)
     features = torch.randn(2, TRACE_FRAMES, feature_dim, generator=g)  # (2, T, F)
-    mask = torch.ones(2, TRACE_FRAMES, dtype=torch.long)  # (2, T)
+    mask = torch.ones(2, TRACE_FRAMES, dtype=MASK_DTYPE)  # (2, T)
     mask[1, TRACE_VALID:] = 0
+    if pooling == "toolkit":
+        return features, mask, torch.tensor([TRACE_FRAMES, TRACE_VALID + 1])
     return features, mask
 
 
@@ -79,12 +82,12 @@ def try_script(module: nn.Module) -> tuple[torch.jit.ScriptModule | None, str]:
 
 def compile_core(model: nn.Module, feature_dim: int) -> tuple[torch.jit.ScriptModule, TraceInfo]:
     """Script the core if TorchScript can compile it, else trace it on :func:`trace_example`."""
-    core = Core(model).eval()
+    core = core_for(model).eval()
     scripted, reason = try_script(core)
     if scripted is not None:
         return scripted, TraceInfo("script")
     logger.info("torch.jit.script failed (%s); tracing instead", reason)
-    example = trace_example(feature_dim)
+    example = trace_example(feature_dim, model.pooling_choice)
     with warnings.catch_warnings(record=True) as caught, torch.no_grad():
         warnings.simplefilter("always")
         traced = torch.jit.trace(core, example, check_trace=False)
@@ -141,11 +144,11 @@ def script_module(module: nn.Module) -> torch.jit.ScriptModule:
         return torch.jit.script(module)
 
 
-def wrap(mode: str, core: torch.jit.ScriptModule, config: FeatureConfig) -> torch.jit.ScriptModule:
-    """The scripted artifact module for ``mode`` around the compiled core."""
+def wrap(mode: str, core: torch.jit.ScriptModule, config: FeatureConfig, pooling: str) -> torch.jit.ScriptModule:
+    """The scripted artifact module for ``mode`` and ``pooling`` around the compiled core."""
     if check_mode(mode) == "preprocessed":
-        return script_module(PreprocessedSpeakerEncoder(core, config.feature_dim))
-    return script_module(waveform_encoder(core, config))
+        return script_module(preprocessed_entry(core, config.feature_dim, pooling))
+    return script_module(waveform_encoder(core, config, pooling))
 
 
 def save_script(module: torch.jit.ScriptModule, path: str | Path, extra_files: Mapping[str, str] | None = None) -> None:

@@ -49,8 +49,8 @@ def build_workbench(
 ) -> Workbench:
     """Load the eager model (``model_path`` + optional speaker ``checkpoint`` and override ``config``, as
     for export), every mode and format of the artifact, and the clips (``audio_dir``'s + a few synthetic)."""
-    loaded = load_speaker_encoder(model_path, checkpoint, config)
     metadata = read_metadata(artifact_dir)
+    loaded = load_speaker_encoder(model_path, checkpoint, config, pooling=metadata["pooling"])  # as exported
     artifacts = {
         mode: {fmt: load_artifact(artifact_dir, mode, fmt).module for fmt in format_entries(metadata, mode)}
         for mode in metadata["artifacts"]
@@ -110,8 +110,9 @@ def explore(
             f"(export with --format all for every format)"
         )
     else:
-        candidate = candidate_fn(mode, bench.artifacts[mode][format], bench.fe)
-    _, ref, cand = embed_suite(cases, reference_fn(bench.model, bench.fe), candidate, progress=False)
+        candidate = candidate_fn(mode, bench.artifacts[mode][format], bench.fe, bench.model.pooling_choice)
+    reference = reference_fn(bench.model, bench.fe, bench.model.pooling_choice)
+    _, ref, cand = embed_suite(cases, reference, candidate, progress=False)
     names = list(clips)  # one row per clip, batched or not
     label = MODE_LABELS[mode] + (f" {format}" if mode != "naive" and format != "torchscript" else "")
     bounds = ParityBounds() if mode == "naive" else format_bounds(format, mode)  # int8: cosine >= 0.999

@@ -17,6 +17,7 @@ Loading is strict by default: missing, unexpected and mis-shaped keys are listed
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -334,6 +335,7 @@ def load_speaker_encoder(
     *,
     strict: bool = True,
     lora_scaling: float | None = None,
+    pooling: str | None = None,
 ) -> LoadedModel:
     """Build the speaker encoder from local files, in eval mode.
 
@@ -348,6 +350,8 @@ def load_speaker_encoder(
         strict: raise on missing / unexpected / mis-shaped keys (default).
         lora_scaling: alpha / r for unmerged LoRA pairs (default: the reference recipe's 2.0);
             a WeSpeaker directory takes it from ``config.yaml`` instead.
+        pooling: ``"toolkit"`` or ``"masked"`` (:data:`w2vlab._contract.POOLINGS`); default: as the
+            checkpoint's toolkit pools, :func:`default_pooling`.
     """
     model_path = Path(model_path)
     if _wespeaker.is_wespeaker_dir(model_path):
@@ -356,7 +360,7 @@ def load_speaker_encoder(
                 f"{model_path} is a WeSpeaker directory: its LoRA scale is lora_alpha / r of "
                 f"{_wespeaker.CONFIG_FILE}'s dataset_args.w2vbert_args.lora_config_args; leave lora_scaling out"
             )
-        return _load_wespeaker(model_path, checkpoint, config, strict)
+        return _load_wespeaker(model_path, checkpoint, config, strict, pooling)
     weights, base, override, preprocessor = _resolve_encoder(model_path, config)
     state = {"encoder." + k: v for k, v in read_state_dict(weights).items()}
     hashes = {weights.name: sha256_file(weights)}
@@ -380,12 +384,23 @@ def load_speaker_encoder(
     notes += pruning_notes
     head = infer_head_config(state, encoder_config["num_hidden_layers"])
     head_json = checkpoint.with_name(HEAD_CONFIG)
-    if head_json.is_file() and HeadConfig.load(head_json) != head:
-        raise CheckpointMismatchError(f"{head_json} says {HeadConfig.load(head_json)} but the weights say {head}")
+    declared = HeadConfig.load(head_json) if head_json.is_file() else None
+    if declared is not None and dataclasses.replace(declared, pooling=head.pooling) != head:
+        raise CheckpointMismatchError(f"{head_json} says {declared} but the weights say {head}")
+    head = dataclasses.replace(head, pooling=pooling or default_pooling(checkpoint, declared))
 
     model, report = _build_and_load(encoder_config, head, state, strict)
     _log_load(report, checkpoint, notes)
     return LoadedModel(model.eval(), encoder_config, head, notes, hashes, preprocessor, count_parameters(model))
+
+
+def default_pooling(checkpoint: Path, declared: HeadConfig | None = None) -> str:
+    """How a checkpoint's own toolkit pools: what its ``speaker_head.json`` declares; else ``"toolkit"``
+    for the reference ``.pth`` layout (its recipe pools the half row), ``"masked"`` for w2vlab's
+    ``.safetensors`` head.  WeSpeaker directories are ``"toolkit"`` (:func:`_load_wespeaker`)."""
+    if declared is not None:
+        return declared.pooling
+    return "masked" if checkpoint.suffix == ".safetensors" else "toolkit"
 
 
 def _float32(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -417,7 +432,11 @@ def _fill_masked_spec_embed(state: dict[str, torch.Tensor], encoder_config: Mapp
 
 
 def _load_wespeaker(
-    model_dir: Path, checkpoint: str | Path | None, config: str | Path | Mapping[str, Any] | None, strict: bool
+    model_dir: Path,
+    checkpoint: str | Path | None,
+    config: str | Path | Mapping[str, Any] | None,
+    strict: bool,
+    pooling: str | None = None,
 ) -> LoadedModel:
     """A WeSpeaker ``W2VBert_Adapter_MFA`` directory: ``config.yaml`` + its checkpoint (see ``_wespeaker``)."""
     ws = _wespeaker.read_config(model_dir / _wespeaker.CONFIG_FILE)
@@ -432,8 +451,9 @@ def _load_wespeaker(
     )
     _wespeaker.check_encoder(ws, encoder_config)
     notes += dropped + merged + pruning_notes + _fill_masked_spec_embed(state, encoder_config)
+    head = dataclasses.replace(ws.head, pooling=pooling or "toolkit")  # WeSpeaker's ASP pools every row
     try:
-        model, report = _build_and_load(encoder_config, ws.head, state, strict)
+        model, report = _build_and_load(encoder_config, head, state, strict)
     except CheckpointMismatchError as e:
         raise CheckpointMismatchError(
             f"the WeSpeaker checkpoint {checkpoint.name} does not fit the model {_wespeaker.CONFIG_FILE} describes "
@@ -445,7 +465,7 @@ def _load_wespeaker(
     return LoadedModel(
         model.eval(),
         encoder_config,
-        ws.head,
+        head,
         notes,
         {checkpoint.name: sha},
         preprocessor,

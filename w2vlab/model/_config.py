@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from w2vlab._contract import SAMPLE_RATE, InputError
+from w2vlab._contract import SAMPLE_RATE, InputError, check_pooling
 
 # Per-layer fields of a pruned student, and the training-only fields that come with them.
 PRUNING_FIELDS = (
@@ -58,6 +58,11 @@ class HeadConfig:
     adapter_dim: int = 128  # width of each per-layer adapter Linear(d_model, a) -> LN -> ReLU -> Linear(a, a)
     attention_channels: int = 128  # bottleneck of the ASP attention Conv1d(F, c, 1) -> ... -> Conv1d(c, F, 1)
     embedding_dim: int = 256  # speaker embedding size (files written before the rename call it ``embd_dim``)
+    # an odd frame count's half row: "toolkit" pools it (WeSpeaker, the reference recipe), "masked" does not
+    pooling: str = "masked"
+
+    def __post_init__(self) -> None:
+        check_pooling(self.pooling)
 
     def resolved_mfa_layers(self, num_hidden_layers: int) -> int:
         """Number of aggregated hidden states for an encoder with ``num_hidden_layers`` layers."""
@@ -70,7 +75,7 @@ class HeadConfig:
             )
         return n
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | str]:
         return dataclasses.asdict(self)
 
     @classmethod
@@ -89,7 +94,7 @@ class HeadConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise InputError(f"unknown HeadConfig fields {unknown}; expected a subset of {sorted(known)}")
-        return cls(**{k: int(v) for k, v in d.items()})
+        return cls(**{k: v if k == "pooling" else int(v) for k, v in d.items()})
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")

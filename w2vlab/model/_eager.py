@@ -33,8 +33,9 @@ class EagerEmbedder:
         checkpoint: str | Path | None = None,
         config: str | Path | Mapping[str, Any] | None = None,
         device: str | torch.device = "cpu",
+        pooling: str | None = None,
     ):
-        loaded = load_speaker_encoder(model_path, checkpoint, config)
+        loaded = load_speaker_encoder(model_path, checkpoint, config, pooling=pooling)
         fe = feature_extractor_for(loaded)
         features = FeatureConfig.from_extractor(fe)
         self.device = torch.device(device)
@@ -47,12 +48,14 @@ class EagerEmbedder:
             "model_path": str(Path(model_path).resolve()),
             "source_sha256": dict(loaded.source_sha256),
             "config_sha256": override,
+            "pooling": loaded.head.pooling,
         }
-        self.prepare = Preparer("preprocessed", fe.to_dict())
-        self.recipe = functools.partial(EagerEmbedder, model_path, checkpoint, config)
+        self.prepare = Preparer("preprocessed", fe.to_dict(), loaded.head.pooling)
+        self.recipe = functools.partial(EagerEmbedder, model_path, checkpoint, config, pooling=pooling)
 
     def embed(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """(features [B, T, 160],) or (features, mask [B, T]) -> embeddings [B, D] on the CPU."""
+        """(features [B, T, 160],), (features, mask [B, T]) or, toolkit pooling, (features, mask, clip_rows [B])
+        -> embeddings [B, D] on the CPU."""
         with torch.inference_mode():
             return self.model(*(x.to(self.device) for x in inputs)).cpu()
 

@@ -7,8 +7,11 @@ stay identical to ``Wav2Vec2BertModel`` and stock checkpoints load unchanged.
 The encoder stack is run by :meth:`SpeakerEncoder.hidden_states` rather than through
 ``output_hidden_states=True``: the loop is explicit, traceable, independent of how a given
 transformers release records hidden states, and it always applies the attention mask.
-Unlike the reference implementation, pooling honours the mask too, so a clip gets the same
-embedding alone or inside a padded batch.
+Pooling (``HeadConfig.pooling``).  The extractor pads an odd frame count by one frame, so a
+clip's last stacked row is then half padding and its mask is 0.  The toolkits (WeSpeaker, the
+reference recipe) mask the encoder with that mask and pool over every row of the clip, the half
+row included: ``"toolkit"`` does the same, and in a padded batch pools each clip's own rows
+(``clip_rows``), so a clip gets its batch-1 embedding.  ``"masked"`` pools the rows whose mask is 1.
 """
 
 from __future__ import annotations
@@ -180,11 +183,35 @@ class SpeakerEncoder(nn.Module):
             states.append(hidden)
         return states
 
-    def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """input_features [B, T, 160] float32, attention_mask [B, T] (1 = real) -> embeddings [B, embedding_dim]."""
+    @property
+    def pooling_choice(self) -> str:
+        """``"toolkit"`` or ``"masked"`` (:data:`w2vlab._contract.POOLINGS`)."""
+        return self.head.pooling
+
+    def pooling_mask(
+        self, input_features: torch.Tensor, attention_mask: torch.Tensor | None, clip_rows: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        """The rows pooled [B, T] (``None``: every row).  Toolkit: each clip's ``clip_rows`` [B] (half row
+        included), or every row without them, as a toolkit pools one clip; masked: ``attention_mask``."""
+        if self.head.pooling == "masked":
+            return attention_mask
+        if clip_rows is None:
+            return None
+        rows = torch.arange(input_features.size(1), device=input_features.device)  # (T,)
+        return rows[None, :] < clip_rows.to(input_features.device)[:, None]  # (B, T)
+
+    def forward(
+        self,
+        input_features: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        clip_rows: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """input_features [B, T, 160] float32, attention_mask [B, T] (1 = real), clip_rows [B] (toolkit
+        pooling: each clip's rows, half row included) -> embeddings [B, embedding_dim]."""
         states = self.hidden_states(input_features, attention_mask)[-self.n_mfa_layers :]
         x = torch.cat([adapter(h) for adapter, h in zip(self.adapter_layers, states)], dim=-1)  # (B, T, n*a)
-        return self.bottleneck(self.pooling(x, attention_mask))  # (B, embedding_dim)
+        pooled = self.pooling(x, self.pooling_mask(input_features, attention_mask, clip_rows))  # (B, 2 * n*a)
+        return self.bottleneck(pooled)  # (B, embedding_dim)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -30,8 +30,9 @@ from w2vlab._contract import (
     read_embedded_metadata,
     read_metadata,
 )
-from w2vlab._features import FeatureConfig
+from w2vlab._features import FeatureConfig, clip_rows
 from w2vlab._parity import cosine_rows
+from w2vlab.runtime._entry import MASK_DTYPE
 from w2vlab.runtime._loaders import FRONTEND_THREADS, intra_op_threads, open_format, reading
 from w2vlab.runtime._prepare import model_inputs
 
@@ -60,6 +61,7 @@ class Artifact:
         if not path.is_file():
             raise ArtifactError(f"{path} is missing; {self.directory / METADATA_FILE} lists it")
         self.feature_config = FeatureConfig.from_dict(self.metadata["feature_extractor"]["config"])
+        self.pooling: str = self.metadata["pooling"]  # "toolkit" or "masked": how an odd frame count's half row pools
         self.module = self._open(path, entry)
         # A TorchScript waveform module is frontend -> core: run as two calls, the frontend on
         # FRONTEND_THREADS (see w2vlab.runtime._loaders); the other formats compile the frontend in.
@@ -75,7 +77,13 @@ class Artifact:
     def _open(self, path: Path, entry: dict) -> torch.nn.Module:
         """Load ``path`` and check it against ``metadata.json``: embedded metadata, then content hash."""
         module, digest = open_format(  # a corrupt file: an ArtifactError naming the format (READERS)
-            path, self.format, self.mode, self.feature_config, threads=torch.get_num_threads(), device=self.device
+            path,
+            self.format,
+            self.mode,
+            self.feature_config,
+            threads=torch.get_num_threads(),
+            device=self.device,
+            pooling=self.pooling,
         )
         with reading(path, self.format):
             embedded = read_embedded_metadata(path, self.format)
@@ -114,7 +122,12 @@ class Artifact:
         frontend, core = self._stages
         with intra_op_threads(FRONTEND_THREADS):
             features, mask = frontend(*inputs)  # (B, T, 160), (B, T)
-        return core(features, mask)
+        if self.pooling == "masked":
+            return core(features, mask.to(MASK_DTYPE))
+        waveform, lengths = (*inputs, None)[:2]
+        c = self.feature_config
+        rows = clip_rows(lengths, waveform.size(0), waveform.size(1), c.frame_length, c.hop_length, c.stride)
+        return core(features, mask.to(MASK_DTYPE), rows.to(features.device))  # rows: each clip's, half row included
 
     def _run(self, *inputs: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
@@ -133,7 +146,7 @@ class Artifact:
         minimum = self.metadata["min_num_samples"]
         waves = [prepare_clip(w, sr, minimum, self.sample_rate) for w in waves]  # (N_i,) each
         fe = self.feature_extractor if self.mode == "preprocessed" else None
-        inputs = model_inputs(self.mode, waves, fe)  # one clip: valid feature rows, no mask; several: + mask
+        inputs = model_inputs(self.mode, waves, fe, self.pooling)  # see w2vlab.runtime._prepare
         return self._run(*(x.to(self.device) for x in inputs)).cpu()
 
     def embed(self, wave: ArrayLike, sr: int) -> torch.Tensor:

@@ -38,7 +38,7 @@ from w2vlab._contract import (
     script_sha256,
 )
 from w2vlab._features import FeatureConfig
-from w2vlab.runtime._entry import PreprocessedSpeakerEncoder, ProgramWaveformEntry
+from w2vlab.runtime._entry import ProgramWaveformEntry, preprocessed_entry
 
 # The torch frontend runs on one intra-op thread.  It is ~40 small ATen calls, each an OpenMP
 # parallel region when it has 2 threads, and a region waits for its slowest thread: on a busy
@@ -101,7 +101,7 @@ class AotiCore(nn.Module):
     code is as it is").
 
     Inputs are made contiguous first.  The compiled code indexes its inputs with the strides of
-    the capture example: given HF's attention mask as is (``int64`` strides ``(1, B)``, a
+    the capture example: given HF's attention mask as is (strides ``(1, B)``, a
     transposed layout) it read the wrong elements and returned embeddings at cosine 0.70 to
     eager, without an error.
     """
@@ -259,6 +259,7 @@ def open_format(
     threads: int | None = None,
     fingerprint: bool = True,
     device: str | torch.device = "cpu",
+    pooling: str = "masked",
 ) -> tuple[Callable[..., torch.Tensor], str]:
     """Open ``path`` as a callable with the TorchScript artifact's signature for ``mode``, and its
     content hash (``""`` if ``fingerprint`` is false), computed from the same load where the
@@ -275,6 +276,8 @@ def open_format(
             :func:`w2vlab.export._torchscript.unbake_devices`), so ``map_location`` is enough; a ``.pt2``
             program names its capture device in its graph (factory ``device=``, ``.to()``
             metadata asserts) and is moved with ``torch.export.passes.move_to_device_pass``.
+        pooling: the metadata's ``pooling``; a toolkit-pooling preprocessed file takes ``clip_rows``
+            too (:mod:`w2vlab.runtime._entry`).
     Raises:
         ArtifactError: the file is corrupt, truncated or of another format (the message names ``fmt``).
     """
@@ -289,7 +292,7 @@ def open_format(
     if not reader.entry:
         return module, digest
     if mode == "preprocessed":
-        return PreprocessedSpeakerEncoder(module, config.feature_dim).eval(), digest
+        return preprocessed_entry(module, config.feature_dim, pooling).eval(), digest
     return ProgramWaveformEntry(module, config).eval(), digest
 
 
@@ -300,6 +303,7 @@ def load_format(
     config: FeatureConfig | None = None,
     threads: int | None = None,
     device: str | torch.device = "cpu",
+    pooling: str = "masked",
 ) -> Callable[..., torch.Tensor]:
     """:func:`open_format` without the hash."""
-    return open_format(path, fmt, mode, config, threads, fingerprint=False, device=device)[0]
+    return open_format(path, fmt, mode, config, threads, fingerprint=False, device=device, pooling=pooling)[0]

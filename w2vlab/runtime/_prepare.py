@@ -5,8 +5,10 @@ A clip is first made mono at the model's rate and checked long enough by
 batch of prepared clips becomes the model's inputs here:
 
 * ``waveform``: :func:`w2vlab._audio.pad_waveforms` -> (waves ``[B, N_max]`` float32, lengths ``[B]`` int64);
-* ``preprocessed``: :func:`w2vlab._features.extractor_inputs` of the HF extractor -> one clip:
-  (features ``[1, T_valid, 160]``,); several: (features ``[B, T, 160]``, mask ``[B, T]``).
+* ``preprocessed``, masked pooling: :func:`w2vlab._features.extractor_inputs` of the HF extractor -> one
+  clip: (features ``[1, T_valid, 160]``,); several: (features ``[B, T, 160]``, mask ``[B, T]``);
+* ``preprocessed``, toolkit pooling: :func:`w2vlab._features.toolkit_inputs` -> the extractor's output as
+  it comes (features ``[B, T, 160]``, mask ``[B, T]`` int32) and clip_rows ``[B]``, one clip or several.
 
 Both are what the artifact files and the eager model accept.  Consumer side: imports the leaves only.
 """
@@ -23,26 +25,32 @@ import numpy as np
 import torch
 
 from w2vlab._audio import pad_waveforms
-from w2vlab._contract import check_mode
-from w2vlab._features import extractor_inputs
+from w2vlab._contract import check_mode, check_pooling
+from w2vlab._features import extractor_inputs, toolkit_inputs
 
 __all__ = ["Preparer", "model_inputs"]
 
 
-def model_inputs(mode: str, waves: Sequence[np.ndarray], fe: Any = None) -> tuple[torch.Tensor, ...]:
+def model_inputs(
+    mode: str, waves: Sequence[np.ndarray], fe: Any = None, pooling: str = "masked"
+) -> tuple[torch.Tensor, ...]:
     """Prepared clips (float32 mono ``[N_i]`` at the model's rate, each long enough) -> the model's inputs.
 
     Args:
         mode: "waveform" or "preprocessed"
         fe: the HF ``SeamlessM4TFeatureExtractor`` (preprocessed mode only)
+        pooling: the artifact's (or model's) pooling, "toolkit" or "masked"
     Returns:
-        waveform: ``(waves [B, N_max], lengths [B])``; preprocessed: ``(features [1, T_valid, 160],)``
-        for one clip, ``(features [B, T, 160], mask [B, T])`` for several.
+        waveform: ``(waves [B, N_max], lengths [B])``; preprocessed, masked: ``(features [1, T_valid, 160],)``
+        for one clip, ``(features [B, T, 160], mask [B, T])`` for several; preprocessed, toolkit:
+        ``(features [B, T, 160], mask [B, T], clip_rows [B])``.
     """
     if check_mode(mode) == "waveform":
         return pad_waveforms(waves)
     if fe is None:
         raise TypeError("preprocessed inputs need the feature extractor: pass fe=SeamlessM4TFeatureExtractor")
+    if check_pooling(pooling) == "toolkit":
+        return toolkit_inputs(fe, waves)
     return tuple(x for x in extractor_inputs(fe, waves) if x is not None)
 
 
@@ -60,10 +68,12 @@ class Preparer:
 
     mode: str
     extractor_config: Mapping[str, Any] | None = None  # SeamlessM4TFeatureExtractor.to_dict(); preprocessed only
+    pooling: str = "masked"  # the artifact's (or model's): "toolkit" adds each clip's rows
 
     def __call__(self, waves: Sequence[np.ndarray]) -> tuple[torch.Tensor, ...]:
         if self.mode == "waveform":
             return model_inputs(self.mode, waves)
         if self.extractor_config is None:
             raise TypeError("Preparer('preprocessed') needs extractor_config (SeamlessM4TFeatureExtractor.to_dict())")
-        return model_inputs(self.mode, waves, _extractor(json.dumps(dict(self.extractor_config), sort_keys=True)))
+        fe = _extractor(json.dumps(dict(self.extractor_config), sort_keys=True))
+        return model_inputs(self.mode, waves, fe, self.pooling)

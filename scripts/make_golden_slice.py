@@ -7,7 +7,11 @@ fixture ``speech_en_m3_2s.wav`` and a tiny model with numpy-seeded weights:
 
 * the HF ``SeamlessM4TFeatureExtractor`` ``input_features`` shape and 8 values at fixed
   (row, column) indices, and the same indices from ``w2vlab._features.TorchFeatureExtractor``;
-* the eager embedding: shape, first 8 values, L2 norm.
+* the eager embedding: shape, first 8 values, L2 norm;
+* on ``speech_en_m3_1p01s.wav`` (99 frames of 10 ms: an odd count, so the extractor's last stacked
+  row is half padding), the embedding with each pooling choice: "toolkit" (every row pooled; checked
+  here against a restatement that runs HF's own ``Wav2Vec2BertModel`` forward with the extractor's
+  mask, as WeSpeaker does) and "masked" (the half row left out).
 
 The weights come from ``numpy.random.default_rng`` (:func:`seed_weights`), not from torch's init
 functions, whose random streams may change between torch versions.  Deterministic: two runs
@@ -31,6 +35,7 @@ from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "data" / "speech_en_m3_2s.wav"
+ODD_FIXTURE = ROOT / "tests" / "data" / "speech_en_m3_1p01s.wav"  # 16160 samples: 99 frames
 GOLDEN = ROOT / "tests" / "data" / "golden_slice.json"
 SEED = 0
 NUM_VALUES = 8  # feature values and leading embedding values stored
@@ -149,6 +154,46 @@ def measure(
     }
 
 
+def restated_toolkit_embedding(model: torch.nn.Module, feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """WeSpeaker's ``W2VBert_Adapter_MFA`` computation, restated on ``model``'s weights: HF's own encoder
+    forward with the extractor's mask, every hidden state -> adapters -> unmasked ASP -> bottleneck."""
+    with torch.inference_mode():
+        states = model.encoder(feats, attention_mask=mask, output_hidden_states=True).hidden_states
+        states = states[-len(model.adapter_layers) :]
+        x = torch.cat([a(h) for a, h in zip(model.adapter_layers, states)], dim=-1).transpose(1, 2)  # (1, F, T)
+        w = torch.softmax(model.pooling.attention(x), dim=2)
+        mu = (x * w).sum(dim=2)
+        sg = ((x * x * w).sum(dim=2) - mu * mu).clamp(min=1e-5).sqrt()
+        return model.bottleneck(torch.cat([mu, sg], dim=1))  # (1, D)
+
+
+def measure_odd(model_dir: str | Path, fixture: str | Path = ODD_FIXTURE) -> dict[str, Any]:
+    """The embedding of an odd-frame-count clip with each pooling choice (``first`` [8], ``l2_norm``),
+    and ``restated_rel_diff``: max|w2vlab toolkit - restated| / max|restated| (not stored)."""
+    from transformers import SeamlessM4TFeatureExtractor
+
+    from w2vlab._audio import prepare_waveform, read_audio
+    from w2vlab.model._checkpoint import load_speaker_encoder
+    from w2vlab.model._demo import W2VBERT_PREPROCESSOR
+
+    result: dict[str, Any] = {"fixture": f"tests/data/{Path(fixture).name}"}
+    for pooling in ("toolkit", "masked"):
+        loaded = load_speaker_encoder(model_dir, pooling=pooling)
+        fe = SeamlessM4TFeatureExtractor(**(loaded.preprocessor_config or W2VBERT_PREPROCESSOR))
+        wave, sr = read_audio(fixture)
+        wave = prepare_waveform(wave, sr, fe.sampling_rate)
+        out = fe([wave], sampling_rate=fe.sampling_rate, padding=True, return_attention_mask=True, return_tensors="pt")
+        feats, mask = out["input_features"], out["attention_mask"]  # [1, T, 160], [1, T]: the clip as it comes
+        with torch.inference_mode():
+            emb = loaded.model(feats, mask)  # [1, D]
+        result["shape"], result["valid_rows"] = list(feats.shape), int(mask.sum())
+        result[pooling] = {"first": [float(v) for v in emb[0, :NUM_VALUES]], "l2_norm": float(emb.norm())}
+        if pooling == "toolkit":
+            restated = restated_toolkit_embedding(loaded.model, feats, mask)
+            result["restated_rel_diff"] = float((emb - restated).abs().max() / restated.abs().max())
+    return result
+
+
 def versions() -> dict[str, str]:
     import transformers
 
@@ -159,7 +204,13 @@ def main() -> None:
     from w2vlab.model._checkpoint import sha256_file
 
     with tempfile.TemporaryDirectory() as tmp:
-        values = measure(write_golden_checkpoint(Path(tmp) / "tiny"))
+        model_dir = write_golden_checkpoint(Path(tmp) / "tiny")
+        values = measure(model_dir)
+        odd = measure_odd(model_dir)
+    assert odd["valid_rows"] == odd["shape"][1] - 1, f"{ODD_FIXTURE.name} has no half row: {odd}"
+    assert odd["restated_rel_diff"] <= 1e-5, f"toolkit pooling differs from the restatement: {odd}"
+    assert abs(odd["toolkit"]["l2_norm"] - odd["masked"]["l2_norm"]) > 1e-4, f"the half row changes nothing: {odd}"
+    del odd["restated_rel_diff"]
     tf, emb = values["torch_features"], values["embedding"]
     assert tf["max_abs_diff_vs_hf"] <= FRONTEND_ATOL, (
         f"torch frontend differs from HF by {tf['max_abs_diff_vs_hf']:.3g}"
@@ -176,9 +227,11 @@ def main() -> None:
             "seed": SEED,
             "fixture": f"tests/data/{FIXTURE.name}",
             "fixture_sha256": sha256_file(FIXTURE),
+            "odd_fixture_sha256": sha256_file(ODD_FIXTURE),
             "versions": versions(),
         },
         **values,
+        "odd_clip": odd,
     }
     text = json.dumps(golden, indent=2)  # then one line per list of numbers
     GOLDEN.write_text(

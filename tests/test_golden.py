@@ -7,7 +7,9 @@ independent of torch's RNG), run on ``tests/data/speech_en_m3_2s.wav``:
 
 * HF ``input_features`` [1, 99, 160] and w2vlab's torch frontend, 8 values each;
 * the eager embedding [1, 32]: first 8 values and L2 norm;
-* both exported TorchScript artifacts (preprocessed, waveform) on the same file, vs the eager values.
+* both exported TorchScript artifacts (preprocessed, waveform) on the same file, vs the eager values;
+* on ``speech_en_m3_1p01s.wav`` (99 frames: the extractor's last row is half padding), the
+  embedding with each pooling choice, eager and exported (both modes), vs the stored values.
 """
 
 from __future__ import annotations
@@ -67,25 +69,37 @@ def measured(golden_dir) -> dict:
     return golden_script.measure(golden_dir, golden_script.FIXTURE, GOLDEN["hf_features"]["index"])
 
 
-@pytest.fixture(scope="module")
-def artifact_dir(golden_dir, tmp_path_factory) -> Path:
+def _export(golden_dir: Path, out: Path, pooling: str) -> Path:
     from w2vlab.export._pipeline import export
     from w2vlab.export._suite import build_suite
 
-    out = tmp_path_factory.mktemp("golden_art") / "art"
     export(
         golden_dir,
         out,
         modes=("preprocessed", "waveform"),
-        cases=build_suite(lengths=(16000,), batches=()),
+        cases=build_suite(lengths=(16000, 16160), batches=()),
         progress=False,
+        pooling=pooling,
     )
     return out
+
+
+@pytest.fixture(scope="module")
+def artifact_dirs(golden_dir, tmp_path_factory) -> dict[str, Path]:
+    """pooling -> the golden checkpoint exported with it."""
+    root = tmp_path_factory.mktemp("golden_art")
+    return {pooling: _export(golden_dir, root / pooling, pooling) for pooling in ("masked", "toolkit")}
+
+
+@pytest.fixture(scope="module")
+def artifact_dir(artifact_dirs) -> Path:
+    return artifact_dirs["masked"]  # w2vlab's own head: the default
 
 
 def test_fixture_unchanged():
     from w2vlab.model._checkpoint import sha256_file
 
+    assert sha256_file(golden_script.ODD_FIXTURE) == GOLDEN["provenance"]["odd_fixture_sha256"]
     assert sha256_file(golden_script.FIXTURE) == GOLDEN["provenance"]["fixture_sha256"], (
         f"{golden_script.FIXTURE.name} changed since the golden slice was made; "
         f"re-run scripts/make_golden_slice.py only if the new fixture is intended"
@@ -123,3 +137,37 @@ def test_artifact_embedding(artifact_dir, mode):
     assert_golden(f"{mode} artifact embedding.shape", [1, *emb.shape], want["shape"])
     assert_golden(f"{mode} artifact embedding.first", emb[: len(want["first"])].numpy(), want["first"])
     assert_golden(f"{mode} artifact embedding.l2_norm", float(emb.norm()), want["l2_norm"])
+
+
+@pytest.fixture(scope="module")
+def measured_odd(golden_dir) -> dict:
+    return golden_script.measure_odd(golden_dir)
+
+
+def test_odd_clip_has_a_half_row(measured_odd):
+    assert_golden("odd_clip.shape", measured_odd["shape"], GOLDEN["odd_clip"]["shape"])
+    assert measured_odd["valid_rows"] == GOLDEN["odd_clip"]["valid_rows"] == measured_odd["shape"][1] - 1
+
+
+@pytest.mark.parametrize("pooling", ["toolkit", "masked"])
+def test_odd_clip_eager_embedding(measured_odd, pooling):
+    for key in ("first", "l2_norm"):
+        assert_golden(f"odd_clip.{pooling}.{key}", measured_odd[pooling][key], GOLDEN["odd_clip"][pooling][key])
+
+
+def test_toolkit_pooling_equals_hf_forward_restated(measured_odd):
+    """Toolkit pooling equals WeSpeaker's computation restated on HF's own encoder forward."""
+    assert measured_odd["restated_rel_diff"] <= 1e-5, measured_odd["restated_rel_diff"]
+
+
+@pytest.mark.parametrize("mode", ["preprocessed", "waveform"])
+@pytest.mark.parametrize("pooling", ["toolkit", "masked"])
+def test_odd_clip_artifact_embedding(artifact_dirs, pooling, mode):
+    from w2vlab import load_artifact
+
+    art = load_artifact(artifact_dirs[pooling], mode)
+    assert art.pooling == pooling
+    emb = art.embed_file(golden_script.ODD_FIXTURE)  # [D]
+    want = GOLDEN["odd_clip"][pooling]
+    assert_golden(f"odd_clip {pooling} {mode} artifact first", emb[: len(want["first"])].numpy(), want["first"])
+    assert_golden(f"odd_clip {pooling} {mode} artifact l2_norm", float(emb.norm()), want["l2_norm"])

@@ -51,6 +51,7 @@ def _artifact_with(tmp_path, fmt: str, content: bytes):
         "versions": {"torch": torch.__version__},
         "feature_extractor": {"config": {}},
         "model": {},
+        "pooling": "masked",
     }
     (tmp_path / METADATA_FILE).write_text(json.dumps(metadata))
     return tmp_path

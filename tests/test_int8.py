@@ -64,7 +64,7 @@ def run(path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
 def model_feeds(mode: str) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     if mode == "preprocessed":
-        mask = np.ones((2, 90), np.int64)
+        mask = np.ones((2, 90), np.int32)  # the extractor's dtype, which the programs take
         mask[1, 60:] = 0
         return {"input_features": rng.standard_normal((2, 90, 160)).astype(np.float32), "attention_mask": mask}
     return {

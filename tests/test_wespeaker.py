@@ -297,3 +297,19 @@ def test_pruned_config_from_model_config_file(tmp_path):
     loaded = load_speaker_encoder(exp)
     assert loaded.encoder_config["num_attention_heads_group"] == cfg["num_attention_heads_group"]
     _assert_matches(loaded, model)
+
+
+@pytest.mark.parametrize("lora_rank", [0, 4])
+def test_the_demo_writer_makes_a_directory_that_loads_as_its_model(tmp_path, lora_rank):
+    """``write_wespeaker_demo`` (the notebook's stand-in for a user's exp/ directory): full and stage-1."""
+    from w2vlab.model import write_wespeaker_demo
+
+    exp, model = write_wespeaker_demo(tmp_path / "exp", lora_rank=lora_rank)
+    state = torch.load(exp / "avg_model.pt", weights_only=True)
+    assert "projection.weight" in state and "frontend.encoder.masked_spec_embed" not in state
+    assert any(".lora_A.default.weight" in k for k in state) == bool(lora_rank)
+    loaded = load_speaker_encoder(exp)
+    assert any("LoRA" in note for note in loaded.notes) == bool(lora_rank)
+    _assert_matches(loaded, model)  # WeSpeaker's computation restated on the weights it was written from
+    with pytest.raises(FileExistsError):
+        write_wespeaker_demo(tmp_path / "exp")

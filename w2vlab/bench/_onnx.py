@@ -41,7 +41,10 @@ def onnx_op_profile(path: Path, feats: torch.Tensor, threads: int, runs: int, wo
     from w2vlab.runtime._loaders import onnx_session
 
     session = onnx_session(path, threads, profile_prefix=str(work / "onnx_profile"))
-    feed = {"input_features": feats.numpy(), "attention_mask": np.ones(feats.shape[:2], np.int64)}
+    feed = {
+        "input_features": feats.numpy(),
+        "attention_mask": np.ones(feats.shape[:2], np.int32),
+    }  # the programs take the extractor's int32 mask
     for _ in range(runs + 1):
         session.run(None, feed)
     trace = Path(session.end_profiling())

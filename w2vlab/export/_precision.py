@@ -54,7 +54,8 @@ def build_onnx_int8(artifact: Path, work: Path, threads: int, feature_dim: int) 
     """Quantise the artifact's preprocessed ONNX file into ``work``; runners with spinning off and on."""
     from w2vlab._contract import FILES
     from w2vlab.export._int8 import quantize_onnx
-    from w2vlab.runtime._loaders import OnnxRuntimeCore, PreprocessedSpeakerEncoder, onnx_session
+    from w2vlab.runtime._entry import PreprocessedSpeakerEncoder
+    from w2vlab.runtime._loaders import OnnxRuntimeCore, onnx_session
 
     path = work / "candidate_int8.onnx"
     quantize_onnx(artifact / FILES["onnx", "preprocessed"], path)

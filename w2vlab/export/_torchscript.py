@@ -144,8 +144,11 @@ def script_module(module: nn.Module) -> torch.jit.ScriptModule:
         return torch.jit.script(module)
 
 
-def wrap(mode: str, core: torch.jit.ScriptModule, config: FeatureConfig, pooling: str) -> torch.jit.ScriptModule:
-    """The scripted artifact module for ``mode`` and ``pooling`` around the compiled core."""
+def wrap(
+    mode: str, core: torch.jit.ScriptModule, config: FeatureConfig, pooling: str = "masked"
+) -> torch.jit.ScriptModule:
+    """The scripted artifact module for ``mode`` and ``pooling`` (the eager model's ``pooling_choice``,
+    which :func:`compile_core` compiled ``core`` for) around the compiled core."""
     if check_mode(mode) == "preprocessed":
         return script_module(preprocessed_entry(core, config.feature_dim, pooling))
     return script_module(waveform_encoder(core, config, pooling))

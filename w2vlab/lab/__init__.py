@@ -17,6 +17,8 @@ __all__, __getattr__, __dir__ = attach(
         "plot_layer_widths": "_plots",
         "plot_bench": "_plots",
         "plot_trial_parity": "_plots",
+        "plot_pooling_choice": "_pooling",
+        "pooling_errors": "_pooling",
         # widgets
         "build_workbench": "_widgets",
         "explore": "_widgets",

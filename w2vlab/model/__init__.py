@@ -29,6 +29,7 @@ __all__, __getattr__, __dir__ = attach(
         "write_demo_checkpoint": "_demo",
         "build_demo_model": "_demo",
         "encoder_config": "_demo",
+        "write_wespeaker_demo": "_wespeaker_demo",
         # the eager reference as a corpus embedder
         "EagerEmbedder": "_eager",
     },

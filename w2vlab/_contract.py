@@ -36,6 +36,10 @@ MODES = ("preprocessed", "waveform")
 POOLINGS = ("toolkit", "masked")
 FORMATS = ("torchscript", "exported", "onnx", "onnx-int8", "aoti")
 ONNX_FORMATS = ("onnx", "onnx-int8")
+# Reduced-precision copies, judged by their own bounds: one that misses them is refused alone (the
+# verified fp32 files are kept), and the loaders run each one clip at a time (dynamic int8 takes one
+# activation scale per tensor, so in a padded batch a clip's embedding would depend on its neighbours).
+LABELLED_FORMATS = ("onnx-int8",)
 ZIP_FORMATS = ("torchscript", "exported", "aoti")  # zips: the metadata is their extra/metadata.json
 # `--format all`: every format but AOTInductor's, whose export compiles C++ (about a minute for the
 # tiny demo on 2 cores) and needs a compiler; ask for it by name.

@@ -85,13 +85,21 @@ def _export(args) -> int:
         return 1
     for report in result.all_reports:
         print(report.headline())
+    for fmt, by_mode in result.refused.items():  # a labelled copy that missed its bounds: not written
+        for report in by_mode.values():
+            print(report, file=sys.stderr)
+        print(
+            f"{fmt} REFUSED: missed its bounds on {sorted({c for r in by_mode.values() for c in r.failures})}; "
+            f"not written (the verified files above were)",
+            file=sys.stderr,
+        )
     files = sorted(p.name for p in result.output.iterdir() if p.suffix in (".pt", ".pt2", ".onnx", ".data"))
     print(
         f"artifact: {result.output} ({', '.join(files)}; torch.jit.{result.metadata['export']['path']}, "
         f"{result.metadata['pooling']} pooling, {result.seconds:.1f} s; per-clip numbers in "
         f"{result.output / 'parity.json'})"
     )
-    return 0
+    return 1 if result.refused else 0
 
 
 def _embed(args) -> int:

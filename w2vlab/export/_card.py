@@ -110,6 +110,7 @@ def render_model_card(metadata: Mapping[str, Any], dirname: str = "w2vbert_speak
         "",
         *_parity_table(md),
         "",
+        *_refused_lines(md),
         "Parity was measured after saving and reloading each file, against HF's feature "
         "extractor and the eager PyTorch model; per-clip numbers are in `parity.json`. Each clip is held "
         "to a cosine bound and to a bound on its max|diff| relative to the largest value of its eager "
@@ -238,12 +239,7 @@ def _program_snippets(md: Mapping[str, Any], dirname: str) -> list[str]:
             "",
         ]
     if any(fmt == "onnx-int8" for fmt, _ in files):
-        lines += [
-            "The `_int8.onnx` files are dynamic-int8 copies (MatMul weights int8 per channel, the conv "
-            "blocks' pointwise convolutions kept fp32): smaller and faster on CPU, verified to cosine "
-            ">= 0.999 against eager, not bit-exact.",
-            "",
-        ]
+        lines += [*_int8_lines(md)]
     data = sorted(
         entry["external_data"]
         for mode in md["artifacts"]
@@ -273,6 +269,35 @@ def _program_snippets(md: Mapping[str, Any], dirname: str) -> list[str]:
         )
         lines += [f"{fmt}, {mode} mode:", "", f"```python\n{code}\n```", ""]
     return lines
+
+
+def _int8_lines(md: Mapping[str, Any]) -> list[str]:
+    """What the int8 copies are, how they must be run, and their matrix products as the graph has them."""
+    counts = [
+        f"{mode}: {m['integer']} integer-kernel MatMuls, {m['float_weights']} float on weights, "
+        f"{m['float_activations']} float between activations"
+        for mode in md["artifacts"]
+        if (m := format_entries(md, mode).get("onnx-int8", {}).get("matmuls"))
+    ]
+    return [
+        "The `_int8.onnx` files are dynamic-int8 copies (MatMul weights int8 per channel, the conv "
+        "blocks' pointwise convolutions kept fp32): smaller and faster on CPU, verified to cosine "
+        ">= 0.999 against eager, not bit-exact. Read from their graphs: " + ("; ".join(counts) or "no counts") + ".",
+        "",
+        "Run them **one clip at a time** (`w2vlab.load_artifact` does): dynamic int8 quantises each "
+        "activation tensor with one scale, so in a padded batch a clip's embedding would depend on the "
+        "clips beside it.",
+        "",
+    ]
+
+
+def _refused_lines(md: Mapping[str, Any]) -> list[str]:
+    """The labelled copies that missed their bounds and were not written."""
+    return [
+        f"**Refused, not written:** the {fmt} copy ({mode}) missed its bounds on {entry['failed_clips']}."
+        for fmt, by_mode in md.get("refused", {}).items()
+        for mode, entry in by_mode.items()
+    ] + ([""] if md.get("refused") else [])
 
 
 def _gpu_section(md: Mapping[str, Any], dirname: str) -> list[str]:

@@ -210,3 +210,35 @@ def _attr(node, name: str, default: float) -> float:
 def _plain_gemm(node) -> bool:
     """A ``Gemm`` that is ``A @ op(B) + C``: alpha = beta = 1, A not transposed."""
     return _attr(node, "alpha", 1.0) == 1.0 and _attr(node, "beta", 1.0) == 1.0 and _attr(node, "transA", 0) == 0
+
+
+def count_matmuls(path: str | Path) -> dict[str, int]:
+    """Read off an ONNX file's graph (subgraphs included) which matrix products run as integer kernels.
+
+    Returns ``integer`` (``MatMulInteger`` / ``DynamicQuantizeMatMul`` / ``QLinearMatMul``: int8 weights),
+    ``float_weights`` (a plain ``MatMul`` or ``Gemm`` on a weight initializer or constant: could have
+    been quantised, stayed float) and ``float_activations`` (a ``MatMul`` of two activations, e.g.
+    attention scores, which dynamic weight quantisation leaves float by design).  A graph whose
+    ``DequantizeLinear`` was folded back into float weights counts as float here, as it runs.
+    """
+    require("onnx", needed_by="counting an ONNX file's MatMuls", hint=ONNX_HINT)
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    counts = {"integer": 0, "float_weights": 0, "float_activations": 0}
+
+    def visit(graph) -> None:
+        constants = {i.name for i in graph.initializer} | {
+            o for n in graph.node if n.op_type == "Constant" for o in n.output
+        }
+        for node in graph.node:
+            if node.op_type in ("MatMulInteger", "DynamicQuantizeMatMul", "QLinearMatMul"):
+                counts["integer"] += 1
+            elif node.op_type in ("MatMul", "Gemm"):
+                counts["float_weights" if node.input[1] in constants else "float_activations"] += 1
+            for attr in node.attribute:
+                for sub in [attr.g, *attr.graphs] if attr.type in (5, 10) else []:  # GRAPH, GRAPHS
+                    visit(sub)
+
+    visit(model.graph)
+    return counts

@@ -41,6 +41,7 @@ from w2vlab._contract import (
     FILES,
     FORMAT_TAG,
     FORMATS,
+    LABELLED_FORMATS,
     METADATA_FILE,
     MODES,
     ONNX_FORMATS,
@@ -63,7 +64,7 @@ from w2vlab._version import __version__
 from w2vlab.export._card import render_model_card
 from w2vlab.export._formats import capture as capture_program
 from w2vlab.export._formats import embed_metadata, export_aoti, export_onnx, export_program
-from w2vlab.export._int8 import quantize_onnx
+from w2vlab.export._int8 import count_matmuls, quantize_onnx
 from w2vlab.export._int8 import recipe as int8_recipe
 from w2vlab.export._rewrites import faster_blocks
 from w2vlab.export._suite import Case, build_suite, candidate_fn, case_lengths, embed_cases, reference_fn
@@ -94,6 +95,8 @@ class ExportResult:
     reports: dict[str, ParityReport]  # TorchScript, per mode
     seconds: float
     format_reports: dict[str, dict[str, ParityReport]] = field(default_factory=dict)  # other format -> mode -> report
+    # labelled copies that missed their bounds: not written (the verified files were), format -> mode -> report
+    refused: dict[str, dict[str, ParityReport]] = field(default_factory=dict)
 
     @property
     def report(self) -> ParityReport:
@@ -250,18 +253,27 @@ def verify_files(
     progress: bool,
     pooling: str,
 ) -> dict[str, dict[str, tuple[ParityReport, dict[str, Any]]]]:
-    """format -> mode -> (report, entry) for every written file; raises :class:`ExportParityError`
-    naming every file that missed its bounds."""
+    """format -> mode -> (report, entry) for every written file that passed; raises :class:`ExportParityError`
+    naming every file that missed its bounds when one of them is a full-precision file.  A labelled copy
+    (:data:`w2vlab._contract.LABELLED_FORMATS`) that missed its own bounds is refused alone: its files are
+    removed from ``tmp`` and its reports come back as ``format -> mode -> report`` in the second value."""
     checked = {
         fmt: {
             mode: verify_file(tmp / FILES[fmt, mode], fmt, mode, fe, ref, bounds, progress, pooling) for mode in modes
         }
         for fmt in formats
     }
-    failed = [report for by_mode in checked.values() for report, _ in by_mode.values() if not report.passed]
-    if failed:
-        raise ExportParityError(*failed)
-    return checked
+    failed = [(fmt, r) for fmt, by_mode in checked.items() for r, _ in by_mode.values() if not r.passed]
+    if any(fmt not in LABELLED_FORMATS for fmt, _ in failed):
+        raise ExportParityError(*(r for _, r in failed))
+    refused = {fmt: {mode: r for mode, (r, _) in checked[fmt].items()} for fmt in dict(failed)}
+    for fmt in refused:
+        logger.warning("refusing the %s copy: it missed its bounds; the verified files are kept", fmt)
+        for mode in modes:
+            for path in (tmp / FILES[fmt, mode], tmp / (FILES[fmt, mode] + ".data")):
+                path.unlink(missing_ok=True)
+        del checked[fmt]
+    return checked, refused
 
 
 def _io_spec(mode: str, config: FeatureConfig, embedding_dim: int, pooling: str) -> dict[str, Any]:
@@ -288,11 +300,16 @@ def _io_spec(mode: str, config: FeatureConfig, embedding_dim: int, pooling: str)
 
 
 def build_metadata(
-    loaded: LoadedModel, fe: Any, info: TraceInfo, entries: Mapping[str, Mapping[str, dict[str, Any]]]
+    loaded: LoadedModel,
+    fe: Any,
+    info: TraceInfo,
+    entries: Mapping[str, Mapping[str, dict[str, Any]]],
+    refused: Mapping[str, Mapping[str, ParityReport]] | None = None,
 ) -> dict[str, Any]:
     """Everything a consumer needs to trust and use the artifact (no paths, no user names).
 
-    ``entries`` maps mode -> format -> that file's entry (file, parity, content_sha256)."""
+    ``entries`` maps mode -> format -> that file's entry (file, parity, content_sha256); ``refused``
+    format -> mode -> report of the labelled copies that missed their bounds and were not written."""
     fe_config = json.loads(fe.to_json_string())
     config = FeatureConfig.from_extractor(fe)
     head = loaded.head
@@ -336,13 +353,26 @@ def build_metadata(
             },
             "source_weights_sha256": loaded.source_sha256,
             **({"source": loaded.source} if loaded.source else {}),  # another toolkit's checkpoint
+            **({"refused": _refused_summary(refused)} if refused else {}),
         },
         "the metadata being exported",
     )
 
 
+def _refused_summary(refused: Mapping[str, Mapping[str, ParityReport]]) -> dict[str, Any]:
+    """format -> mode -> why it was refused (the failing clips) and its parity summary, for the metadata."""
+    return {
+        fmt: {mode: {"failed_clips": list(r.failures), "parity": r.summary()} for mode, r in by_mode.items()}
+        for fmt, by_mode in refused.items()
+    }
+
+
 def write(
-    tmp: Path, metadata: dict[str, Any], checked: Mapping[str, Mapping[str, tuple[ParityReport, Any]]], fe: Any
+    tmp: Path,
+    metadata: dict[str, Any],
+    checked: Mapping[str, Mapping[str, tuple[ParityReport, Any]]],
+    fe: Any,
+    refused: Mapping[str, Mapping[str, ParityReport]] | None = None,
 ) -> None:
     """Store the metadata in every verified file and beside them, with parity.json, the extractor and the card."""
     metadata_json = json.dumps(metadata, indent=2, sort_keys=True) + "\n"
@@ -357,6 +387,10 @@ def write(
         for fmt, by_mode in checked.items()
         if fmt != "torchscript"
     }
+    if refused:
+        parity["refused"] = {
+            fmt: {mode: r.to_dict() for mode, r in by_mode.items()} for fmt, by_mode in refused.items()
+        }
     (tmp / PARITY_FILE).write_text(json.dumps(parity, indent=2) + "\n")
     (tmp / CARD_FILE).write_text(render_model_card(metadata))
 
@@ -405,21 +439,23 @@ def export(
         loaded = dataclasses.replace(loaded, model=None)  # keep the facts, release the weights
         trim()
         quantize_files(tmp, modes, formats)
-        checked = verify_files(tmp, modes, formats, fe, ref, bounds, progress, loaded.head.pooling)
+        checked, refused = verify_files(tmp, modes, formats, fe, ref, bounds, progress, loaded.head.pooling)
+        formats = tuple(fmt for fmt in formats if fmt not in refused)
         entries = {
             mode: {
                 fmt: {
                     **checked[fmt][mode][1],
                     **({"rewrites": rewrites} if fmt in ONNX_FORMATS else {}),
                     **({"quantisation": int8_recipe()} if fmt == "onnx-int8" else {}),
+                    **({"matmuls": count_matmuls(tmp / FILES[fmt, mode])} if fmt in LABELLED_FORMATS else {}),
                 }
                 for fmt in formats
             }
             for mode in modes
         }
-        metadata = build_metadata(loaded, fe, info, entries)
-        write(tmp, metadata, checked, fe)
+        metadata = build_metadata(loaded, fe, info, entries, refused)
+        write(tmp, metadata, checked, fe, refused)
     seconds = time.perf_counter() - start
     logger.info("exported %s (%s) to %s in %.1f s", "+".join(modes), "+".join(formats), output, seconds)
     reports = {fmt: {mode: report for mode, (report, _) in by_mode.items()} for fmt, by_mode in checked.items()}
-    return ExportResult(output, metadata, reports.pop("torchscript"), seconds, reports)
+    return ExportResult(output, metadata, reports.pop("torchscript"), seconds, reports, refused)

@@ -210,3 +210,49 @@ class ProgramWaveformEntry(nn.Module):
         if num_samples < self.min_program_samples:
             waveform = nn.functional.pad(waveform, [0, self.min_program_samples - num_samples])  # (B, 720)
         return self.core(waveform, lengths)
+
+
+class ClipByClip(nn.Module):
+    """Runs an entry point one clip at a time, each cut to its own extent: a reduced-precision file whose
+    activation scales are per tensor then gives a clip the same embedding alone and in any batch.
+
+    preprocessed: clip ``i``'s rows (its mask's ones, which must come first as the extractor's do;
+    with toolkit pooling ``clip_rows[i]``) and mask; waveform: its first ``lengths[i]`` samples.
+    Inputs are checked first with the entry point's own checks.  Not scriptable (a Python loop): loaders only.
+    """
+
+    def __init__(self, entry: nn.Module, mode: str, pooling: str = "masked"):
+        super().__init__()
+        self.entry, self.mode, self.pooling = entry, mode, check_pooling(pooling)
+
+    def _cuts(
+        self, x: torch.Tensor, second: torch.Tensor | None, rows: torch.Tensor | None
+    ) -> list[tuple[torch.Tensor, ...]]:
+        """Each clip's inputs, cut to its extent, after the entry point's checks."""
+        batch = x.size(0)
+        if self.mode == "waveform":
+            check_waveform(x, self.entry.min_num_samples)
+            full = torch.full((batch,), x.size(1), dtype=torch.int64)
+            lengths = full if second is None else check_lengths(second, batch, x.size(1), self.entry.min_num_samples)
+            return [(x[i : i + 1, : int(n)],) for i, n in enumerate(lengths)]
+        mask = checked_mask(x, second, self.entry.feature_dim)
+        valid = mask.sum(1)  # (B,)
+        if not bool((mask == (torch.arange(mask.size(1)) < valid[:, None])).all()):
+            raise ValueError("each clip's attention_mask must be ones then zeros, as the extractor returns it")
+        if self.pooling == "masked":
+            return [(x[i : i + 1, : int(n)],) for i, n in enumerate(valid)]
+        if rows is None:  # every row real, or the entry point's error for a padded batch without clip_rows
+            return (
+                [(x, mask)]
+                if bool((valid < x.size(1)).any())
+                else [(x[i : i + 1], mask[i : i + 1]) for i in range(batch)]
+            )
+        counts = check_clip_rows(rows, mask)  # toolkit: the clip's rows, its half row included
+        return [(x[i : i + 1, : int(n)], mask[i : i + 1, : int(n)]) for i, n in enumerate(counts)]
+
+    def forward(
+        self, x: torch.Tensor, second: torch.Tensor | None = None, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if x.dim() < 2 or x.size(0) == 1:  # one clip (or a shape the entry point's checks refuse): as given
+            return self.entry(*(t for t in (x, second, rows) if t is not None))
+        return torch.cat([self.entry(*clip) for clip in self._cuts(x, second, rows)])

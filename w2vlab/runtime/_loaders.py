@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from w2vlab._contract import (
+    LABELLED_FORMATS,
     ONNX_HINT,
     ArtifactError,
     InputError,
@@ -38,7 +39,7 @@ from w2vlab._contract import (
     script_sha256,
 )
 from w2vlab._features import FeatureConfig
-from w2vlab.runtime._entry import ProgramWaveformEntry, preprocessed_entry
+from w2vlab.runtime._entry import ClipByClip, ProgramWaveformEntry, preprocessed_entry
 
 # The torch frontend runs on one intra-op thread.  It is ~40 small ATen calls, each an OpenMP
 # parallel region when it has 2 threads, and a region waits for its slowest thread: on a busy
@@ -292,8 +293,12 @@ def open_format(
     if not reader.entry:
         return module, digest
     if mode == "preprocessed":
-        return preprocessed_entry(module, config.feature_dim, pooling).eval(), digest
-    return ProgramWaveformEntry(module, config).eval(), digest
+        entry = preprocessed_entry(module, config.feature_dim, pooling)
+    else:
+        entry = ProgramWaveformEntry(module, config)
+    if fmt in LABELLED_FORMATS:  # per-tensor activation scales: one clip at a time (w2vlab._contract)
+        entry = ClipByClip(entry, mode, pooling)
+    return entry.eval(), digest
 
 
 def load_format(

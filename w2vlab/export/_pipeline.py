@@ -66,6 +66,7 @@ from w2vlab.export._int8 import quantize_onnx
 from w2vlab.export._int8 import recipe as int8_recipe
 from w2vlab.export._rewrites import faster_blocks
 from w2vlab.export._suite import Case, build_suite, candidate_fn, case_lengths, embed_cases, reference_fn
+from w2vlab.export._suite import without_short as _without_short
 from w2vlab.export._torchscript import TraceInfo, compile_core, save_script, wrap
 from w2vlab.model._checkpoint import LoadedModel, feature_extractor_for, load_speaker_encoder
 from w2vlab.runtime._entry import min_program_samples
@@ -284,6 +285,7 @@ def build_metadata(
     ``entries`` maps mode -> format -> that file's entry (file, parity, content_sha256)."""
     fe_config = json.loads(fe.to_json_string())
     config = FeatureConfig.from_extractor(fe)
+    minimum = max(config.min_num_samples, loaded.min_num_samples or 0)  # an x-vector head needs more rows
     return validate_metadata(
         {
             "format": FORMAT_TAG,
@@ -294,8 +296,8 @@ def build_metadata(
             "sample_rate": config.sampling_rate,
             "feature_dim": config.feature_dim,
             "embedding_dim": loaded.head.embedding_dim,
-            "min_num_samples": config.min_num_samples,
-            "min_duration_s": config.min_num_samples / config.sampling_rate,
+            "min_num_samples": minimum,
+            "min_duration_s": minimum / config.sampling_rate,
             "min_program_samples": min_program_samples(
                 config
             ),  # .pt2/ONNX/aoti programs: pad shorter waveforms to this
@@ -381,7 +383,8 @@ def export(
     output = Path(output)
     with atomic_directory(output, overwrite=force) as tmp:  # fails early on an existing output
         loaded, fe = load(model_path, checkpoint, config)
-        ref = reference(loaded.model, fe, build_suite() if cases is None else cases, progress)
+        cases = _without_short(build_suite() if cases is None else cases, loaded.min_num_samples)
+        ref = reference(loaded.model, fe, cases, progress)
         info, rewrites = capture(loaded.model, FeatureConfig.from_extractor(fe), modes, formats, tmp)
         loaded = dataclasses.replace(loaded, model=None)  # keep the facts, release the weights
         trim()
@@ -400,6 +403,8 @@ def export(
         }
         metadata = build_metadata(loaded, fe, info, entries)
         write(tmp, metadata, checked, fe)
+        for name, data in loaded.files.items():  # beside the programs, e.g. an HF sequence classifier
+            (tmp / name).write_bytes(data)
     seconds = time.perf_counter() - start
     logger.info("exported %s (%s) to %s in %.1f s", "+".join(modes), "+".join(formats), output, seconds)
     reports = {fmt: {mode: report for mode, (report, _) in by_mode.items()} for fmt, by_mode in checked.items()}

@@ -22,20 +22,28 @@ except one step that no export can capture as written, below.
 attention_mask [B, T]) -> [B, D]``.  Run eagerly it *is* the stock model's own forward (the
 x-vector's ``embeddings``, the classification model's classifier input, read by a forward hook),
 so the export's reference is HF's forward itself.  While a format captures it (``torch.jit.trace``,
-``torch.export``, and through it ONNX and AOTInductor) it runs the same stock modules, with one
-step written for capture: HF's x-vector pools in a Python loop over the batch
+``torch.export``, and through it ONNX and AOTInductor) it runs the same stock modules with the
+pooling written as masked tensor operations: HF's x-vector pools in a Python loop over the batch
 (``hidden_states[i, :length]``), which a trace unrolls for the example's batch size and which
-``torch.export`` cannot take with a dynamic batch; the captured form computes the same masked
-mean and standard deviation over the same frames (HF's own length helpers) as tensor operations.
-The parity suite compares every exported file with the eager (stock) forward, so any difference
-between the two forms fails the export.
+``torch.export`` cannot take with a dynamic batch.  The parity suite compares every exported file
+with the eager (stock) forward, so any difference between the two forms fails the export.
 
-Both heads honour the attention mask (HF pools over each clip's valid frames; the TDNN frames it
-pools read only valid encoder frames), so a clip's embedding is the same alone or in a padded
-batch up to float rounding.  The x-vector head needs ``sum((kernel - 1) * dilation) + 2`` feature
-rows (16 rows, 5360 samples at 16 kHz, with HF's default TDNN): fewer give no TDNN frame (HF's
-forward fails) or one (its standard deviation is NaN); :attr:`HFHead.min_num_samples` carries it
-into the metadata, and the consumers refuse shorter clips.
+Batches.  The sequence classifier pools each clip's valid frames (HF's own mask), so a clip's
+embedding is the same alone or in a padded batch up to float rounding.  HF's x-vector is not:
+``_get_tdnn_output_lengths`` counts TDNN frames without the dilation, so with a dilated TDNN
+(HF's default ``tdnn_dilation`` is ``(1, 2, 3, 1, 1)``) the batched forward pools
+``sum((kernel - 1) * (dilation - 1))`` (6) more frames per padded clip than the clip has, frames
+that read the padding; a clip of the longest length gets all of its frames because the slice stops
+at the tensor's end.  On the tiny test model that moved padded clips' embeddings by 14-18% of their
+largest value.  w2vlab pools only the TDNN frames that read the clip's own rows, ``rows - sum((kernel - 1)
+* dilation)``, which is what HF's forward gives each clip *alone*; the eager reference runs each clip of a
+masked batch alone to match (:meth:`HFSpeakerHead.stock`), so batches are verified against HF's forward
+clip by clip.
+
+The x-vector head needs ``sum((kernel - 1) * dilation) + 2`` feature rows (16 rows, 5360 samples at
+16 kHz, with HF's default TDNN): fewer give no TDNN frame (HF's forward fails) or one (its standard
+deviation is NaN).  :attr:`HFHead.min_num_samples` carries it into the metadata, so every consumer
+refuses shorter clips, and the parity suite leaves them out.
 """
 
 from __future__ import annotations
@@ -130,7 +138,8 @@ def build_model(architecture: str, cfg: Any) -> nn.Module:
     import transformers
 
     model = getattr(transformers, architecture)(cfg)
-    model.loss_function = None  # stops TorchScript's attribute probing from logging about loss_type
+    for module in (model, model.wav2vec2_bert):  # stops TorchScript's attribute probing logging about loss_type
+        module.loss_function = None
     if architecture == XVECTOR:
         model.objective = None  # AM-softmax: training only, its weights are dropped on load
     return model.eval()

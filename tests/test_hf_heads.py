@@ -273,7 +273,10 @@ def test_a_modified_classifier_is_refused(seqcls_artifact, tmp_path):
         load_artifact(copy).classify(torch.zeros(2, 16))
 
 
-@pytest.mark.parametrize("cls", [Wav2Vec2BertForXVector, Wav2Vec2BertForSequenceClassification])
+@pytest.mark.parametrize(
+    "cls",
+    [Wav2Vec2BertForXVector, pytest.param(Wav2Vec2BertForSequenceClassification, marks=pytest.mark.slow)],
+)
 def test_weighted_layer_sum_exports(tmp_path, cls):
     folder = _save(tmp_path / "weighted", cls, seed=2, use_weighted_layer_sum=True)
     result = export(folder, tmp_path / "art", formats=("torchscript", "exported"), cases=CASES, progress=False)
@@ -285,3 +288,51 @@ def test_weighted_layer_sum_exports(tmp_path, cls):
     art = load_artifact(tmp_path / "art")
     embedding = art.embed_batch(waves, 16000)
     assert _rel(embedding if output == "embeddings" else art.classify(embedding), reference) < MAX_REL
+
+
+@pytest.mark.slow  # every format of both modes through the CLI (ONNX, int8), then the corpus tools
+def test_cli_export_verify_and_the_corpus_tools(xvector_dir, tmp_path, capsys):
+    """As a user would: ``w2vlab export --format all``, ``verify``, ``embed-corpus``, ``score-trials`` and
+    ``compare-trials`` on the committed corpus (40 clips of 1.3-2.5 s, 320 trials), unchanged."""
+    from w2vlab._contract import onnx_available
+    from w2vlab.cli import main
+
+    if not onnx_available():
+        pytest.skip("the ONNX formats need the [onnx] extra")
+    out = tmp_path / "art"
+    export_args = ["export", "--model-path", str(xvector_dir), "--output", str(out), "--mode", "both"]
+    assert main([*export_args, "--format", "all", "--suite", "quick"]) == 0
+    assert main(["verify", str(out), "--model-path", str(xvector_dir), "--suite", "quick"]) == 0
+    corpus = DATA / "corpus"
+    for fmt in ("torchscript", "onnx"):
+        args = ["embed-corpus", str(corpus / "wav.scp"), "--output", str(tmp_path / fmt), "--artifact", str(out)]
+        assert main([*args, "--format", fmt, "--mode", "waveform"]) == 0
+    capsys.readouterr()
+    assert main(["score-trials", str(tmp_path / "torchscript"), str(corpus / "trials.txt"), "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert (scores["n_trials"], scores["skipped"]) == (320, 0) and 0.0 <= scores["eer"] <= 1.0
+    trials = corpus / "trials.txt"
+    assert main(["compare-trials", str(tmp_path / "torchscript"), str(tmp_path / "onnx"), str(trials), "--json"]) == 0
+    comparison = json.loads(capsys.readouterr().out)
+    assert comparison["n_trials"] == 320 and comparison["n_flips"] == 0
+    assert comparison["abs_diff"]["max"] < 1e-4  # cosine scores of fp32 TorchScript vs ONNX
+
+
+@pytest.mark.slow  # compiles the C++ program (once per session) and an AOTInductor package
+def test_the_cpp_consumer_embeds_with_an_xvector_aoti_package(xvector_dir, tmp_path):
+    from w2vlab.runtime import _cpp as cpp_consumer
+
+    try:
+        program = cpp_consumer.build()
+    except cpp_consumer.MissingBuildDependencies as e:
+        pytest.skip(f"the C++ consumer's build dependencies cannot be installed here: {e}")
+    out = tmp_path / "art"
+    export(xvector_dir, out, modes=("waveform",), formats=("aoti",), cases=CASES, progress=False)
+    files = sorted((DATA / "corpus" / "wav").glob("*.wav"))[:4]
+    for fmt in ("torchscript", "aoti"):
+        run = cpp_consumer.run(out, files, aoti=fmt == "aoti", program=program)
+        assert run.returncode == 0 and not run.errors, run.stderr
+        art = load_artifact(out, "waveform", fmt)
+        python = torch.stack([art.embed_file(f) for f in files])
+        cpp = torch.from_numpy(np.stack([run.embeddings[str(f)] for f in files]))
+        assert _rel(cpp, python) < MAX_REL

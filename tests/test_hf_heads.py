@@ -336,3 +336,15 @@ def test_the_cpp_consumer_embeds_with_an_xvector_aoti_package(xvector_dir, tmp_p
         python = torch.stack([art.embed_file(f) for f in files])
         cpp = torch.from_numpy(np.stack([run.embeddings[str(f)] for f in files]))
         assert _rel(cpp, python) < MAX_REL
+
+
+def test_the_explorer_compares_an_xvector_artifact_with_hfs_forward(xvector_artifact, xvector_dir):
+    from w2vlab.lab._widgets import build_workbench, explore
+
+    bench = build_workbench(xvector_dir, xvector_artifact, DATA)
+    assert "synth_561" not in bench.clips and all(len(w) >= XVECTOR_MIN_SAMPLES for w in bench.clips.values())
+    clips = ["speech_en_m3_2s", "speech_en_f2_2s", "synth_16160_odd"]
+    for mode in ("preprocessed", "waveform"):
+        for batched in (False, True):
+            result = explore(bench, mode, clips, batched, format="exported")
+            assert result.report.passed, result.report

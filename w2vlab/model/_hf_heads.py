@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,11 +62,9 @@ from w2vlab._contract import InputError
 from w2vlab._features import FeatureConfig
 from w2vlab.model._config import PRUNING_FIELDS
 
-logger = logging.getLogger(__name__)
-
 XVECTOR, SEQUENCE_CLASSIFICATION = "Wav2Vec2BertForXVector", "Wav2Vec2BertForSequenceClassification"
 ARCHITECTURES = (XVECTOR, SEQUENCE_CLASSIFICATION)
-WEIGHTS, CONFIG_FILE = "model.safetensors", "config.json"
+CONFIG_FILE = "config.json"
 CLASSIFIER_FILE = "classifier.safetensors"  # beside the programs: the sequence classifier's weight and bias
 DROPPED_PREFIX = "objective."  # the x-vector's AM-softmax loss weights: training only
 # The config fields each head reads, recorded in the metadata's ``source.config``.
@@ -103,7 +100,7 @@ class HFHead:
     embedding_dim: int  # D of the artifact's output
     output: str  # which tensor the artifact returns, in words
     pooling: str  # how the head pools frames, in words
-    min_num_samples: int  # shortest clip the head embeds (16 kHz samples)
+    min_num_samples: int  # shortest clip the head embeds, in samples at the extractor's rate
     id2label: dict[str, str] | None = None  # sequence classification: class index -> label
     classifier: dict[str, Any] | None = None  # {"file", "sha256", "shape"}: the classifier beside the programs
 

@@ -168,10 +168,12 @@ def check_clip_length(
         return
     given, rate = received if received is not None else (num_samples, sample_rate)
     resampled = f", {num_samples} samples at {sample_rate} Hz after resampling" if rate != sample_rate else ""
+    two_frames = min_num_samples == round(0.035 * sample_rate)  # 25 ms + 10 ms: the extractor's own minimum
+    who, why = ("the feature extractor", "two analysis frames") if two_frames else ("the model", "the model's minimum")
     raise AudioTooShortError(
         f"audio too short: received {given} samples at {rate} Hz ({given / rate:.3f} s){resampled}; "
-        f"the feature extractor needs at least {min_num_samples} samples at {sample_rate} Hz "
-        f"({min_num_samples / sample_rate:.3f} s, two analysis frames); pad the clip (e.g. with silence) "
+        f"{who} needs at least {min_num_samples} samples at {sample_rate} Hz "
+        f"({min_num_samples / sample_rate:.3f} s, {why}); pad the clip (e.g. with silence) "
         f"to at least that length or leave it out"
     )
 

@@ -144,7 +144,7 @@ def _info(args) -> int:
 
 def _verify(args) -> int:
     from w2vlab._parity import format_bounds
-    from w2vlab.export._suite import audio_files, named_suite, verify
+    from w2vlab.export._suite import audio_files, named_suite, verify, without_short
     from w2vlab.model._checkpoint import feature_extractor_for, load_speaker_encoder
     from w2vlab.runtime._artifact import load_artifact
 
@@ -152,6 +152,7 @@ def _verify(args) -> int:
     loaded = load_speaker_encoder(args.model_path, args.checkpoint, args.config, pooling=metadata["pooling"])
     fe = feature_extractor_for(loaded)
     cases = named_suite(args.suite, audio_files(args.audio) if args.audio else ())
+    cases = without_short(cases, loaded.min_num_samples)  # an x-vector head needs more audio than the extractor
     failed = False
     for mode in metadata["artifacts"]:
         for fmt in format_entries(metadata, mode):

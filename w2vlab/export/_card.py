@@ -147,9 +147,7 @@ def _summary(md: Mapping[str, Any]) -> list[str]:
         f"- Encoder: `Wav2Vec2BertModel`, {enc['num_hidden_layers']} conformer layers, hidden "
         f"{enc['hidden_size']}{', structured-pruning student' if pruned else ''}; "
         f"{model['parameters']:,} parameters in all.",
-        f"- Head: {model['head']} (MFA adapters -> attentive statistics pooling -> bottleneck).",
-        f"- Pooling: {md['pooling']}: {POOLING_TEXT[md['pooling']]}",
-        f"- Output: a {md['embedding_dim']}-d speaker embedding per clip; compare with cosine similarity.",
+        *_head_lines(md),
         f"- Audio: {md['sample_rate']} Hz mono; at least {md['min_num_samples']} samples "
         f"({md['min_duration_s'] * 1000:.0f} ms).",
         f"- Compiled by `torch.jit.{md['export']['path']}`"
@@ -161,6 +159,41 @@ def _summary(md: Mapping[str, Any]) -> list[str]:
         *_source_line(md.get("source")),
         "",
     ]
+
+
+def _head_lines(md: Mapping[str, Any]) -> list[str]:
+    """Which head, which output, how to score, and the labels where the head has any."""
+    head, dim = md["model"]["head"], md["embedding_dim"]
+    if head.get("kind") != "transformers":
+        return [
+            f"- Head: {head} (MFA adapters -> attentive statistics pooling -> bottleneck).",
+            f"- Pooling: {md['pooling']}: {POOLING_TEXT[md['pooling']]}",
+            f"- Output: a {dim}-d speaker embedding per clip; compare with cosine similarity.",
+        ]
+    lines = [
+        f"- Head: `{head['architecture']}`, the stock transformers class; {head['pooling']}.",
+        f"- Pooling: {md['pooling']} (HF's own, by the extractor's mask): {POOLING_TEXT[md['pooling']]}",
+        f"- Output: a {dim}-d embedding per clip, {head['output']}. Score two clips by the cosine similarity "
+        "of their embeddings (`w2vlab score-trials`, `Artifact.score`).",
+    ]
+    if head["architecture"].endswith("ForXVector"):
+        lines.append(
+            "- Batches: each clip gets the embedding HF's forward gives it alone. HF's own batched forward counts "
+            "TDNN frames without the dilation (`_get_tdnn_output_lengths`), so with a dilated TDNN it also pools "
+            "frames that read the padding of shorter clips; this artifact pools only frames of the clip, "
+            "and the parity suite checked its batches against HF's forward run clip by clip."
+        )
+    classifier = head.get("classifier")
+    if classifier:
+        labels = sorted((head.get("id2label") or {}).items(), key=lambda kv: int(kv[0]))
+        shown = ", ".join(f"{i} `{label}`" for i, label in labels[:20])
+        more = f", ... ({len(labels)} in all: `model.head.id2label` in metadata.json)" if len(labels) > 20 else ""
+        lines.append(
+            f"- Labels: {shown}{more}. Logits: `embedding @ weight.T + bias` with `weight` {classifier['shape']} "
+            f"and `bias` from `{classifier['file']}` (sha256 `{classifier['sha256'][:12]}`); "
+            "`w2vlab.load_artifact(dir).classify(embeddings)` returns them, `.labels` the names."
+        )
+    return lines
 
 
 def _source_line(source: Mapping[str, Any] | None) -> list[str]:

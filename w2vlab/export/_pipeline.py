@@ -68,6 +68,7 @@ from w2vlab.export._int8 import count_matmuls, quantize_onnx
 from w2vlab.export._int8 import recipe as int8_recipe
 from w2vlab.export._rewrites import faster_blocks
 from w2vlab.export._suite import Case, build_suite, candidate_fn, case_lengths, embed_cases, reference_fn
+from w2vlab.export._suite import without_short as _without_short
 from w2vlab.export._torchscript import TraceInfo, compile_core, save_script, wrap
 from w2vlab.model._checkpoint import LoadedModel, feature_extractor_for, load_speaker_encoder
 from w2vlab.runtime._entry import min_program_samples
@@ -313,19 +314,20 @@ def build_metadata(
     fe_config = json.loads(fe.to_json_string())
     config = FeatureConfig.from_extractor(fe)
     head = loaded.head
+    minimum = max(config.min_num_samples, loaded.min_num_samples or 0)  # an x-vector head needs more rows
     return validate_metadata(
         {
             "format": FORMAT_TAG,
             "artifacts": {
-                mode: {**_io_spec(mode, config, head.embedding_dim, head.pooling), "formats": dict(by_format)}
+                mode: {**_io_spec(mode, config, head.embedding_dim, head.pooling_choice), "formats": dict(by_format)}
                 for mode, by_format in entries.items()
             },
             "sample_rate": config.sampling_rate,
             "feature_dim": config.feature_dim,
             "embedding_dim": loaded.head.embedding_dim,
-            "pooling": loaded.head.pooling,
-            "min_num_samples": config.min_num_samples,
-            "min_duration_s": config.min_num_samples / config.sampling_rate,
+            "pooling": head.pooling_choice,
+            "min_num_samples": minimum,
+            "min_duration_s": minimum / config.sampling_rate,
             "min_program_samples": min_program_samples(
                 config
             ),  # .pt2/ONNX/aoti programs: pad shorter waveforms to this
@@ -434,12 +436,13 @@ def export(
     output = Path(output)
     with atomic_directory(output, overwrite=force) as tmp:  # fails early on an existing output
         loaded, fe = load(model_path, checkpoint, config, pooling)
-        ref = reference(loaded.model, fe, build_suite() if cases is None else cases, progress)
+        cases = _without_short(build_suite() if cases is None else cases, loaded.min_num_samples)
+        ref = reference(loaded.model, fe, cases, progress)
         info, rewrites = capture(loaded.model, FeatureConfig.from_extractor(fe), modes, formats, tmp)
         loaded = dataclasses.replace(loaded, model=None)  # keep the facts, release the weights
         trim()
         quantize_files(tmp, modes, formats)
-        checked, refused = verify_files(tmp, modes, formats, fe, ref, bounds, progress, loaded.head.pooling)
+        checked, refused = verify_files(tmp, modes, formats, fe, ref, bounds, progress, loaded.head.pooling_choice)
         formats = tuple(fmt for fmt in formats if fmt not in refused)
         entries = {
             mode: {
@@ -455,6 +458,8 @@ def export(
         }
         metadata = build_metadata(loaded, fe, info, entries, refused)
         write(tmp, metadata, checked, fe, refused)
+        for name, data in loaded.files.items():  # beside the programs, e.g. an HF sequence classifier
+            (tmp / name).write_bytes(data)
     seconds = time.perf_counter() - start
     logger.info("exported %s (%s) to %s in %.1f s", "+".join(modes), "+".join(formats), output, seconds)
     reports = {fmt: {mode: report for mode, (report, _) in by_mode.items()} for fmt, by_mode in checked.items()}

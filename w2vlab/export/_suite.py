@@ -131,6 +131,23 @@ def named_suite(name: str, audio: Iterable[str | Path] = ()) -> list[Case]:
     return build_suite(audio=audio)
 
 
+def without_short(cases: Sequence[Case], min_num_samples: int | None) -> list[Case]:
+    """``cases`` without the clips shorter than ``min_num_samples`` (a model that needs more audio than the
+    extractor, e.g. an x-vector head's TDNN context); a batch keeps its other clips.  Logs what it left out."""
+    if not min_num_samples:
+        return list(cases)
+    kept = []
+    for case in cases:
+        waves = tuple(w for w in case.waves if len(w) >= min_num_samples)
+        if len(waves) < len(case.waves):
+            logger.info("parity suite: %s leaves out clips under %d samples", case.name, min_num_samples)
+        if waves:
+            kept.append(case if len(waves) == len(case.waves) else Case(f"{case.name}-short", waves))
+    if not kept:
+        raise InputError(f"no parity case has a clip of {min_num_samples} samples or more, the model's minimum")
+    return kept
+
+
 def audio_files(directory: str | Path) -> list[Path]:
     """The ``.wav``/``.flac`` files directly inside ``directory``, sorted."""
     directory = Path(directory)

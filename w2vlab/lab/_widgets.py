@@ -56,7 +56,8 @@ def build_workbench(
         for mode in metadata["artifacts"]
     }
     cases = build_suite(lengths=(561, 16160, 48000), batches=(), audio=audio_files(audio_dir) if audio_dir else ())
-    clips = {c.name: c.waves[0] for c in cases if not c.batched}
+    shortest = loaded.min_num_samples or 0  # an x-vector head needs more audio than the extractor
+    clips = {c.name: c.waves[0] for c in cases if not c.batched and len(c.waves[0]) >= shortest}
     return Workbench(loaded.model, feature_extractor_for(loaded), artifacts, clips)
 
 

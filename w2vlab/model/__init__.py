@@ -30,6 +30,9 @@ __all__, __getattr__, __dir__ = attach(
         "build_demo_model": "_demo",
         "encoder_config": "_demo",
         "write_wespeaker_demo": "_wespeaker_demo",
+        # the speaker heads HF Trainer saves (Wav2Vec2BertForXVector, ...ForSequenceClassification)
+        "HFSpeakerHead": "_hf_heads",
+        "HFHead": "_hf_heads",
         # the eager reference as a corpus embedder
         "EagerEmbedder": "_eager",
     },

@@ -9,7 +9,9 @@ Layouts understood:
   ``.pth`` layout ``{"modules": {"spk_model": state_dict}}`` with ``front.encoder.*`` keys,
   read with ``torch.load(..., weights_only=True)`` only.  Unmerged LoRA pairs are merged;
 * a WeSpeaker model or experiment directory: ``config.yaml`` + ``avg_model.pt`` (or
-  ``models/avg_model.pt``, or ``checkpoint=.../model_N.pt``), mapped by :mod:`w2vlab.model._wespeaker`.
+  ``models/avg_model.pt``, or ``checkpoint=.../model_N.pt``), mapped by :mod:`w2vlab.model._wespeaker`;
+* an HF ``Trainer`` folder whose ``config.json`` names ``Wav2Vec2BertForXVector`` or
+  ``Wav2Vec2BertForSequenceClassification``: the stock class, see :mod:`w2vlab.model._hf_heads`.
 
 Loading is strict by default: missing, unexpected and mis-shaped keys are listed in a
 :class:`LoadReport` and raise :class:`CheckpointMismatchError`.
@@ -31,7 +33,8 @@ from typing import Any
 import torch
 
 from w2vlab._contract import InputError
-from w2vlab.model import _wespeaker
+from w2vlab._features import FeatureConfig
+from w2vlab.model import _hf_heads, _wespeaker
 from w2vlab.model._config import W2VBERT_PREPROCESSOR, HeadConfig, merge_config, normalise_pruning
 from w2vlab.model._encoder import SpeakerEncoder, build_encoder, count_parameters
 
@@ -78,14 +81,16 @@ class LoadReport:
 class LoadedModel:
     """A loaded speaker encoder and the facts an export records about where it came from."""
 
-    model: SpeakerEncoder
+    model: SpeakerEncoder  # or an HFSpeakerHead (a transformers speaker head)
     encoder_config: dict[str, Any]  # normalised HF config dict, pruning fields included
-    head: HeadConfig
+    head: HeadConfig  # or an HFHead
     notes: list[str]  # every normalisation applied to the config
     source_sha256: dict[str, str]  # file name -> sha256 of the weights read
     preprocessor_config: dict[str, Any] | None  # the checkpoint's preprocessor_config.json, if any
     parameters: int = 0  # parameter count of the model
     source: dict[str, Any] | None = None  # another toolkit's checkpoint: toolkit, config fields, file, sha256
+    min_num_samples: int | None = None  # shortest clip the model embeds, where longer than the extractor's minimum
+    files: dict[str, bytes] = field(default_factory=dict)  # written beside the programs (an HF classifier)
 
 
 def feature_extractor_for(loaded: LoadedModel) -> Any:
@@ -351,7 +356,11 @@ def load_speaker_encoder(
         lora_scaling: alpha / r for unmerged LoRA pairs (default: the reference recipe's 2.0);
             a WeSpeaker directory takes it from ``config.yaml`` instead.
         pooling: ``"toolkit"`` or ``"masked"`` (:data:`w2vlab._contract.POOLINGS`); default: as the
-            checkpoint's toolkit pools, :func:`default_pooling`.
+            checkpoint's toolkit pools, :func:`default_pooling`.  HF heads pool HF's own way ("masked").
+
+    A folder whose ``config.json`` names ``Wav2Vec2BertForXVector`` or ``Wav2Vec2BertForSequenceClassification``
+    loads the stock ``transformers`` class (:mod:`w2vlab.model._hf_heads`); ``checkpoint`` then names
+    another ``.safetensors`` of the same model (default: the folder's ``model.safetensors``).
     """
     model_path = Path(model_path)
     if _wespeaker.is_wespeaker_dir(model_path):
@@ -361,6 +370,16 @@ def load_speaker_encoder(
                 f"{_wespeaker.CONFIG_FILE}'s dataset_args.w2vbert_args.lora_config_args; leave lora_scaling out"
             )
         return _load_wespeaker(model_path, checkpoint, config, strict, pooling)
+    architecture = _hf_heads.architecture_of(model_path)
+    if architecture is not None:
+        if lora_scaling is not None:
+            raise InputError(f"{model_path} holds a {architecture}, whose weights are merged; leave lora_scaling out")
+        if pooling not in (None, "masked"):
+            raise InputError(
+                f"{model_path} holds a {architecture}, which pools by the extractor's mask as transformers does; "
+                f"pooling={pooling!r} does not apply (leave it out)"
+            )
+        return _load_hf_head(model_path, architecture, checkpoint, config, strict)
     weights, base, override, preprocessor = _resolve_encoder(model_path, config)
     state = {"encoder." + k: v for k, v in read_state_dict(weights).items()}
     hashes = {weights.name: sha256_file(weights)}
@@ -472,3 +491,65 @@ def _load_wespeaker(
         count_parameters(model),
         source,
     )
+
+
+def _load_hf_head(
+    model_path: Path,
+    architecture: str,
+    checkpoint: str | Path | None,
+    config: str | Path | Mapping[str, Any] | None,
+    strict: bool,
+) -> LoadedModel:
+    """A ``transformers`` speaker head saved by ``save_pretrained`` (see :mod:`w2vlab.model._hf_heads`)."""
+    weights, raw, override, preprocessor = _resolve_encoder(model_path, config)
+    weights = Path(checkpoint) if checkpoint is not None else weights
+    raw = merge_config(raw, override)
+    cfg = _hf_heads.build_config(raw)
+    state, notes = _hf_heads.select_state(read_state_dict(weights), architecture)
+    floats = _float32(state)
+    if any(floats[k].dtype != v.dtype for k, v in state.items()):
+        notes.append("weights converted to float32")
+    if preprocessor is None:
+        notes.append(f"{model_path.name} has no preprocessor_config.json: w2v-bert-2.0's feature extractor assumed")
+    hf, report = _build_and_load_hf(architecture, cfg, floats, strict)
+    _log_load(report, weights, notes)
+    files, classifier = {}, None
+    if architecture == _hf_heads.SEQUENCE_CLASSIFICATION:
+        data, classifier = _hf_heads.classifier_file(hf)
+        files[_hf_heads.CLASSIFIER_FILE] = data
+    minimum = _hf_heads.min_num_samples(
+        architecture, cfg, FeatureConfig.from_dict(preprocessor or W2VBERT_PREPROCESSOR)
+    )
+    hashes = {
+        weights.name: sha256_file(weights),
+        _hf_heads.CONFIG_FILE: sha256_file(model_path / _hf_heads.CONFIG_FILE),
+    }
+    model = _hf_heads.HFSpeakerHead(hf, architecture).eval()
+    return LoadedModel(
+        model,
+        raw,
+        _hf_heads.head_record(architecture, cfg, minimum, classifier),
+        notes,
+        {weights.name: hashes[weights.name]},
+        preprocessor,
+        count_parameters(model),
+        _hf_heads.source_record(architecture, raw, hashes, weights.name),
+        minimum,
+        files,
+    )
+
+
+def _build_and_load_hf(
+    architecture: str, cfg: Any, state: Mapping[str, torch.Tensor], strict: bool
+) -> tuple[torch.nn.Module, LoadReport]:
+    """The stock model with ``state`` loaded: on the meta device, taking the tensors, when strict (as
+    :func:`_build_and_load`); on the CPU, initialised, when not strict or a buffer is not in the file."""
+    if strict:
+        with torch.device("meta"):
+            hf = _hf_heads.build_model(architecture, cfg)
+        report = load_into(hf, state, strict=True, assign=True)
+        if not any(t.is_meta for t in [*hf.parameters(), *hf.buffers()]):
+            _realign(hf)
+            return hf, report
+    hf = _hf_heads.build_model(architecture, cfg)
+    return hf, load_into(hf, state, strict=strict)

@@ -64,6 +64,11 @@ class HeadConfig:
     def __post_init__(self) -> None:
         check_pooling(self.pooling)
 
+    @property
+    def pooling_choice(self) -> str:
+        """``"toolkit"`` or ``"masked"``: what the artifact records (an HF head's is always ``"masked"``)."""
+        return self.pooling
+
     def resolved_mfa_layers(self, num_hidden_layers: int) -> int:
         """Number of aggregated hidden states for an encoder with ``num_hidden_layers`` layers."""
         available = num_hidden_layers + 1

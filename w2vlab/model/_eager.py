@@ -41,16 +41,17 @@ class EagerEmbedder:
         self.device = torch.device(device)
         self.model = loaded.model.to(self.device).eval()
         self.mode = "preprocessed"
-        self.sample_rate, self.min_num_samples = features.sampling_rate, features.min_num_samples
+        self.sample_rate = features.sampling_rate
+        self.min_num_samples = max(features.min_num_samples, loaded.min_num_samples or 0)  # an x-vector's TDNN
         override = sha256_file(config) if isinstance(config, (str, Path)) else canonical_sha256(dict(config or {}))
         self.identity = {
             "kind": "eager",
             "model_path": str(Path(model_path).resolve()),
             "source_sha256": dict(loaded.source_sha256),
             "config_sha256": override,
-            "pooling": loaded.head.pooling,
+            "pooling": loaded.head.pooling_choice,
         }
-        self.prepare = Preparer("preprocessed", fe.to_dict(), loaded.head.pooling)
+        self.prepare = Preparer("preprocessed", fe.to_dict(), loaded.head.pooling_choice)
         self.recipe = functools.partial(EagerEmbedder, model_path, checkpoint, config, pooling=pooling)
 
     def embed(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:

@@ -41,7 +41,8 @@ __all__ = ["Artifact", "ArtifactError", "load_artifact"]
 
 
 class Artifact:
-    """A loaded artifact: ``embed``, ``embed_file``, ``embed_batch`` and ``score``."""
+    """A loaded artifact: ``embed``, ``embed_file``, ``embed_batch`` and ``score``; a sequence-classification
+    head adds ``classify`` and ``labels``."""
 
     def __init__(
         self,
@@ -73,6 +74,7 @@ class Artifact:
         self.sample_rate: int = self.metadata["sample_rate"]
         self.embedding_dim: int = self.metadata["embedding_dim"]
         self._extractor = None
+        self._classifier: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _open(self, path: Path, entry: dict) -> torch.nn.Module:
         """Load ``path`` and check it against ``metadata.json``: embedded metadata, then content hash."""
@@ -156,6 +158,47 @@ class Artifact:
     def embed_file(self, path: str | Path) -> torch.Tensor:
         wave, sr = read_audio(path)
         return self.embed(wave, sr)
+
+    @property
+    def labels(self) -> list[str] | None:
+        """The class names of a sequence-classification head (index order), else None."""
+        id2label = self.metadata["model"].get("head", {}).get("id2label")
+        return None if id2label is None else [id2label[str(i)] for i in range(len(id2label))]
+
+    def classify(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Class logits of a sequence-classification head: embeddings [B, D] (or [D]) -> [B, L] (or [L]).
+
+        ``embedding @ weight.T + bias`` with the classifier saved beside the programs (its sha256 is checked
+        against ``metadata.json``); names of the L classes: :attr:`labels`."""
+        if self._classifier is None:
+            self._classifier = self._read_classifier()
+        weight, bias = self._classifier
+        if embeddings.shape[-1] != weight.shape[1] or embeddings.dim() not in (1, 2):
+            raise ValueError(
+                f"classify expects embeddings [B, {weight.shape[1]}] or [{weight.shape[1]}]; "
+                f"got {list(embeddings.shape)}"
+            )
+        return torch.nn.functional.linear(embeddings.detach().cpu().float(), weight, bias)
+
+    def _read_classifier(self) -> tuple[torch.Tensor, torch.Tensor]:
+        import hashlib
+
+        from safetensors.torch import load
+
+        record = self.metadata["model"].get("head", {}).get("classifier")
+        if record is None:
+            raise ArtifactError(
+                f"{self.directory} holds a {self.metadata['model'].get('head', {}).get('architecture', 'speaker')} "
+                f"head without a classifier; only a sequence-classification export has logits"
+            )
+        path = self.directory / record["file"]
+        if not path.is_file():
+            raise ArtifactError(f"{path} is missing; {self.directory / METADATA_FILE} lists it")
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != record["sha256"]:
+            raise ArtifactError(f"{path.name} does not match the sha256 in metadata.json: modified after export")
+        tensors = load(data)
+        return tensors["weight"].float(), tensors["bias"].float()
 
     @staticmethod
     def score(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -1,5 +1,7 @@
 """Every plot returns a Figure with the expected artists, headless, without pyplot."""
 
+import itertools
+
 import matplotlib
 
 matplotlib.use("Agg")  # before anything else can pick an interactive backend
@@ -318,7 +320,8 @@ def _samples(embeddings):
 
 
 def _drawn_texts(fig):
-    """Every visible, non-empty Text the figure draws: tick labels only where the tick is in view."""
+    """(text, the axes it belongs to or None) for every visible, non-empty Text the figure draws: tick labels
+    only where the tick is in view."""
     tick_texts = set()
     shown = []
     for ax in fig.axes:
@@ -327,9 +330,9 @@ def _drawn_texts(fig):
             for tick in [*axis.get_major_ticks(), *axis.get_minor_ticks()]:
                 tick_texts.update((id(tick.label1), id(tick.label2)))
                 if lo - 1e-9 * abs(hi - lo) <= tick.get_loc() <= hi + 1e-9 * abs(hi - lo):
-                    shown += [t for t in (tick.label1, tick.label2) if t.get_visible()]
-    shown += [t for t in fig.findobj(Text) if id(t) not in tick_texts and t.get_visible()]
-    return [t for t in shown if t.get_text().strip()]
+                    shown += [(t, ax) for t in (tick.label1, tick.label2) if t.get_visible()]
+    shown += [(t, t.axes) for t in fig.findobj(Text) if id(t) not in tick_texts and t.get_visible()]
+    return [(t, ax) for t, ax in shown if t.get_text().strip()]
 
 
 def _series(ax):
@@ -360,10 +363,15 @@ def figure_problems(fig):
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     box = fig.bbox
-    for text in _drawn_texts(fig):
-        extent = text.get_window_extent(renderer)
+    texts, owners = zip(*_drawn_texts(fig)) if _drawn_texts(fig) else ((), ())
+    extents = [text.get_window_extent(renderer) for text in texts]
+    for text, extent in zip(texts, extents):
         if extent.x0 < box.x0 - 1 or extent.y0 < box.y0 - 1 or extent.x1 > box.x1 + 1 or extent.y1 > box.y1 + 1:
             problems.append(f"text {text.get_text()!r} lies outside the figure")
+    for i, j in itertools.combinations(range(len(texts)), 2):  # labels written over each other cannot be read
+        a, b = extents[i].padded(-1), extents[j].padded(-1)
+        if a.overlaps(b) and owners[i] is owners[j]:
+            problems.append(f"texts {texts[i].get_text()!r} and {texts[j].get_text()!r} overlap")
     return problems
 
 
@@ -386,6 +394,8 @@ def test_the_inspection_catches_a_bad_figure():
     ax.scatter([0, 1], [0, 1])
     ax.scatter([0, 1], [1, 0])  # two series, no legend
     ax.text(1.2, 0.5, "far off to the right", transform=fig.transFigure)
+    ax.text(0.5, 0.5, "written here")
+    ax.text(0.52, 0.5, "and here")
     problems = figure_problems(fig)
     assert problems == [
         "no title",
@@ -393,10 +403,12 @@ def test_the_inspection_catches_a_bad_figure():
         "axes 0 has no y label",
         "axes 0 draws 2 series and no legend",
         "text 'far off to the right' lies outside the figure",
+        "texts 'written here' and 'and here' overlap",
     ]
     ax.set(title="fixed", xlabel="x", ylabel="y")
     ax.legend(["a", "b"])
     ax.texts[0].set_x(0.5)
+    ax.texts[2].set_y(0.1)
     assert figure_problems(fig) == []
 
 

@@ -148,10 +148,29 @@ def _error_panel(ax: Any, x: np.ndarray, panel: _Panel, names: list[str], kinds:
     ax.set_yticks(_decades(band_top, top))
     ax.yaxis.set_minor_locator(NullLocator())
     ax.set_title(f"{panel.title}\n{_headroom(values, panel.bounds)}", fontsize=9)
+    _name_points(ax, x, y, names, _named(values, panel, x, y, log_x), log_x)
+
+
+def _named(values: list[float], panel: _Panel, x: np.ndarray, y: np.ndarray, log_x: bool) -> list[int]:
+    """The clips to name: up to 3 failing ones, furthest over first, none close to another already named
+    (labels would overlap); where none fails, the clip closest to its bound (none when it is exact)."""
     worst = _closest(values, panel.bounds)
-    named = np.flatnonzero(failed)[:4].tolist() or ([] if values[worst] == 0 else [worst])
+    failing = sorted(np.flatnonzero(panel.failed).tolist(), key=lambda i: -y[i])
+    if not failing:
+        return [] if values[worst] == 0 else [worst]
+    gx = np.log10(np.maximum(x, 1e-12)) if log_x else x / max(1.0, len(x) / 10)
+    gy = np.log10(y)
+    named: list[int] = []
+    for i in failing:
+        if len(named) < 3 and all(abs(gx[i] - gx[j]) > 0.25 or abs(gy[i] - gy[j]) > 0.5 for j in named):
+            named.append(i)
+    return named
+
+
+def _name_points(ax: Any, x: np.ndarray, y: np.ndarray, names: list[str], named: list[int], log_x: bool) -> None:
+    """Write each named clip beside its dot: left of dots in the right half, so names stay inside the axes."""
     lo, hi = x.min(), x.max()
-    for i in named:  # names left of dots in the right half, so they stay inside the axes
+    for i in named:
         right = x[i] > ((lo * hi) ** 0.5 if log_x else (lo + hi) / 2)
         offset, ha = ((-5, 4), "right") if right else ((5, 4), "left")
         ax.annotate(names[i], (x[i], y[i]), xytext=offset, textcoords="offset points", ha=ha, fontsize=7)

@@ -22,7 +22,7 @@ def test_a_cosine_near_one_is_not_rounded_to_one(capsys):
 @pytest.mark.parametrize(
     ("value", "op", "bound", "line"),
     [
-        (2e-4, "<=", 1e-05, "max|diff| 0.0002 <= 1e-05 ✗"),
+        (2e-4, "<=", 1e-05, "max|diff| 2e-04 <= 1e-05 ✗"),
         (0.99998, ">=", 0.99999, "max|diff| 0.99998 >= 0.99999 ✗"),
         (1.0, "<", 1.0, "max|diff| 1 < 1 ✗"),
         (math.nan, "<=", 1.0, "max|diff| nan <= 1 ✗"),
@@ -44,6 +44,9 @@ def test_format_number_keeps_the_digits_that_matter():
     assert format_number(0.0) == "0"
     assert format_number(12) == "12"
     assert format_number(3e-05) == "3e-05"
+    assert format_number(1e-4) == "1e-04" and format_number(0.00032) == "3.2e-04"
+    assert format_number(-2.5e-4) == "-2.5e-04"
+    assert format_number(0.012) == "0.012"
     assert format_number(0.99999, 0.99998) == "0.99999"
     assert format_number(0.99998, 0.99999) == "0.99998"
     assert format_number(1.155e-05, 1.16e-05) == "1.15e-05"  # "1.2e-05" would read as the bound or over it

@@ -22,7 +22,7 @@ OPS: dict[str, Callable[[float, float], bool]] = {
 
 def format_number(x: float, other: float | None = None) -> str:
     """``x`` with the fewest significant digits (2 or more) that neither round it to a whole number it is not
-    nor move it to or across ``other``: ``3.1e-07``, ``1e-05``, ``0.99999999`` (not ``1``), ``0``."""
+    nor move it to or across ``other``: ``3.1e-07``, ``1e-04`` (not ``0.0001``), ``0.99999999`` (not ``1``), ``0``."""
     x = float(x)
     if not math.isfinite(x) or x.is_integer() and abs(x) < 1e15:
         return str(int(x)) if math.isfinite(x) else str(x)
@@ -32,8 +32,17 @@ def format_number(x: float, other: float | None = None) -> str:
         shown = float(text)
         same_side = other is None or (shown > other, shown < other) == (x > other, x < other)
         if shown == x or (not shown.is_integer() and same_side):
-            return text
+            return _exponent(text) if 0 < abs(x) < 1e-3 else text
     return text
+
+
+def _exponent(text: str) -> str:
+    """``0.0001`` as ``1e-04``, ``0.00032`` as ``3.2e-04``: small numbers read by their exponent."""
+    if "e" in text:
+        return text
+    digits = len(text.lstrip("-0.").replace(".", ""))
+    mantissa, exponent = f"{float(text):.{max(digits - 1, 0)}e}".split("e")
+    return f"{mantissa}e{exponent}"
 
 
 def check(value: float, op: str, bound: float, label: str = "value") -> float:

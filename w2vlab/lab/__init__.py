@@ -1,4 +1,4 @@
-"""The workbench: figures, widgets, notebook reports, the environment check.
+"""The workbench: figures, checks, widgets, notebook reports, the environment check.
 
 Imports anything but the benchmark.  Figures only draw reports and return a ``Figure``.
 """
@@ -19,6 +19,8 @@ __all__, __getattr__, __dir__ = attach(
         "plot_trial_parity": "_plots",
         "plot_pooling_choice": "_pooling",
         "pooling_errors": "_pooling",
+        # one-line checks for notebooks
+        "check": "_check",
         # widgets
         "build_workbench": "_widgets",
         "explore": "_widgets",

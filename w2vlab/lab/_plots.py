@@ -9,16 +9,22 @@ notebook with ``display(fig)``; ``fig.savefig(path)`` writes them to disk.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
-from w2vlab._contract import require
+from w2vlab._contract import SAMPLE_RATE, require
 
 require("matplotlib", needed_by="w2vlab's figures", hint="pip install 'w2vlab[lab]'")
+import matplotlib  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402  (after the check, which names the extra)
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import NullLocator  # noqa: E402
 
 from w2vlab._benchrow import (  # noqa: E402
     COSINE,
@@ -38,6 +44,7 @@ from w2vlab._benchrow import (  # noqa: E402
     FormatRow,
     MetricRow,
 )
+from w2vlab._features import FeatureConfig  # noqa: E402
 from w2vlab._parity import ParityReport, as_matrix, compare, cosine_rows  # noqa: E402
 from w2vlab.corpus._trials import TrialComparison, TrialScores, compare_trials, det_curve  # noqa: E402
 
@@ -46,72 +53,220 @@ FAIL_COLOR = "tab:red"
 BOUND_STYLE = {"color": "black", "linestyle": "--", "linewidth": 1.0}
 
 
-def _log_floor(values: Sequence[float]) -> float:
-    """A decade below the smallest positive value: where exact zeros are drawn on a log axis."""
-    positive = [v for v in values if v > 0]
-    return 10.0 ** (math.floor(math.log10(min(positive))) - 1) if positive else 1e-12
+EXACT_BAND_COLOR = "0.92"  # the band at the bottom of a log axis where exact zeros are drawn
+SINGLE_MARKER, BATCH_MARKER = "o", "^"
+_BATCH_ROW = re.compile(r"(?:.*/)?batch_[^/\[]*\[(\d+)\]")
 
 
-def _parity_panel(
-    ax: Any, names: list[str], values: list[float], failed: list[bool], bound: float | None, ylabel: str
-) -> None:
-    """One panel of bars on a log axis, with ``bound`` as a dashed line (None: no bound)."""
-    finite = [v for v in (*values, bound) if v is not None and math.isfinite(v)]
-    floor = _log_floor(finite)
-    x = np.arange(len(values))
-    colors = [FAIL_COLOR if f else PASS_COLOR for f in failed]
-    ax.bar(x, [max(v, floor) for v in values], color=colors)
-    for i, v in enumerate(values):
-        if v == 0:
-            ax.annotate("0", (i, floor), ha="center", va="bottom", fontsize=8)
-    if bound is not None and 0 < bound < math.inf:
-        ax.axhline(bound, label=f"bound {bound:.1e}", **BOUND_STYLE)
-        ax.legend(loc="upper right", fontsize=8)
+def _short_name(name: str, limit: int = 16) -> str:
+    """A label that fits beside a point: a padded batch's row ``batch_160000+16161+24000+8160[3]`` becomes
+    ``batch[3]``; other names longer than ``limit`` keep their start and end around an ellipsis."""
+    match = _BATCH_ROW.fullmatch(name)
+    if match:
+        return f"batch[{match.group(1)}]"
+    if len(name) <= limit:
+        return name
+    head = (limit - 1) // 2
+    return f"{name[:head]}…{name[-(limit - 1 - head) :]}"
+
+
+def _decades(lo: float, hi: float) -> list[float]:
+    """Powers of ten from ``lo`` to ``hi`` (both powers of ten), thinned to at most 7 ticks."""
+    exps = list(range(round(math.log10(lo)), round(math.log10(hi)) + 1))
+    step = max(1, math.ceil(len(exps) / 7))
+    return [10.0**e for e in exps[::-1][::step][::-1]]
+
+
+def _error_axis(values: Sequence[float], bound: float | None) -> tuple[float, float, float]:
+    """(band_top, exact_y, top) of a log error axis: the exact band spans a decade below ``band_top``, a decade
+    under the smallest positive value (or the bound); exact zeros are drawn at ``exact_y``, in the band's middle."""
+    positive = [v for v in (*values, bound or 0.0) if v is not None and 0 < v < math.inf]
+    low = min(positive) if positive else 1e-6
+    band_top = 10.0 ** (math.floor(math.log10(low)) - 1)
+    top = 10.0 ** (math.ceil(math.log10(max([*positive, band_top * 10]))) + 1)  # a decade of headroom
+    return band_top, band_top / 10**0.7, top
+
+
+def _closest(values: Sequence[float], bounds: Sequence[float | None]) -> int:
+    """Index of the clip closest to (or furthest over) its own bound; the largest value where none is bounded."""
+
+    def share(i: int) -> float:
+        v, b = values[i], bounds[i]
+        if b is None:
+            return -math.inf if v == 0 else -1.0 / v  # unbounded: below any bounded share, larger values first
+        return v / b if b > 0 else (math.inf if v > 0 else 0.0)
+
+    return max(range(len(values)), key=share)
+
+
+def _headroom(values: Sequence[float], bounds: Sequence[float | None]) -> str:
+    """The panel's verdict in words: the clip closest to (or furthest over) its own bound, and the headroom."""
+    if all(b is None for b in bounds):
+        worst = max(values)
+        return "exact on every clip, not bounded" if worst == 0 else f"worst {worst:.1e}, not bounded"
+    pairs = [(v, b) for v, b in zip(values, bounds) if b is not None]
+    if all(v == 0 for v, _ in pairs):
+        return f"exact on every clip (bound {max(b for _, b in pairs):.0e})"
+    v, b = pairs[_closest([v for v, _ in pairs], [b for _, b in pairs])]
+    if v > b:
+        return f"{v:.1e} > bound {b:.0e}: outside"
+    ratio = b / v if v else math.inf
+    return f"closest to its bound: {v:.1e} vs {b:.0e}, {ratio:.3g}x headroom"
+
+
+@dataclass(frozen=True)
+class _Panel:
+    """One error panel of :func:`plot_parity`: a value per clip, which of them fail, and the bound drawn."""
+
+    title: str
+    values: list[float]
+    failed: np.ndarray  # [N] bool
+    segments: list[tuple[float, float, float]]  # (x0, x1, bound) drawn as lines; 0 is drawn at the band's top
+    bounds: list[float | None]  # each clip's own bound, the headroom is measured against
+
+
+def _error_panel(ax: Any, x: np.ndarray, panel: _Panel, names: list[str], kinds: dict[str, Any], log_x: bool) -> None:
+    """Dots of one error per clip at ``x`` on a log axis: zeros in a labelled "exact" band at the bottom,
+    infinities at the top, failures red and named (else the worst clip named)."""
+    values, failed = panel.values, panel.failed
+    largest = max([b for b in panel.bounds if b is not None], default=None)
+    band_top, exact_y, top = _error_axis([v for v in values if math.isfinite(v)], largest)
+    y = np.array([exact_y if v == 0 else top / 3 if not math.isfinite(v) else v for v in values])
+    for marker, mask in kinds.values():
+        for bad in (False, True):
+            sel = mask & (failed == bad)
+            if sel.any():
+                ax.scatter(x[sel], y[sel], marker=marker, s=28, color=FAIL_COLOR if bad else PASS_COLOR, zorder=3)
+    ax.axhspan(band_top / 10, band_top, color=EXACT_BAND_COLOR, zorder=0)
+    ax.text(
+        0.01, band_top / 10**0.08, "exact (0)", transform=ax.get_yaxis_transform(), va="top", fontsize=7, color="0.3"
+    )
+    for x0, x1, b in panel.segments:
+        ax.hlines(max(b, band_top), x0, x1, zorder=2, **BOUND_STYLE)
     ax.set_yscale("log")
-    ax.set_ylim(floor / 2, max([*finite, floor]) * 20)
-    slant = len(names) > 6 or max(map(len, names)) > 12  # long or many names would overlap
-    ax.set_xticks(x, names, rotation=45 if slant else 0, ha="right" if slant else "center")
-    ax.set_ylabel(ylabel)
+    ax.set_ylim(band_top / 10, top)
+    ax.set_yticks(_decades(band_top, top))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.set_title(f"{panel.title}\n{_headroom(values, panel.bounds)}", fontsize=9)
+    _name_points(ax, x, y, names, _named(values, panel, x, y, log_x), log_x)
 
 
-def _max_diff_panel(report: ParityReport) -> tuple[list[float], float | None, str]:
-    """(per-clip values, bound or None, y label) of the max|diff| panel: the relative max|diff| unless the
-    bounds hold only the absolute one (or a clip's scale is unknown)."""
-    b, rels = report.bounds, [c.max_rel_diff for c in report.clips]
+def _named(values: list[float], panel: _Panel, x: np.ndarray, y: np.ndarray, log_x: bool) -> list[int]:
+    """The clips to name: up to 3 failing ones, furthest over first, none close to another already named
+    (labels would overlap); where none fails, the clip closest to its bound (none when it is exact)."""
+    worst = _closest(values, panel.bounds)
+    failing = sorted(np.flatnonzero(panel.failed).tolist(), key=lambda i: -y[i])
+    if not failing:
+        return [] if values[worst] == 0 else [worst]
+    gx = np.log10(np.maximum(x, 1e-12)) if log_x else x / max(1.0, len(x) / 10)
+    gy = np.log10(y)
+    named: list[int] = []
+    for i in failing:
+        if len(named) < 3 and all(abs(gx[i] - gx[j]) > 0.25 or abs(gy[i] - gy[j]) > 0.5 for j in named):
+            named.append(i)
+    return named
+
+
+def _name_points(ax: Any, x: np.ndarray, y: np.ndarray, names: list[str], named: list[int], log_x: bool) -> None:
+    """Write each named clip beside its dot: left of dots in the right half, so names stay inside the axes."""
+    lo, hi = x.min(), x.max()
+    for i in named:
+        right = x[i] > ((lo * hi) ** 0.5 if log_x else (lo + hi) / 2)
+        offset, ha = ((-5, 4), "right") if right else ((5, 4), "left")
+        ax.annotate(names[i], (x[i], y[i]), xytext=offset, textcoords="offset points", ha=ha, fontsize=7)
+
+
+def _clip_axis(report: ParityReport) -> tuple[np.ndarray, str, bool]:
+    """(x of each clip, x label, log x): the clip's duration in seconds where every length is known, else its
+    position in the report."""
+    lengths = [c.num_samples for c in report.clips]
+    if all(n is not None and n > 0 for n in lengths):
+        return np.array(lengths, dtype=np.float64) / SAMPLE_RATE, "clip duration (s)", True
+    return np.arange(len(lengths), dtype=np.float64), "clip", False
+
+
+def _parity_panels(report: ParityReport, x0: float, x1: float, log_x: bool) -> tuple[_Panel, _Panel]:
+    """The ``1 - cosine`` panel (a short clip's own bound below its length) and the max|diff| panel: the
+    relative max|diff| unless the bounds hold only the absolute one (or a clip's scale is unknown)."""
+    clips, b = report.clips, report.bounds
+    segments = [(x0, x1, 1.0 - b.min_cosine)]
+    if b.short_clip_samples and b.short_clip_min_cosine != b.min_cosine and log_x:
+        edge = b.short_clip_samples / SAMPLE_RATE
+        segments = [(x0, edge, 1.0 - b.short_clip_min_cosine), (edge, x1, 1.0 - b.min_cosine)]
+    cos_bounds: list[float | None] = [1.0 - b.min_cosine_for(c.num_samples) for c in clips]
+    cos_failed = np.array([c.cosine < b.min_cosine_for(c.num_samples) for c in clips], dtype=bool)
+    cos_panel = _Panel("1 - cosine", [1.0 - c.cosine for c in clips], cos_failed, segments, cos_bounds)
+    rels = [c.max_rel_diff for c in clips]
     if None in rels or (b.max_rel_diff is None and b.max_abs_diff is not None):
-        return [c.max_abs_diff for c in report.clips], b.max_abs_diff, "max |diff|"
-    return rels, b.max_rel_diff, "max |diff| / max |ref|"
+        values, bound, title = [c.max_abs_diff for c in clips], b.max_abs_diff, "max |diff|"
+    else:
+        values, bound, title = rels, b.max_rel_diff, "max |diff| / max |ref|"
+    failed = np.array([bound is not None and not v <= bound for v in values], dtype=bool)
+    segments = [] if bound is None else [(x0, x1, bound)]
+    return cos_panel, _Panel(title, values, failed, segments, [bound] * len(values))
+
+
+def _parity_legend(fig: Figure, kinds: dict[str, Any], any_failed: bool, bounded: bool) -> None:
+    """One legend for both panels: the marker of each kind of row, the failure colour, the bound line."""
+    handles = [
+        Line2D([], [], marker=marker, linestyle="", color=PASS_COLOR, label=f"{label}, within bounds")
+        for label, (marker, _) in kinds.items()
+    ]
+    if any_failed:
+        handles.append(Line2D([], [], marker=SINGLE_MARKER, linestyle="", color=FAIL_COLOR, label="outside a bound"))
+    if bounded:
+        handles.append(Line2D([], [], label="bound", **BOUND_STYLE))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
 
 
 def plot_parity(report: ParityReport) -> Figure:
-    """Per-clip ``1 - cosine`` and ``max|diff|`` bars against the report's bounds.
+    """Each clip's ``1 - cosine`` and max|diff| against its duration, as dots on log axes, with the bounds.
 
-    The max|diff| panel draws the quantity the bounds hold: ``max|ref - cand| / max|ref|`` (scale-free),
-    or the absolute max|diff| for bounds with only an absolute one.  Bars over their panel's bound (on
-    the cosine panel, a short clip's own bound) are red; zeros are drawn at a floor a decade below the
-    smallest positive value and marked "0"; names of failing clips are red on both panels.
+    The x axis is the clip's duration in seconds where the report knows every clip's length (else the clip's
+    position, short names as ticks).  The max|diff| panel draws the quantity the bounds hold: ``max|ref - cand|
+    / max|ref|`` (scale-free), or the absolute max|diff| for bounds with only an absolute one.  Exact zeros sit
+    in a grey band labelled "exact (0)" at the bottom; each panel's title says the worst value and its
+    headroom under the bound.  Dots over their bound are red and named (else the worst clip is named); rows
+    of padded batches are triangles.
     """
     if not isinstance(report, ParityReport):
         raise TypeError(
             f"plot_parity expects a ParityReport (from w2vlab._parity.compare); received {type(report).__name__}"
         )
-    clips, b = report.clips, report.bounds
-    names = [c.name for c in clips]
-    fig = Figure(figsize=(min(16.0, max(8.0, 0.5 * len(names) + 4)), 3.6), layout="constrained")
-    ax_cos, ax_max = fig.subplots(1, 2)
-    cos_failed = [c.cosine < b.min_cosine_for(c.num_samples) for c in clips]  # short clips: their own bound
-    values, bound, ylabel = _max_diff_panel(report)
-    max_failed = [bound is not None and v > bound for v in values]
-    _parity_panel(ax_cos, names, [1.0 - c.cosine for c in clips], cos_failed, 1.0 - b.min_cosine, "1 - cosine")
-    _parity_panel(ax_max, names, values, max_failed, bound, ylabel)
-    failing = set(report.failures)
-    for ax in (ax_cos, ax_max):
-        for tick in ax.get_xticklabels():
-            if tick.get_text() in failing:
-                tick.set_color(FAIL_COLOR)
-    verdict = "PASS" if report.passed else f"FAIL ({len(failing)}/{len(names)} clips)"
+    x, xlabel, log_x = _clip_axis(report)
+    x0, x1 = (x.min() / 1.6, x.max() * 1.6) if log_x else (-0.5, len(x) - 0.5)
+    names = [_short_name(c.name) for c in report.clips]
+    batch = np.array([_BATCH_ROW.fullmatch(c.name) is not None for c in report.clips], dtype=bool)
+    kinds = {"single clip": (SINGLE_MARKER, ~batch), "row of a padded batch": (BATCH_MARKER, batch)}
+    kinds = {k: v for k, v in kinds.items() if v[1].any()}
+    fig = Figure(figsize=(11, 4.4), layout="constrained")
+    axes = fig.subplots(1, 2, sharex=True)
+    panels = _parity_panels(report, x0, x1, log_x)
+    for ax, panel in zip(axes, panels):
+        _error_panel(ax, x, panel, names, kinds, log_x)
+        ax.set(xlabel=xlabel, ylabel=panel.title, xlim=(x0, x1))
+        _clip_ticks(ax, names, log_x)
+    _parity_legend(fig, kinds, not report.passed, any(p.segments for p in panels))
+    verdict = "PASS" if report.passed else f"FAIL ({len(report.failures)}/{len(report.clips)} clips)"
     fig.suptitle(f"{report.label + ': ' if report.label else ''}{verdict}")
     return fig
+
+
+DURATION_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
+
+
+def _clip_ticks(ax: Any, names: list[str], log_x: bool) -> None:
+    """Durations on a log axis as plain seconds; else the clips' short names (every k-th where many)."""
+    if log_x:
+        ax.set_xscale("log")
+        lo, hi = ax.get_xlim()
+        ticks = [t for t in DURATION_TICKS if lo <= t <= hi]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_locator(NullLocator())
+        return
+    step = max(1, math.ceil(len(names) / 12))
+    shown = list(range(0, len(names), step))
+    ax.set_xticks(shown, [names[i] for i in shown], rotation=30 if len(shown) > 4 else 0, ha="right", fontsize=7)
 
 
 def plot_embedding_scatter(reference: Any, candidate: Any, title: str = "") -> Figure:
@@ -145,8 +300,30 @@ def _frames(x: Any, side: str) -> np.ndarray:
     return as_matrix(x, side, expected="[T, F] features")
 
 
+def _specshow(fig: Figure, ax: Any, rows: np.ndarray, cmap: str, label: str) -> None:
+    """Draw [T, F] stacked feature rows with ``librosa.display.specshow``: time in seconds and mel frequency
+    (the extractor's Kaldi mel scale is HTK's) where F is a whole number of 80-bin frames, else feature bins."""
+    from librosa.display import specshow  # the [lab] extra's; only this figure needs it
+
+    cfg = FeatureConfig()
+    stride, rem = divmod(rows.shape[1], cfg.num_mel_bins)
+    if rem == 0 and stride >= 1:
+        frames = rows.reshape(rows.shape[0] * stride, cfg.num_mel_bins)  # (T * stride, 80): one 10 ms frame a row
+        kwargs = {"y_axis": "mel", "fmin": cfg.low_freq, "fmax": cfg.high_freq, "htk": True}
+        mesh = specshow(frames.T, sr=SAMPLE_RATE, hop_length=cfg.hop_length, x_axis="time", ax=ax, cmap=cmap, **kwargs)
+        ax.set_ylabel("mel frequency (Hz)")
+    else:
+        mesh = specshow(rows.T, sr=SAMPLE_RATE, hop_length=cfg.hop_length * 2, x_axis="time", ax=ax, cmap=cmap)
+        ax.set_ylabel("feature bin")
+    ax.set_xlabel("time (s)")
+    fig.colorbar(mesh, ax=ax, label=label)
+
+
 def plot_feature_difference(reference_feats: Any, candidate_feats: Any, title: str = "") -> Figure:
-    """Heatmap of ``|reference - candidate|`` over frames and feature bins.
+    """The reference features as a log-mel spectrogram, and ``|reference - candidate|`` on the same axes.
+
+    Both panels are drawn with ``librosa.display.specshow``: time in seconds, frequency on the mel scale
+    (the stacked rows of W2V-BERT's extractor unstacked into their 10 ms, 80-bin frames).
 
     Args:
         reference_feats: [T, F] (or [1, T, F]) features, e.g. the HF extractor's [T, 160].
@@ -161,13 +338,13 @@ def plot_feature_difference(reference_feats: Any, candidate_feats: Any, title: s
         )
     diff = np.abs(ref - cand)  # (T, F)
     t, f = np.unravel_index(int(np.argmax(diff)), diff.shape)
-    fig = Figure(figsize=(9, 3.8), layout="constrained")
-    ax = fig.subplots()
-    image = ax.imshow(diff.T, origin="lower", aspect="auto", interpolation="nearest", cmap="magma")
-    fig.colorbar(image, ax=ax, label="|diff|")
-    ax.set(xlabel="frame", ylabel="feature bin")
-    head = f"{title}: " if title else ""
-    ax.set_title(f"{head}max|diff| = {diff.max():.2e} at frame {t}, bin {f}")
+    fig = Figure(figsize=(9, 6), layout="constrained")
+    ax_ref, ax_diff = fig.subplots(2, 1, sharex=True)
+    _specshow(fig, ax_ref, ref, "magma", "normalised log-mel")
+    ax_ref.set_title("reference features (what the model reads)", fontsize=10)
+    _specshow(fig, ax_diff, diff, "viridis", "|diff|")
+    ax_diff.set_title(f"max|diff| = {diff.max():.2e} at frame {t}, bin {f}", fontsize=10)
+    fig.suptitle(title or "features: reference vs candidate")
     return fig
 
 
@@ -189,12 +366,13 @@ def plot_latency(timings: Mapping[str, float], baseline: str | None = None, unit
     ax.bar_label(bars, labels=labels, padding=2, fontsize=8)
     ax.set_ylim(0, max(values) * 1.25 if max(values) > 0 else 1)
     ax.set_ylabel(f"latency ({unit})")
+    ax.set_xlabel("what was timed" + (" (grey: the baseline)" if baseline is not None else ""))
     ax.set_title(f"latency (ratio to {baseline})" if baseline is not None else "latency")
     return fig
 
 
-def plot_similarity_matrix(embeddings: Any, names: Sequence[str], title: str = "") -> Figure:
-    """Cosine similarity between every pair of [N, D] embeddings, values written in the cells."""
+def _similarity(embeddings: Any, names: Sequence[str]) -> np.ndarray:
+    """[N, N] cosine of every pair of the [N, D] ``embeddings`` (one name per row; no all-zero row)."""
     emb = as_matrix(embeddings, "embeddings")
     if len(names) != emb.shape[0]:
         raise ValueError(f"received {len(names)} names for {emb.shape[0]} embeddings; expected one name per row")
@@ -203,19 +381,77 @@ def plot_similarity_matrix(embeddings: Any, names: Sequence[str], title: str = "
         zero_rows = np.flatnonzero(norms == 0).tolist()
         raise ValueError(f"embeddings rows {zero_rows} are all zero; their cosine similarity is undefined")
     n = len(names)
-    sim = cosine_rows(np.repeat(emb, n, axis=0), np.tile(emb, (n, 1))).reshape(n, n)  # (N, N)
-    fig = Figure(figsize=(1.0 + 0.6 * n + 1.5, 1.0 + 0.6 * n), layout="constrained")
+    return cosine_rows(np.repeat(emb, n, axis=0), np.tile(emb, (n, 1))).reshape(n, n)  # (N, N)
+
+
+def _speaker_blocks(speakers: Sequence[str]) -> list[tuple[str, int, int]]:
+    """(speaker, first, end) of each run of equal speakers, in order."""
+    blocks: list[tuple[str, int, int]] = []
+    for i, spk in enumerate(speakers):
+        if blocks and blocks[-1][0] == spk:
+            blocks[-1] = (spk, blocks[-1][1], i + 1)
+        else:
+            blocks.append((spk, i, i + 1))
+    return blocks
+
+
+def plot_similarity_matrix(
+    embeddings: Any, names: Sequence[str], title: str = "", speakers: Sequence[str] | None = None
+) -> Figure:
+    """Cosine similarity between every pair of [N, D] embeddings, clips grouped by speaker.
+
+    With ``speakers`` (one per clip), clips are sorted by speaker, each speaker's block is outlined and
+    named on both axes, and the title gives the mean same-speaker and different-speaker cosine: a speaker
+    model shows bright blocks on the diagonal.  The colour scale spans the off-diagonal values (the diagonal,
+    each clip with itself, is grey), so differences of 0.01 stay visible; values are written in the cells
+    for up to 12 clips.
+    """
+    sim = _similarity(embeddings, names)
+    n = len(names)
+    if speakers is not None and len(speakers) != n:
+        raise ValueError(f"received {len(speakers)} speakers for {n} embeddings; expected one speaker per row")
+    order = sorted(range(n), key=lambda i: (str(speakers[i]), str(names[i]))) if speakers is not None else range(n)
+    order = list(order)
+    sim = sim[np.ix_(order, order)]
+    off = sim[~np.eye(n, dtype=bool)] if n > 1 else sim.ravel()
+    shown = np.ma.masked_array(sim, mask=np.eye(n, dtype=bool))
+    side = min(11.0, max(4.5, 0.3 * n + 2.5))
+    fig = Figure(figsize=(side + 1.5, side), layout="constrained")
     ax = fig.subplots()
-    image = ax.imshow(sim, vmin=-1.0, vmax=1.0, cmap="RdBu_r")
-    fig.colorbar(image, ax=ax, label="cosine")
-    for i in range(n):
-        for j in range(n):
-            color = "white" if abs(sim[i, j]) > 0.6 else "black"
-            ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=8, color=color)
-    ax.set_xticks(range(n), list(names), rotation=45, ha="right")
-    ax.set_yticks(range(n), list(names))
-    ax.set_title(title or "cosine similarity")
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")
+    image = ax.imshow(shown, vmin=float(off.min()), vmax=float(off.max()), cmap=cmap, interpolation="nearest")
+    fig.colorbar(image, ax=ax, label="cosine (colour range: the off-diagonal values)")
+    if n <= 12:
+        for i, j in np.ndindex(n, n):
+            ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=7, color="black" if i == j else "w")
+    head = title or "cosine similarity"
+    if speakers is None:
+        labels = [_short_name(str(names[i])) for i in order]
+        ax.set_xticks(range(n), labels, rotation=90, fontsize=7)
+        ax.set_yticks(range(n), labels, fontsize=7)
+        ax.set(xlabel="clip", ylabel="clip")
+    else:
+        head += _draw_speakers(ax, [str(speakers[i]) for i in order], sim)
+    ax.set_title(head, fontsize=10)
     return fig
+
+
+def _draw_speakers(ax: Any, speakers: list[str], sim: np.ndarray) -> str:
+    """Outline each speaker's block, name it on both axes; returns the same/different-speaker means in words."""
+    blocks = _speaker_blocks(speakers)
+    for _, first, _ in blocks[1:]:
+        ax.axhline(first - 0.5, color="white", linewidth=1.5)
+        ax.axvline(first - 0.5, color="white", linewidth=1.5)
+    centres = [(first + end - 1) / 2 for _, first, end in blocks]
+    ax.set_xticks(centres, [spk for spk, _, _ in blocks], rotation=90 if len(blocks) > 8 else 0, fontsize=8)
+    ax.set_yticks(centres, [spk for spk, _, _ in blocks], fontsize=8)
+    ax.set(xlabel="speaker (clips sorted by speaker)", ylabel="speaker")
+    labels = np.array(speakers)
+    same = labels[:, None] == labels[None, :]
+    off = ~np.eye(len(speakers), dtype=bool)
+    if not (same & off).any() or not (~same).any():
+        return ""
+    return f"\nmean cosine: same speaker {sim[same & off].mean():.3f}, different speakers {sim[~same].mean():.3f}"
 
 
 def plot_layer_widths(widths: Mapping[str, Sequence[int | None]], title: str = "") -> Figure:
@@ -247,75 +483,118 @@ def plot_layer_widths(widths: Mapping[str, Sequence[int | None]], title: str = "
     return fig
 
 
+_TARGET = re.compile(r"\s*([A-Za-z ]*?)\s*(<=|>=|<|>)\s*([0-9.]+(?:e-?\d+)?)")
+FORMAT_COLOR = "0.6"  # formats have no target each: grey, so colour keeps meaning "target met or missed"
+
+
+def _target(text: str) -> tuple[str | None, float | None]:
+    """("lower" / "higher" / None, the target value or None) read from a row's target in words: ``"<= 1.2 ..."``
+    is lower-is-better at 1.2; ``"overhead <= 0.05"`` lower-is-better of another quantity (no value drawn)."""
+    match = _TARGET.match(text)
+    if not match:
+        return None, None
+    prefix, op, value = match.groups()
+    return ("lower" if op.startswith("<") else "higher"), (None if prefix else float(value))
+
+
+def _ratio_panel(ax: Any, rows: list[tuple[str, MetricRow]], kind: str) -> None:
+    """Horizontal bars of each row's ratio on a log axis, coloured by target met, each row's target a black tick."""
+    y = np.arange(len(rows))
+    ratios = [row[RATIO] for _, row in rows]
+    ax.barh(y, ratios, color=[PASS_COLOR if row[MET] else FAIL_COLOR for _, row in rows], height=0.6)
+    targets = [_target(str(row.get(TARGET, "")))[1] for _, row in rows]
+    for i, (ratio, target) in enumerate(zip(ratios, targets)):
+        ax.annotate(f" {ratio:.2f}", (ratio, i), va="center", fontsize=8)
+        if target is not None:
+            ax.plot([target, target], [i - 0.4, i + 0.4], color="black", linewidth=2)
+    ax.axvline(1.0, color="0.6", linewidth=0.8)
+    values = [*ratios, *(t for t in targets if t is not None)]
+    ax.set_xscale("log")
+    ax.set_xlim(min(values) / 2, max(values) * 3)
+    ax.set_yticks(y, [name for name, _ in rows], fontsize=8)
+    ax.invert_yaxis()
+    better = "lower is better: latency and memory ratios" if kind == "lower" else "higher is better: speed-ups"
+    ax.set_title(better, fontsize=10)
+    ax.set(xlabel="ratio (log scale)", ylabel="metric")
+
+
+def _bench_legend(fig: Figure) -> None:
+    handles = [
+        Patch(color=PASS_COLOR, label="target met"),
+        Patch(color=FAIL_COLOR, label="target missed"),
+        Patch(color=FORMAT_COLOR, label="no target of its own"),
+        Line2D([], [], color="black", linewidth=2, label="the row's target"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=8)
+
+
 def plot_bench(result: BenchResult | Mapping[str, Any]) -> Figure:
     """The benchmark's JSON (``python -m w2vlab.bench --json``; rows typed in :mod:`w2vlab._benchrow`) at a glance.
 
-    Left: every metric that has a ratio, coloured by whether its target is met, the target
-    written beside it.  Right: each format's latency relative to eager on the same clip (the
-    int8 copy hatched: it is not an exact copy), with the 0.5x target drawn, then the
-    reduced-precision candidates where the JSON has them (``reduced_precision_10s``; the
-    worst cosine over their parity clips).
+    Left, split by kind: the ratios whose target is an upper bound (latency and memory: lower is better),
+    then those whose target is a lower bound (speed-ups: higher is better), each bar coloured by whether its
+    target is met and the target drawn as a black tick on its row.  Right: each format's latency relative to
+    eager on the same clip (the int8 copy hatched: it is not an exact copy), then the reduced-precision
+    candidates where the JSON has them (``reduced_precision_10s``), with the 0.5x and 0.3x targets.  Rows
+    whose target has no direction are named at the bottom.
     """
     metrics = result.get(METRICS)
     if not isinstance(metrics, Mapping) or not metrics:
         raise ValueError(f"plot_bench expects the benchmark's JSON object with a non-empty {METRICS!r} mapping")
-    rows: list[tuple[str, MetricRow]] = [
-        (name, row) for name, row in metrics.items() if isinstance(row, Mapping) and RATIO in row
-    ]
+    rows = [(name, row) for name, row in metrics.items() if isinstance(row, Mapping) and RATIO in row]
+    groups = {kind: [r for r in rows if _target(str(r[1].get(TARGET, "")))[0] == kind] for kind in ("lower", "higher")}
+    undirected = [name for name, row in rows if _target(str(row.get(TARGET, "")))[0] is None]
     formats: Mapping[str, FormatRow] = metrics.get(FORMATS_ROW, {}).get(FORMATS, {})
-    fig = Figure(figsize=(18, max(4.5, 0.5 * len(rows) + 1.5)), layout="constrained")
-    left, right = fig.subplots(1, 2, width_ratios=[1, 1])  # the left's targets are written past its bars
-    y = np.arange(len(rows))
-    ratios = [row[RATIO] for _, row in rows]
-    left.barh(y, ratios, color=[PASS_COLOR if row[MET] else FAIL_COLOR for _, row in rows])
-    for i, (_, row) in enumerate(rows):
-        left.annotate(f" {row[RATIO]:.2f}  (target {row[TARGET]})", (row[RATIO], i), va="center", fontsize=8)
-    left.axvline(1.0, **BOUND_STYLE)
-    left.set_xscale("log")
-    left.set_xlim(min(0.05, *(r / 2 for r in ratios)), max(100.0, *(r * 40 for r in ratios)))
-    left.set_yticks(y, [name for name, _ in rows])
-    left.invert_yaxis()
-    left.set_xlabel("ratio (as defined by each metric; blue: target met)")
-    left.set_title(f"w2vlab.bench._harness --size {result.get(SIZE)}, {result.get(THREADS)} threads")
-    _latency_panel(right, formats, metrics.get(PRECISION_ROW, {}).get(RUNS, {}))
+    shown = {k: v for k, v in groups.items() if v}
+    fig = Figure(figsize=(15, max(5.0, 0.32 * len(rows) + 3.0)), layout="constrained")
+    grid = fig.add_gridspec(max(1, len(shown)), 2, height_ratios=[len(v) + 1.5 for v in shown.values()] or [1])
+    for i, (kind, group) in enumerate(shown.items()):
+        _ratio_panel(fig.add_subplot(grid[i, 0]), group, kind)
+    _latency_panel(fig.add_subplot(grid[:, 1]), formats, metrics.get(PRECISION_ROW, {}).get(RUNS, {}))
+    _bench_legend(fig)
+    note = f"; not drawn (no target direction): {', '.join(undirected)}" if undirected else ""
+    fig.suptitle(f"benchmark --size {result.get(SIZE)}, {result.get(THREADS)} threads{note}", fontsize=10)
     return fig
 
 
 def _latency_panel(ax: Any, formats: Mapping[str, FormatRow], candidates: Mapping[str, FormatRow]) -> None:
-    """Bars of latency / eager: each format, then each reduced-precision candidate not already a format
-    (orange), int8 hatched; the 0.5x and 0.3x targets drawn."""
-    rows = {**formats, **{name: row for name, row in candidates.items() if name not in formats}}
+    """Grey bars of latency / eager: each format, then each reduced-precision candidate not already a format
+    (after a divider), int8 hatched; the 0.5x and 0.3x targets drawn."""
+    extra = {name: row for name, row in candidates.items() if name not in formats}
+    rows = {**formats, **extra}
     names = list(rows)
-    colors = [PASS_COLOR if name in formats else "tab:orange" for name in names]
-    bars = ax.bar(names, [rows[n][RATIO_VS_EAGER] for n in names], color=colors)
+    bars = ax.bar(range(len(names)), [rows[n][RATIO_VS_EAGER] for n in names], color=FORMAT_COLOR)
     for bar, name in zip(bars, names):
         if "int8" in name:
             bar.set_hatch("//")
-    cosine = {
-        n: rows[n][WORST_COSINE] if WORST_COSINE in rows[n] else rows[n][COSINE] for n in names
-    }  # candidates: per clip
-    ax.bar_label(bars, labels=[f"{rows[n][RATIO_VS_EAGER]:.2f}x\ncos {cosine[n]:.5f}" for n in names], fontsize=8)
-    ax.axhline(1.0, color="tab:gray", linewidth=1.0)
+    cosine = {n: rows[n][WORST_COSINE] if WORST_COSINE in rows[n] else rows[n][COSINE] for n in names}
+    ax.bar_label(bars, labels=[f"{rows[n][RATIO_VS_EAGER]:.2f}x\ncos {cosine[n]:.5f}" for n in names], fontsize=7)
+    ax.axhline(1.0, color="0.6", linewidth=0.8)
     ax.axhline(0.5, label="target for the fastest: 0.5x", **BOUND_STYLE)
-    if candidates:
-        ax.axhline(0.3, label="reduced precision: 0.3x", color="tab:orange", linestyle=":", linewidth=1.0)
+    if extra:
+        ax.axhline(0.3, label="reduced precision: 0.3x", color="black", linestyle=":", linewidth=1.0)
+        ax.axvline(len(formats) - 0.5, color="0.3", linewidth=0.8)
+        ax.text(len(formats) - 0.4, 0.98, "reduced-precision candidates", transform=ax.get_xaxis_transform(), va="top")
     ax.set_ylim(0, max([1.2, *(rows[n][RATIO_VS_EAGER] * 1.3 for n in names)]))
-    ax.set_ylabel("latency / eager, one 10 s clip")
-    ax.tick_params(axis="x", labelrotation=30 if len(names) > 5 else 0)
-    ax.legend(loc="upper right", fontsize=8)
-    ax.set_title(
-        "formats (blue) and reduced-precision candidates (orange) vs eager; hatched: int8"
-        if candidates
-        else "formats vs eager (hatched: int8, not exact)",
-        fontsize=9,
+    ax.set_xticks(
+        range(len(names)), names, rotation=30 if len(names) > 5 else 0, ha="right" if len(names) > 5 else "center"
     )
+    ax.set_ylabel("latency / eager, one 10 s clip")
+    ax.set_xlabel("format (hatched: int8, not an exact copy)")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title("each format's latency against eager (lower is better)", fontsize=10)
 
 
 DET_TICKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99)
+# The trial figure's colours: one meaning each.  Targets and non-targets (distributions, differences);
+# the reference and candidate sides are told apart by line style (solid, dashed), thresholds by grey styles.
+TARGET_COLOR, NONTARGET_COLOR = "tab:blue", "tab:orange"
+SIDE_STYLES = {"reference": "-", "candidate": "--"}
+DET_TICKS_WIDE = (0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95, 0.99)  # the whole square: fewer, so they do not touch
 POINT_STYLES = (
     {"color": "black", "linestyle": "--"},
-    {"color": "tab:green", "linestyle": ":"},
-    {"color": "tab:purple", "linestyle": "-."},
+    {"color": "0.35", "linestyle": ":"},
+    {"color": "0.55", "linestyle": "-."},
 )
 
 
@@ -332,14 +611,14 @@ def _det_panel(ax: Any, comparison: TrialComparison) -> None:
     eer_point = comparison.points[0]
     top = 0.5 if max(eer_point.reference, eer_point.candidate) <= 0.25 else 1.0 - floor  # DET's usual corner if it fits
     for side, scores, color, value in (
-        ("reference", comparison.reference, PASS_COLOR, eer_point.reference),
-        ("candidate", comparison.candidate, FAIL_COLOR, eer_point.candidate),
+        ("reference", comparison.reference, "black", eer_point.reference),
+        ("candidate", comparison.candidate, "tab:purple", eer_point.candidate),
     ):
         fpr, fnr, _ = det_curve(scores.scores, trials.labels)
-        style = "-" if side == "reference" else "--"
+        style = SIDE_STYLES[side]
         ax.plot(_probit(fpr, floor), _probit(fnr, floor), style, color=color, label=f"{side}: EER {100 * value:.2f}%")
         ax.plot(_probit(value, floor), _probit(value, floor), "o", color=color, markerfacecolor="none")
-    ticks = [t for t in DET_TICKS if floor <= t <= top]
+    ticks = [t for t in (DET_TICKS if top <= 0.5 else DET_TICKS_WIDE) if floor <= t <= top]
     ax.set_xticks(_probit(ticks, floor), [f"{100 * t:g}" for t in ticks])
     ax.set_yticks(_probit(ticks, floor), [f"{100 * t:g}" for t in ticks])
     lo, hi = _probit(floor, floor)[0], _probit(top, floor)[0]
@@ -349,15 +628,55 @@ def _det_panel(ax: Any, comparison: TrialComparison) -> None:
     ax.set_title("DET")
 
 
+def _distribution_panel(ax: Any, comparison: TrialComparison) -> None:
+    """Histograms of target and non-target scores: the reference filled, the candidate as an outline; the
+    reference's thresholds as vertical lines.  Separated humps are a model that tells voices apart."""
+    target = comparison.reference.trials.labels == 1
+    ref, cand = comparison.reference.scores, comparison.candidate.scores
+    edges = np.histogram_bin_edges(np.concatenate([ref, cand]), bins=min(60, max(10, len(ref) // 8)))
+    for mask, color, kind in ((target, TARGET_COLOR, "target"), (~target, NONTARGET_COLOR, "non-target")):
+        ax.hist(ref[mask], bins=edges, color=color, alpha=0.45, label=f"{kind}, reference")
+        ax.hist(cand[mask], bins=edges, color=color, histtype="step", linestyle="--", label=f"{kind}, candidate")
+    for point, style in zip(comparison.points, POINT_STYLES * len(comparison.points)):
+        ax.axvline(point.threshold, linewidth=1.0, label=f"{point.name} threshold", **style)
+    ax.set(xlabel="score", ylabel="trials")
+    ax.legend(loc="upper left", fontsize=7)
+    ax.set_title("score distributions", fontsize=10)
+
+
+def _difference_panel(ax: Any, comparison: TrialComparison) -> None:
+    """Candidate minus reference score per trial against the reference score; thresholds as vertical lines,
+    trials whose decision flips at one circled red."""
+    target = comparison.reference.trials.labels == 1
+    ref, cand = comparison.reference.scores, comparison.candidate.scores
+    diff = cand - ref
+    ax.scatter(ref[~target], diff[~target], s=10, marker="x", color=NONTARGET_COLOR, label="non-target trial")
+    ax.scatter(ref[target], diff[target], s=10, marker="o", color=TARGET_COLOR, label="target trial")
+    ax.axhline(0.0, color="0.6", linewidth=0.8)
+    for point, style in zip(comparison.points, POINT_STYLES * len(comparison.points)):
+        ax.axvline(point.threshold, linewidth=1.0, label=f"{point.name}: {point.n_flips} flips", **style)
+    flipped = {(f.enroll, f.test) for p in comparison.points for f in p.flips}
+    trials = comparison.reference.trials
+    mask = np.array([(e, t) in flipped for e, t in zip(trials.enroll, trials.test)], dtype=bool)
+    if mask.any():
+        ax.scatter(ref[mask], diff[mask], s=70, facecolors="none", edgecolors=FAIL_COLOR, label="flipped decision")
+    if not diff.any():
+        ax.set_ylim(-1.0, 1.0)  # identical scores: a flat line at 0, not an autoscaled nothing
+    ax.set(xlabel="reference score", ylabel="candidate - reference score")
+    ax.legend(loc="best", fontsize=7)
+    ax.set_title(f"|score diff| max {comparison.max_abs_diff:.1e}, p99 {comparison.p99_abs_diff:.1e}", fontsize=10)
+
+
 def plot_trial_parity(
     comparison: TrialComparison | TrialScores, candidate: TrialScores | None = None, title: str = ""
 ) -> Figure:
-    """Decision-level parity of two scorings of the same trials.
+    """Decision-level parity of two scorings of the same trials, in three panels.
 
-    Left: candidate vs reference score per trial (targets and non-targets apart, flipped trials
-    circled red), the y = x line, and the reference's thresholds (EER, minDCF) as a cross each:
-    a trial off the diagonal quadrants of a cross flips there.  Right: DET curves of both sides
-    on normal-deviate axes, each EER marked.
+    Left: the score distributions of target and non-target trials (reference filled, candidate outlined),
+    with the reference's thresholds (EER, minDCF).  Middle: each trial's score difference (candidate -
+    reference) against its reference score; a trial near a threshold with a large difference is one that can
+    flip, and flipped trials are circled red.  Right: DET curves of both sides on normal-deviate axes, each
+    EER marked.  Blue is a target trial and orange a non-target one throughout.
 
     Args:
         comparison: a :class:`~w2vlab.corpus._trials.TrialComparison`, or the reference
@@ -370,25 +689,11 @@ def plot_trial_parity(
             "plot_trial_parity expects a TrialComparison (w2vlab.corpus._trials.compare_trials), or two "
             f"TrialScores; received {type(comparison).__name__} and {type(candidate).__name__}"
         )
-    ref, cand = comparison.reference.scores, comparison.candidate.scores
-    target = comparison.reference.trials.labels == 1
-    fig = Figure(figsize=(11, 5), layout="constrained")
-    ax, ax_det = fig.subplots(1, 2)
-    ax.scatter(ref[~target], cand[~target], s=8, alpha=0.6, color="tab:gray", label="non-target")
-    ax.scatter(ref[target], cand[target], s=8, alpha=0.6, color=PASS_COLOR, label="target")
-    lo, hi = float(min(ref.min(), cand.min())), float(max(ref.max(), cand.max()))
-    ax.plot([lo, hi], [lo, hi], color="tab:gray", linewidth=0.8, label="y = x")
-    for point, style in zip(comparison.points, POINT_STYLES * len(comparison.points)):
-        ax.axvline(point.threshold, linewidth=1.0, label=f"{point.name} threshold ({point.n_flips} flips)", **style)
-        ax.axhline(point.threshold, linewidth=1.0, **style)
-    flipped = {(f.enroll, f.test) for p in comparison.points for f in p.flips}
-    trials = comparison.reference.trials
-    mask = np.array([(e, t) in flipped for e, t in zip(trials.enroll, trials.test)], dtype=bool)
-    if mask.any():
-        ax.scatter(ref[mask], cand[mask], s=60, facecolors="none", edgecolors=FAIL_COLOR, label="flipped")
-    ax.set(xlabel="reference score", ylabel="candidate score", aspect="equal")
-    ax.legend(loc="upper left", fontsize=7)
-    ax.set_title(f"|score diff| max {comparison.max_abs_diff:.1e}, p99 {comparison.p99_abs_diff:.1e}")
+    fig = Figure(figsize=(15, 4.8), layout="constrained")
+    ax_dist, ax_diff, ax_det = fig.subplots(1, 3, width_ratios=[1.2, 1.2, 1])
+    _distribution_panel(ax_dist, comparison)
+    _difference_panel(ax_diff, comparison)
     _det_panel(ax_det, comparison)
+    trials = comparison.reference.trials
     fig.suptitle(title or comparison.label or f"{len(trials)} trials, {comparison.n_flips} flipped decisions")
     return fig

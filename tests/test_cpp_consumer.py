@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from w2vlab._contract import FILES, MODES, read_embedded_metadata
+from w2vlab._contract import FILES, FORMAT_TAG, MODES, read_embedded_metadata
 from w2vlab.export._pipeline import export
 from w2vlab.export._suite import build_suite
 from w2vlab.runtime import _cpp as cpp_consumer
@@ -53,6 +53,12 @@ def test_sources_ship_in_the_package_and_builds_go_outside_it(monkeypatch, tmp_p
     with pytest.raises(cpp_consumer.MissingBuildDependencies, match="needs c\\+\\+, cmake, pkg-config; install: sudo"):
         cpp_consumer.build(tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_program_reads_the_format_tag_python_writes():
+    """The C++ program refuses other tags: its copy must follow w2vlab._contract.FORMAT_TAG."""
+    source = (Path(cpp_consumer.__file__).parent / "cpp" / "w2vlab_embed.cpp").read_text()
+    assert f'const char* kFormatTag = "{FORMAT_TAG}";' in source
 
 
 def test_a_build_folder_configured_for_other_sources_is_configured_again(monkeypatch, tmp_path):

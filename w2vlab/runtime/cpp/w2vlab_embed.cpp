@@ -41,7 +41,7 @@ namespace fs = std::filesystem;
 namespace {
 
 // The contract (w2vlab/_contract.py): these names and the tag are what the exporter writes.
-const char* kFormatTag = "w2vlab-artifact/2";
+const char* kFormatTag = "w2vlab-artifact/3";
 const char* kScriptFile = "w2vbert_speaker_script_waveform.pt";
 const char* kAotiFile = "w2vbert_speaker_aoti_waveform.pt2";
 const char* kMetadataFile = "metadata.json";  // extra/metadata.json inside the .pt and .pt2 zips

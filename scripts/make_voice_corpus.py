@@ -5,7 +5,7 @@
     python scripts/make_voice_corpus.py train /tmp/voices_train      # ~6 h of audio, not committed
     python scripts/make_voice_corpus.py eval tests/data/voices_eval  # committed evaluation set
 
-A "speaker" is an espeak-ng voice configuration: (voice variant, language, pitch, speed).  The
+A "speaker" is an espeak-ng voice configuration: (voice variant, language(s), pitch, speed).  The
 variants (``espeak-ng --voices=variant``: formants, breathiness, pitch range) carry most of the
 identity; pitch and speed separate speakers that share a variant.
 
@@ -16,7 +16,8 @@ the ``EVAL_LANGUAGES`` (de, fr, es and three more).  So no voice of ``tests/data
 the evaluation set is a training voice, whatever its pitch and speed.
 
 * train: every training variant gives 4 speakers, one per pitch band (10-30, 30-50, 50-70,
-  70-90), each with a speed in 130-210 wpm and a training language drawn with the seed;
+  70-90), each with a speed in 130-210 wpm and 6 training languages drawn with the seed (its
+  utterances take them in turn, so language is no cue to identity);
   24 utterances each, 1-6 s.
 * eval: one speaker per held-out voice (24 variants + the default voice), an evaluation
   language and pitch/speed drawn with the seed; 6 utterances each, 1.2-3 s, FLAC.  Trials are
@@ -58,7 +59,9 @@ TRAIN_LANGUAGES = (
     "lb lfn lt lv mi ms mt nb nl om pap pt-br qu ro sk sl sq sw tn tr uz"
 ).split()
 EVAL_LANGUAGES = "de fr-fr es it pl sv".split()
-TRAIN = dict(per_variant_pitch_bands=[(10, 30), (30, 50), (50, 70), (70, 90)], rate=(130, 210), utts=24, secs=(1, 6))
+TRAIN = dict(
+    per_variant_pitch_bands=[(10, 30), (30, 50), (50, 70), (70, 90)], rate=(130, 210), languages=6, utts=24, secs=(1, 6)
+)
 EVAL = dict(pitch=(15, 85), rate=(140, 200), utts=6, secs=(1.2, 3.0))
 CONSONANTS = "bdfgklmnprstvz"
 VOWELS = "aeiou"
@@ -83,16 +86,16 @@ def split_variants() -> tuple[list[str], list[str]]:
 
 
 def speakers(part: str) -> list[dict]:
-    """The speakers of ``part``: id, espeak voice (``lang+variant``), pitch, wpm, language."""
+    """The speakers of ``part``: id, espeak voices (``lang+variant``, used in turn), pitch, wpm."""
     train_variants, held_out = split_variants()
     out = []
     if part == "train":
         for k, variant in enumerate(train_variants):
             rng = random.Random(f"{SEED}-train-{variant}")
-            langs = rng.sample(TRAIN_LANGUAGES, len(TRAIN["per_variant_pitch_bands"]))
-            for b, ((lo, hi), lang) in enumerate(zip(TRAIN["per_variant_pitch_bands"], langs)):
+            for b, (lo, hi) in enumerate(TRAIN["per_variant_pitch_bands"]):
                 pitch, wpm = rng.randint(lo, hi - 1), rng.randint(*TRAIN["rate"])
-                out.append(dict(id=f"t{k:02d}p{b}", voice=f"{lang}+{variant}", pitch=pitch, wpm=wpm, lang=lang))
+                voices = [f"{lang}+{variant}" for lang in rng.sample(TRAIN_LANGUAGES, TRAIN["languages"])]
+                out.append(dict(id=f"t{k:02d}p{b}", voices=voices, pitch=pitch, wpm=wpm))
     else:
         for k, variant in enumerate(held_out + [""]):
             rng = random.Random(f"{SEED}-eval-{variant or 'default'}")
@@ -101,10 +104,9 @@ def speakers(part: str) -> list[dict]:
             out.append(
                 dict(
                     id=f"e{k:02d}",
-                    voice=voice,
+                    voices=[voice],
                     pitch=rng.randint(*EVAL["pitch"]),
                     wpm=rng.randint(*EVAL["rate"]),
-                    lang=lang,
                 )
             )
     return out
@@ -122,7 +124,7 @@ def words(rng: random.Random, n: int) -> list[str]:
     return out
 
 
-def synthesise(spk: dict, text: str, out_path: Path, tmp: Path) -> float:
+def synthesise(spk: dict, voice: str, text: str, out_path: Path, tmp: Path) -> float:
     """espeak-ng -> sox (16 kHz mono 16-bit, silence trimmed, 0.1 s padding); the clip's seconds."""
     raw = tmp / (out_path.stem + ".raw.wav")
     subprocess.run(
@@ -131,7 +133,7 @@ def synthesise(spk: dict, text: str, out_path: Path, tmp: Path) -> float:
             "-b",
             "1",
             "-v",
-            spk["voice"],
+            voice,
             "-p",
             str(spk["pitch"]),
             "-s",
@@ -177,7 +179,7 @@ def make_clip(spk: dict, utt: int, out: Path, ext: str, secs: tuple[float, float
     text = words(rng, 12)
     rel = f"wav/{spk['id']}_u{utt:02d}.{ext}"
     for _ in range(12):
-        dur = synthesise(spk, " ".join(text[:n_words]), out / rel, tmp)
+        dur = synthesise(spk, spk["voices"][(utt - 1) % len(spk["voices"])], " ".join(text[:n_words]), out / rel, tmp)
         if dur > secs[1] and n_words > 1:
             n_words -= 1
         elif dur < secs[0] and n_words < len(text):
@@ -219,12 +221,14 @@ def main() -> None:
     clips.sort()
     (args.out / "wav.scp").write_text("".join(f"{k} {p}\n" for k, p in clips))
     (args.out / "utt2spk").write_text("".join(f"{k} {k.split('-')[0]}\n" for k, _ in clips))
-    rows = ["speaker\tvoice\tpitch\twpm"] + [f"{s['id']}\t{s['voice']}\t{s['pitch']}\t{s['wpm']}" for s in spks]
+    rows = ["speaker\tvoice\tpitch\twpm"] + [
+        f"{s['id']}\t{','.join(s['voices'])}\t{s['pitch']}\t{s['wpm']}" for s in spks
+    ]
     (args.out / "speakers.tsv").write_text("\n".join(rows) + "\n")
     summary = f"{len(spks)} speakers, {len(clips)} clips"
     if args.part == "eval":  # the training speakers too, so tests can check that the two are disjoint
         rows = ["speaker\tvoice\tpitch\twpm"] + [
-            f"{s['id']}\t{s['voice']}\t{s['pitch']}\t{s['wpm']}" for s in speakers("train")
+            f"{s['id']}\t{','.join(s['voices'])}\t{s['pitch']}\t{s['wpm']}" for s in speakers("train")
         ]
         (args.out / "train_speakers.tsv").write_text("\n".join(rows) + "\n")
         n_t, n_n = write_trials([k for k, _ in clips], args.out)

@@ -13,7 +13,9 @@ the steps, scale ``--scale``); the class weights are training-only and not saved
 Features come from HF's ``SeamlessM4TFeatureExtractor`` (w2v-bert-2.0's preprocessor config),
 computed once per clip and cached (float16) under ``--cache``; a batch is random crops of
 ``--crop`` rows (10 ms x 2 each; shorter clips are padded and masked).  Adam, linear warm-up then
-cosine decay.  Seeded: torch, and a numpy Generator for batches.  The evaluation set
+cosine decay.  ``--warps``: each clip's mel axis is stretched by a factor drawn from the
+list and (speaker, factor) is its class, so the model sees more timbres than espeak-ng's
+variants (vocal-tract-length perturbation).  Seeded: torch, and a numpy Generator for batches.  The evaluation set
 (tests/data/voices_eval) is only logged during training, never used to pick a step: the
 weights written are those of the last step.
 
@@ -63,9 +65,12 @@ def features(fe, paths: list[Path]) -> list[torch.Tensor]:
 
 
 def cached_features(fe, corpus: Path, cache: Path) -> tuple[list[torch.Tensor], np.ndarray, list[str]]:
-    """Features of the corpus (cached by the sha256 of its wav.scp), speaker labels, speaker names."""
+    """Features of the corpus (cached by the sha256 of its lists and audio), speaker labels, speaker names."""
     rows = read_scp(corpus)
-    tag = hashlib.sha256((corpus / "wav.scp").read_bytes() + (corpus / "utt2spk").read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256((corpus / "wav.scp").read_bytes() + (corpus / "utt2spk").read_bytes())
+    for _, p, _ in rows:  # the audio itself: two corpora can share their keys and paths
+        digest.update(p.read_bytes())
+    tag = digest.hexdigest()[:16]
     path = cache / f"features_{tag}.pt"
     if path.is_file():
         feats = torch.load(path, weights_only=True)
@@ -88,6 +93,20 @@ def batch(feats: list[torch.Tensor], picks: np.ndarray, starts: np.ndarray, crop
         f = feats[i][s : s + crop].float()
         x[b, : len(f)], mask[b, : len(f)] = f, 1
     return x, mask
+
+
+def warp_mel(x: torch.Tensor, alphas: torch.Tensor, n_mels: int = 80) -> torch.Tensor:
+    """Stretch each clip's mel axis by its factor (bin k takes bin k / alpha): a vocal-tract-length
+    change, as speed perturbation makes.  x [B, T, stride * n_mels] -> the same shape."""
+    b, t, d = x.shape
+    src = (torch.arange(n_mels, dtype=x.dtype)[None, :] / alphas[:, None]).clamp(0, n_mels - 1)  # (B, M)
+    lo = src.floor().long()
+    hi = (lo + 1).clamp(max=n_mels - 1)
+    frac = (src - lo)[:, None, None, :]  # (B, 1, 1, M)
+    m = x.view(b, t, d // n_mels, n_mels)
+    index = lambda i: i[:, None, None, :].expand(b, t, d // n_mels, n_mels)  # noqa: E731
+    out = m.gather(3, index(lo)) * (1 - frac) + m.gather(3, index(hi)) * frac
+    return out.reshape(b, t, d)
 
 
 class AAMSoftmax(torch.nn.Module):
@@ -150,7 +169,8 @@ def train(args) -> None:
     eval_feats = features(fe, [p for _, p, _ in eval_rows])
     trials = read_trials(args.eval / "trials.txt")
     model, cfg = make_model(args)
-    loss_head = AAMSoftmax(args.embedding, len(names), args.scale)
+    warps = torch.tensor([float(w) for w in args.warps.split(",")])
+    loss_head = AAMSoftmax(args.embedding, len(names) * len(warps), args.scale)
     params = list(model.parameters()) + list(loss_head.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     warm = max(1, args.steps // 20)
@@ -170,8 +190,11 @@ def train(args) -> None:
         picks = rng.integers(0, len(feats), args.batch)
         starts = (rng.random(args.batch) * np.maximum(lengths[picks] - args.crop, 0)).astype(int)
         x, mask = batch(feats, picks, starts, args.crop)
+        w = torch.from_numpy(rng.integers(0, len(warps), args.batch))
+        if len(warps) > 1:  # each (speaker, warp) is a class of its own: more voices than espeak-ng has
+            x = warp_mel(x, warps[w])
         margin = args.margin * min(1.0, step / max(1, args.steps // 3))
-        loss = loss_head(model(x, mask), torch.from_numpy(labels[picks]), margin)
+        loss = loss_head(model(x, mask), torch.from_numpy(labels[picks]) * len(warps) + w, margin)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 5.0)
@@ -223,6 +246,11 @@ def main() -> None:
     ap.add_argument("--weight-decay", type=float, default=1e-4)
     ap.add_argument("--margin", type=float, default=0.2)
     ap.add_argument("--scale", type=float, default=30.0)
+    ap.add_argument(
+        "--warps",
+        default="1.0",
+        help="mel-axis stretch factors; each makes a new class of every speaker (e.g. 0.9,1,1.1)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--log-every", type=int, default=200)

@@ -169,6 +169,10 @@ def train(args) -> None:
     eval_feats = features(fe, [p for _, p, _ in eval_rows])
     trials = read_trials(args.eval / "trials.txt")
     model, cfg = make_model(args)
+    if args.init:  # continue from a checkpoint of the same size (the AAM class weights start afresh)
+        from w2vlab.model._checkpoint import load_speaker_encoder
+
+        model.load_state_dict(load_speaker_encoder(args.init).model.state_dict())
     warps = torch.tensor([float(w) for w in args.warps.split(",")])
     loss_head = AAMSoftmax(args.embedding, len(names) * len(warps), args.scale)
     params = list(model.parameters()) + list(loss_head.parameters())
@@ -251,6 +255,7 @@ def main() -> None:
         default="1.0",
         help="mel-axis stretch factors; each makes a new class of every speaker (e.g. 0.9,1,1.1)",
     )
+    ap.add_argument("--init", type=Path, help="start from this checkpoint folder (same size) instead of random weights")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--log-every", type=int, default=200)

@@ -4,6 +4,10 @@
     python scripts/make_voice_corpus.py train /tmp/voices_train
     python scripts/train_demo_speaker.py /tmp/voices_train --out w2vlab/model/data/demo_trained
 
+The defaults are the packaged model's recipe (its README.md gives the command and corpus).
+One thread by default: on a 2-core machine shared with other jobs a 2-thread step measured
+~10x slower than a 1-thread one.
+
 The model is the real architecture, built by the same code as every checkpoint: a stock
 ``Wav2Vec2BertModel`` (:func:`w2vlab.model._encoder.build_encoder`) + MFA adapters + attentive
 statistics pooling + bottleneck (:class:`~w2vlab.model._encoder.SpeakerEncoder`), small.  Loss:
@@ -237,15 +241,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="checkpoint folder to write (replaced)")
     ap.add_argument("--eval", type=Path, default=EVAL_DIR, help="evaluation folder (wav.scp, utt2spk, trials.txt)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/w2vlab_demo_features"))
-    ap.add_argument("--hidden", type=int, default=128)
-    ap.add_argument("--layers", type=int, default=3)
-    ap.add_argument("--heads", type=int, default=4)
-    ap.add_argument("--ffn", type=int, default=256)
-    ap.add_argument("--adapter", type=int, default=64)
-    ap.add_argument("--embedding", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=2000)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--crop", type=int, default=100, help="rows per crop (one row = 20 ms)")
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--heads", type=int, default=2)
+    ap.add_argument("--ffn", type=int, default=128)
+    ap.add_argument("--adapter", type=int, default=32)
+    ap.add_argument("--embedding", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--crop", type=int, default=64, help="rows per crop (one row = 20 ms)")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--weight-decay", type=float, default=1e-4)
     ap.add_argument("--margin", type=float, default=0.2)
@@ -257,8 +261,8 @@ def main() -> None:
     )
     ap.add_argument("--init", type=Path, help="start from this checkpoint folder (same size) instead of random weights")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--log-every", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--log-every", type=int, default=250)
     train(ap.parse_args())
 
 

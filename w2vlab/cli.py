@@ -48,9 +48,14 @@ def _add_suite(p: argparse.ArgumentParser) -> None:
 
 
 def _demo_checkpoint(args) -> int:
-    from w2vlab.model._demo import write_demo_checkpoint
+    from w2vlab.model._demo import write_demo_checkpoint, write_trained_checkpoint
 
-    out = write_demo_checkpoint(args.out_dir, size=args.size, pruned=args.pruned, seed=args.seed, overwrite=args.force)
+    if args.trained:
+        if args.pruned or args.size != DEMO_SIZES[0] or args.seed != 0:
+            raise InputError("--trained copies the packaged trained model; leave --size, --pruned and --seed out")
+        out = write_trained_checkpoint(args.out_dir, overwrite=args.force)
+    else:
+        out = write_demo_checkpoint(args.out_dir, args.size, args.pruned, args.seed, overwrite=args.force)
     print(out)
     return 0
 
@@ -400,11 +405,16 @@ def _add_report(sub) -> None:
 
 def _add_export(sub) -> None:
     """``demo-checkpoint`` and ``export``."""
-    p = sub.add_parser("demo-checkpoint", help="write a deterministic random-weight checkpoint")
+    p = sub.add_parser("demo-checkpoint", help="write a demo checkpoint: deterministic random weights, or --trained")
     p.add_argument("out_dir", type=Path)
     p.add_argument("--size", choices=DEMO_SIZES, default=DEMO_SIZES[0])
     p.add_argument("--pruned", action="store_true", help="a pruned student with uneven per-layer widths")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--trained",
+        action="store_true",
+        help="the packaged trained demo instead (tells espeak-ng voices apart; see its README.md)",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing directory")
     p.set_defaults(func=_demo_checkpoint)
 

@@ -25,8 +25,9 @@ __all__, __getattr__, __dir__ = attach(
         "merge_config": "_config",
         "is_pruned": "_config",
         "layer_widths": "_config",
-        # random-weight demo checkpoints
+        # demo checkpoints: random weights, or the packaged trained one
         "write_demo_checkpoint": "_demo",
+        "write_trained_checkpoint": "_demo",
         "build_demo_model": "_demo",
         "encoder_config": "_demo",
         "write_wespeaker_demo": "_wespeaker_demo",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import torch
 from safetensors.torch import save_file
 
 from w2vlab._atomic import atomic_directory
-from w2vlab._contract import InputError
+from w2vlab._contract import ArtifactError, InputError
 from w2vlab.model._checkpoint import HEAD_CONFIG, HEAD_WEIGHTS
 from w2vlab.model._config import W2VBERT_PREPROCESSOR, HeadConfig, normalise_pruning
 from w2vlab.model._encoder import SpeakerEncoder, build_encoder, count_parameters
@@ -51,6 +52,8 @@ SIZES: dict[str, tuple[dict[str, Any], HeadConfig]] = {
         HeadConfig(),
     ),
 }
+# The trained demo (scripts/train_demo_speaker.py): a small model that tells espeak-ng voices apart.
+TRAINED_DIR = Path(__file__).resolve().parent / "data" / "demo_trained"
 PRUNED_BASE = dict(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128)
 
 
@@ -83,12 +86,9 @@ def build_demo_model(size: str = "tiny", pruned: bool = False, seed: int = 0) ->
     return model.eval(), cfg
 
 
-def write_demo_checkpoint(
-    out_dir: str | Path, size: str = "tiny", pruned: bool = False, seed: int = 0, overwrite: bool = False
-) -> Path:
-    """Write ``config.json``, ``model.safetensors``, ``preprocessor_config.json``,
-    ``speaker_head.safetensors`` and ``speaker_head.json`` into ``out_dir`` (atomically)."""
-    model, cfg = build_demo_model(size, pruned, seed)
+def save_checkpoint(model: SpeakerEncoder, cfg: dict[str, Any], out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Write ``model`` as a checkpoint folder, atomically: ``config.json`` (``cfg``), ``model.safetensors``
+    (the encoder), ``speaker_head.safetensors`` + ``speaker_head.json`` (the head), ``preprocessor_config.json``."""
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     with atomic_directory(out_dir, overwrite) as tmp:
         save_file(
@@ -104,6 +104,16 @@ def write_demo_checkpoint(
         (tmp / "config.json").write_text(json.dumps({**cfg, "model_type": "wav2vec2-bert"}, indent=2) + "\n")
         (tmp / "preprocessor_config.json").write_text(json.dumps(W2VBERT_PREPROCESSOR, indent=2) + "\n")
         model.head.save(tmp / HEAD_CONFIG)
+    return Path(out_dir)
+
+
+def write_demo_checkpoint(
+    out_dir: str | Path, size: str = "tiny", pruned: bool = False, seed: int = 0, overwrite: bool = False
+) -> Path:
+    """Write ``config.json``, ``model.safetensors``, ``preprocessor_config.json``,
+    ``speaker_head.safetensors`` and ``speaker_head.json`` into ``out_dir`` (atomically)."""
+    model, cfg = build_demo_model(size, pruned, seed)
+    save_checkpoint(model, cfg, out_dir, overwrite)
     logger.info(
         "demo checkpoint %s%s (seed %d, %d parameters) -> %s",
         "pruned " if pruned else "",
@@ -112,4 +122,17 @@ def write_demo_checkpoint(
         count_parameters(model),
         out_dir,
     )
+    return Path(out_dir)
+
+
+def write_trained_checkpoint(out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Copy the packaged trained demo (:data:`TRAINED_DIR`: weights, configs, card ``README.md``,
+    ``training.json``) into ``out_dir``, atomically; an existing ``out_dir`` is replaced only with ``overwrite``."""
+    files = sorted(p for p in TRAINED_DIR.iterdir() if p.is_file()) if TRAINED_DIR.is_dir() else []
+    if not any(p.name == "model.safetensors" for p in files):
+        raise ArtifactError(f"the trained demo checkpoint is missing from {TRAINED_DIR}; reinstall w2vlab")
+    with atomic_directory(out_dir, overwrite) as tmp:
+        for p in files:
+            shutil.copyfile(p, tmp / p.name)
+    logger.info("trained demo checkpoint -> %s", out_dir)
     return Path(out_dir)

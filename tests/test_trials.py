@@ -403,16 +403,16 @@ def test_plot_trial_parity_draws_scatter_and_det():
     cand[1], cand[6] = 0.5, 0.65
     ref_scores, cand_scores = TrialScores(trials, ref), TrialScores(trials, cand)
     fig = plots.plot_trial_parity(ref_scores, cand_scores, title="parity")
-    assert isinstance(fig, Figure) and len(fig.axes) == 2
-    scatter, det = fig.axes
+    assert isinstance(fig, Figure) and len(fig.axes) == 3  # score distributions, differences, DET
+    _, scatter, det = fig.axes
     assert scatter.get_xlabel() == "reference score" and det.get_title() == "DET"
-    flipped = [c for c in scatter.collections if c.get_label() == "flipped"]
+    flipped = [c for c in scatter.collections if c.get_label() == "flipped decision"]
     assert len(flipped) == 1 and len(flipped[0].get_offsets()) == 2
     labels = [line.get_label() for line in det.get_lines()]
     assert any(label.startswith("reference: EER") for label in labels)
     assert any(label.startswith("candidate: EER") for label in labels)
     assert fig._suptitle.get_text() == "parity"
-    assert len(plots.plot_trial_parity(compare_trials(ref_scores, cand_scores)).axes) == 2
+    assert len(plots.plot_trial_parity(compare_trials(ref_scores, cand_scores)).axes) == 3
     with pytest.raises(TypeError, match="expects a TrialComparison"):
         plots.plot_trial_parity(ref_scores)
 

@@ -258,10 +258,10 @@ def test_w2v_bert_2_hub_id_uses_the_bundled_public_config(tmp_path, monkeypatch)
     assert count_parameters(bundled) == count_parameters(demo) + 1024
     pyproject = pytest.importorskip("tomllib").loads((ROOT / "pyproject.toml").read_text())
     globs = pyproject["tool"]["setuptools"]["package-data"]["w2vlab.model"]
-    assert sorted(p.name for g in globs for p in (ROOT / "w2vlab" / "model").glob(g)) == [
-        "config.json",
-        "preprocessor_config.json",
-    ]
+    shipped = sorted(
+        str(p.relative_to(ROOT / "w2vlab" / "model")) for g in globs for p in (ROOT / "w2vlab" / "model").glob(g)
+    )
+    assert {"data/w2v-bert-2.0/config.json", "data/w2v-bert-2.0/preprocessor_config.json"} <= set(shipped), shipped
 
 
 def test_lora_scaling_argument_is_refused_for_a_wespeaker_directory(full_dir):

@@ -303,6 +303,7 @@ def _frames(x: Any, side: str) -> np.ndarray:
 def _specshow(fig: Figure, ax: Any, rows: np.ndarray, cmap: str, label: str) -> None:
     """Draw [T, F] stacked feature rows with ``librosa.display.specshow``: time in seconds and mel frequency
     (the extractor's Kaldi mel scale is HTK's) where F is a whole number of 80-bin frames, else feature bins."""
+    require("librosa", needed_by="the feature figure (librosa.display.specshow)", hint="pip install 'w2vlab[lab]'")
     from librosa.display import specshow  # the [lab] extra's; only this figure needs it
 
     cfg = FeatureConfig()

@@ -129,6 +129,20 @@ def test_cpp_embeddings_match_the_python_consumer(program, artifact, fmt):
     assert_matches_python(run.embeddings, art)
 
 
+@pytest.mark.slow  # compiles the C++ program
+def test_cpp_follows_a_toolkit_pooling_artifact(program, tiny_dir, tmp_path):
+    """A WeSpeaker-style artifact's waveform archive pools odd clips' half rows; the program runs the
+    module's own second stage (encode), so it embeds as the Python consumer does."""
+    out = tmp_path / "toolkit"
+    export(tiny_dir, out, modes=("waveform",), cases=CASES, progress=False, pooling="toolkit")
+    files = [DATA / "speech_en_m3_1p01s.wav", DATA / "speech_en_m3_2s.wav"]  # 99 frames (a half row) and 198
+    run = cpp_consumer.run(out, files, program=program)
+    assert run.returncode == 0 and not run.errors, run.stderr
+    art = load_artifact(out, "waveform")
+    assert art.pooling == "toolkit"
+    assert_matches_python(run.embeddings, art)
+
+
 @pytest.mark.slow
 def test_the_artifact_file_itself_and_npy_output(program, artifact, tmp_path):
     files = [DATA / "speech_8k.wav", DATA / "speech_de_2s.wav"]

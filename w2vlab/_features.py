@@ -275,7 +275,7 @@ def clip_rows(
         Tensor: int64, shape ``(B,)``
     """
     if lengths is None:
-        frames = 1 + (num_samples - frame_length) // hop_length
+        frames = num_frames(num_samples, frame_length, hop_length)
         return torch.full([batch], (frames + stride - 1) // stride, dtype=torch.int64)
     frames = torch.div(lengths - frame_length, hop_length, rounding_mode="floor") + 1
     return torch.div(frames + stride - 1, stride, rounding_mode="floor")

@@ -30,9 +30,8 @@ from w2vlab._contract import (
     read_embedded_metadata,
     read_metadata,
 )
-from w2vlab._features import FeatureConfig, clip_rows
+from w2vlab._features import FeatureConfig
 from w2vlab._parity import cosine_rows
-from w2vlab.runtime._entry import MASK_DTYPE
 from w2vlab.runtime._loaders import FRONTEND_THREADS, intra_op_threads, open_format, reading
 from w2vlab.runtime._prepare import model_inputs
 
@@ -64,10 +63,10 @@ class Artifact:
         self.feature_config = FeatureConfig.from_dict(self.metadata["feature_extractor"]["config"])
         self.pooling: str = self.metadata["pooling"]  # "toolkit" or "masked": how an odd frame count's half row pools
         self.module = self._open(path, entry)
-        # A TorchScript waveform module is frontend -> core: run as two calls, the frontend on
+        # A TorchScript waveform module is frontend -> encode: run as two calls, the frontend on
         # FRONTEND_THREADS (see w2vlab.runtime._loaders); the other formats compile the frontend in.
         scripted_waveform = format == "torchscript" and self.mode == "waveform"
-        self._stages = (self.module.frontend, self.module.core) if scripted_waveform else None
+        self._stages = (self.module.frontend, self.module.encode) if scripted_waveform else None
         exported = self.metadata["versions"]["torch"]
         if exported.split("+")[0] != torch.__version__.split("+")[0]:
             warnings.warn(f"artifact exported with torch {exported}, running torch {torch.__version__}", stacklevel=2)
@@ -121,15 +120,10 @@ class Artifact:
         or waveforms [B, N] (+ lengths [B]) -> [B, embedding_dim].  Same values as ``self.module``."""
         if self._stages is None:
             return self.module(*inputs)
-        frontend, core = self._stages
+        frontend, encode = self._stages
         with intra_op_threads(FRONTEND_THREADS):
             features, mask = frontend(*inputs)  # (B, T, 160), (B, T)
-        if self.pooling == "masked":
-            return core(features, mask.to(MASK_DTYPE))
-        waveform, lengths = (*inputs, None)[:2]
-        c = self.feature_config
-        rows = clip_rows(lengths, waveform.size(0), waveform.size(1), c.frame_length, c.hop_length, c.stride)
-        return core(features, mask.to(MASK_DTYPE), rows.to(features.device))  # rows: each clip's, half row included
+        return encode(features, mask, *inputs)  # the module's own second stage (pools as the artifact does)
 
     def _run(self, *inputs: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():

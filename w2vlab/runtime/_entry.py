@@ -143,7 +143,10 @@ def preprocessed_entry(core: nn.Module, feature_dim: int, pooling: str) -> nn.Mo
 
 
 class WaveformSpeakerEncoder(nn.Module):
-    """Artifact entry point, masked pooling: waveforms [B, N] at the extractor's rate (+ lengths [B]) -> [B, D]."""
+    """Artifact entry point, masked pooling: waveforms [B, N] at the extractor's rate (+ lengths [B]) -> [B, D].
+
+    ``forward`` is the frontend, then :meth:`encode`; a consumer may run the two apart (the frontend
+    on its own thread count: :class:`w2vlab.runtime._artifact.Artifact`)."""
 
     def __init__(self, frontend: nn.Module, core: nn.Module):
         super().__init__()
@@ -152,20 +155,33 @@ class WaveformSpeakerEncoder(nn.Module):
 
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         input_features, attention_mask = self.frontend(waveform, lengths)
+        return self.encode(input_features, attention_mask, waveform, lengths)
+
+    @torch.jit.export
+    def encode(
+        self,
+        input_features: torch.Tensor,
+        attention_mask: torch.Tensor,
+        waveform: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The frontend's output (features [B, T, 160], mask [B, T]) for ``waveform`` [B, N] -> [B, D]."""
         return self.core(input_features, attention_mask.to(torch.int32))
 
 
-class ToolkitWaveformSpeakerEncoder(nn.Module):
+class ToolkitWaveformSpeakerEncoder(WaveformSpeakerEncoder):
     """Artifact entry point, toolkit pooling: waveforms [B, N] (+ lengths [B]) -> [B, D]; each clip
     pools the rows its own length gives (:func:`w2vlab._features.clip_rows`)."""
 
-    def __init__(self, frontend: nn.Module, core: nn.Module):
-        super().__init__()
-        self.frontend = frontend
-        self.core = core
-
-    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        input_features, attention_mask = self.frontend(waveform, lengths)
+    @torch.jit.export
+    def encode(
+        self,
+        input_features: torch.Tensor,
+        attention_mask: torch.Tensor,
+        waveform: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The frontend's output for ``waveform`` [B, N] (+ lengths [B]) -> [B, D], each clip's rows pooled."""
         if lengths is not None:
             lengths = lengths.to(torch.int64).to(waveform.device)
         f = self.frontend

@@ -150,18 +150,18 @@ Encoder load_torchscript(const fs::path& artifact) {
     throw ArtifactError(file.string() + " is a w2vlab artifact without a frontend (preprocessed mode?); "
                         "this program needs the waveform artifact, " + kScriptFile);
   module->eval();
-  // frontend -> core as two calls, the frontend on one intra-op thread, as the Python consumer
+  // frontend -> encode as two calls, the frontend on one intra-op thread, as the Python consumer
   // does (w2vlab/runtime/_loaders.py, FRONTEND_THREADS): its small parallel regions stall on a busy machine.
+  // encode is the module's own second stage, which pools as the artifact says (toolkit or masked).
   auto frontend = std::make_shared<torch::jit::Module>(module->attr("frontend").toModule());
-  auto core = std::make_shared<torch::jit::Module>(module->attr("core").toModule());
-  return {meta, [frontend, core](const at::Tensor& wave) {
+  return {meta, [frontend, module](const at::Tensor& wave) {
     c10::IValue features;
     {
       OneThread scope;
       features = frontend->forward({wave});
     }
     auto outputs = features.toTuple()->elements();
-    return core->forward({outputs[0], outputs[1]}).toTensor();
+    return module->get_method("encode")({outputs[0], outputs[1], wave}).toTensor();
   }};
 }
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,6 +59,26 @@ def tiny_all_formats(tmp_path_factory, tiny_dir) -> tuple[Path, tuple[str, ...],
             out.parent.mkdir(exist_ok=True)
             export(tiny_dir, out, modes=MODES, formats=formats, cases=cases, progress=False)
     return out, formats, cases
+
+
+_NO_W2VLAB = """
+import importlib.abc, sys
+class _NoW2vlab(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "w2vlab":
+            raise ImportError("w2vlab is deliberately unavailable in this test")
+sys.meta_path.insert(0, _NoW2vlab())
+"""
+
+
+def run_card_snippet(artifact: Path, epilogue: str, cwd: Path) -> None:
+    """Run the first Python block of ``artifact``'s README (pointed at ``artifact``) and then ``epilogue``,
+    in a subprocess where importing w2vlab fails: the card's promise that torch + transformers suffice."""
+    readme = (artifact / "README.md").read_text()
+    snippet = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    snippet = snippet.replace('artifact_dir = "w2vbert_speaker"', f"artifact_dir = {str(artifact)!r}")
+    code = _NO_W2VLAB + snippet + "\nassert 'w2vlab' not in sys.modules\n" + epilogue
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=cwd, timeout=120)
 
 
 @pytest.fixture(scope="session")

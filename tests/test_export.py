@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_card_snippet
 from transformers import SeamlessM4TFeatureExtractor
 
 from w2vlab._contract import FILES
@@ -270,19 +268,7 @@ def test_tampered_metadata_is_refused(tmp_path, exported):
 
 def test_model_card_snippet_runs_with_only_torch_and_transformers(tmp_path, exported, eager):
     """The artifact README's snippet, in a subprocess where importing w2vlab fails."""
-    readme = (exported / "README.md").read_text()
-    snippet = readme.split("```python\n", 1)[1].split("```", 1)[0]
-    snippet = snippet.replace('artifact_dir = "w2vbert_speaker"', f"artifact_dir = {str(exported)!r}")
-    guard = textwrap.dedent("""
-        import importlib.abc, sys
-        class _NoW2vlab(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] == "w2vlab":
-                    raise ImportError("w2vlab is deliberately unavailable in this test")
-        sys.meta_path.insert(0, _NoW2vlab())
-    """)
-    check = f"\nassert 'w2vlab' not in sys.modules\nnp.save({str(tmp_path / 'e.npy')!r}, embedding.numpy())\n"
-    subprocess.run([sys.executable, "-c", guard + snippet + check], check=True, cwd=tmp_path, timeout=120)
+    run_card_snippet(exported, f"np.save({str(tmp_path / 'e.npy')!r}, embedding.numpy())\n", tmp_path)
     model, fe = eager
     wave = np.random.default_rng(0).standard_normal(2 * 16000).astype(np.float32) * 0.1
     out = fe(wave, sampling_rate=16000, return_tensors="pt", return_attention_mask=True)

@@ -197,20 +197,21 @@ def test_sequence_classification_is_batch_invariant_as_hf_gives_it(seqcls_dir):
         torch.testing.assert_close(model.captured(features, mask), model(features, mask), rtol=1e-6, atol=0)
 
 
+def _exported(model_dir: Path, out: Path) -> Path:
+    """``model_dir`` exported in both modes to TorchScript and ``.pt2``, verified on :data:`CASES`."""
+    formats = ("torchscript", "exported")
+    export(model_dir, out, modes=("preprocessed", "waveform"), formats=formats, cases=CASES, progress=False)
+    return out
+
+
 @pytest.fixture(scope="module")
 def xvector_artifact(xvector_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("art") / "xvector"
-    formats = ("torchscript", "exported")
-    export(xvector_dir, out, modes=("preprocessed", "waveform"), formats=formats, cases=CASES, progress=False)
-    return out
+    return _exported(xvector_dir, tmp_path_factory.mktemp("art") / "xvector")
 
 
 @pytest.fixture(scope="module")
 def seqcls_artifact(seqcls_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("art") / "seqcls"
-    formats = ("torchscript", "exported")
-    export(seqcls_dir, out, modes=("preprocessed", "waveform"), formats=formats, cases=CASES, progress=False)
-    return out
+    return _exported(seqcls_dir, tmp_path_factory.mktemp("art") / "seqcls")
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "exported"])

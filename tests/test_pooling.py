@@ -10,14 +10,12 @@ the ``.pt2`` taking the extractor's int32 mask as it comes; the card's snippets;
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_card_snippet
 from test_wespeaker import _wespeaker_embedding
 
 from w2vlab._contract import InputError
@@ -158,20 +156,8 @@ def test_clip_rows_contract_and_errors(artifact, toolkit):
 
 
 def test_card_torchscript_snippet_runs_without_w2vlab(artifact, toolkit, tmp_path):
-    readme = (artifact / "README.md").read_text()
-    snippet = readme.split("```python\n", 1)[1].split("```", 1)[0]
-    snippet = snippet.replace('artifact_dir = "w2vbert_speaker"', f"artifact_dir = {str(artifact)!r}")
-    guard = textwrap.dedent("""
-        import importlib.abc, sys
-        class _NoW2vlab(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] == "w2vlab":
-                    raise ImportError("w2vlab is deliberately unavailable in this test")
-        sys.meta_path.insert(0, _NoW2vlab())
-    """)
-    save = f"\nnp.save({str(tmp_path / 'one.npy')!r}, embedding.numpy()); np.save({str(tmp_path / 'two.npy')!r}, "
-    save += "embeddings.numpy())\n"
-    subprocess.run([sys.executable, "-c", guard + snippet + save], check=True, cwd=tmp_path, timeout=120)
+    save = f"np.save({str(tmp_path / 'one.npy')!r}, embedding.numpy()); np.save({str(tmp_path / 'two.npy')!r}, "
+    run_card_snippet(artifact, save + "embeddings.numpy())\n", tmp_path)
     model, fe = toolkit
     rng = np.random.default_rng(0)  # the snippet's clips
     waves = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (32000, 16160)]

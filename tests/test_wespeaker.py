@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from test_golden import golden_script
 from transformers import SeamlessM4TFeatureExtractor
 
 from w2vlab._contract import InputError
@@ -115,16 +116,8 @@ def _features(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return out["input_features"], out["attention_mask"]
 
 
-def _wespeaker_embedding(model: SpeakerEncoder, feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """W2VBert_Adapter_MFA's computation, restated: all hidden states -> adapters -> ASP -> bottleneck."""
-    with torch.no_grad():
-        states = model.encoder(feats, attention_mask=mask, output_hidden_states=True, return_dict=True).hidden_states
-        states = states[-len(model.adapter_layers) :]
-        x = torch.cat([adapter(h) for adapter, h in zip(model.adapter_layers, states)], dim=-1).transpose(1, 2)
-        w = torch.softmax(model.pooling.attention(x), dim=2)  # (B, F, T)
-        mu = (x * w).sum(dim=2)
-        sg = ((x * x * w).sum(dim=2) - mu * mu).clamp(min=1e-5).sqrt()
-        return model.bottleneck(torch.cat([mu, sg], dim=1))
+# W2VBert_Adapter_MFA's computation restated on HF's own encoder forward: one copy, shared with the golden slice
+_wespeaker_embedding = golden_script.restated_toolkit_embedding
 
 
 def _assert_matches(loaded, reference: SpeakerEncoder) -> None:

@@ -89,6 +89,21 @@ def cached_features(fe, corpus: Path, cache: Path) -> tuple[list[torch.Tensor], 
     return feats, np.array([index[s] for _, _, s in rows]), names
 
 
+def corpora_features(fe, corpora: list[Path], cache: Path) -> tuple[list[torch.Tensor], np.ndarray, list[str]]:
+    """:func:`cached_features` of several corpora, concatenated; with more than one, every speaker is a
+    class of its own, named ``{corpus index}:{speaker}`` (two runs of the corpus script give
+    different pitches and speeds to the same speaker name)."""
+    if len(corpora) == 1:
+        return cached_features(fe, corpora[0], cache)
+    feats, labels, names = [], [], []
+    for i, corpus in enumerate(corpora):
+        f, lab, n = cached_features(fe, corpus, cache)
+        feats += f
+        labels.append(lab + len(names))
+        names += [f"{i}:{s}" for s in n]
+    return feats, np.concatenate(labels), names
+
+
 def batch(feats: list[torch.Tensor], picks: np.ndarray, starts: np.ndarray, crop: int):
     """Random crops of ``crop`` rows -> features [B, crop, 160] (padded with 1.0) and mask [B, crop]."""
     x = torch.ones(len(picks), crop, feats[0].shape[1])
@@ -168,7 +183,7 @@ def train(args) -> None:
     from transformers import SeamlessM4TFeatureExtractor
 
     fe = SeamlessM4TFeatureExtractor(**W2VBERT_PREPROCESSOR)
-    feats, labels, names = cached_features(fe, args.corpus, args.cache)
+    feats, labels, names = corpora_features(fe, args.corpus, args.cache)
     eval_rows = read_scp(args.eval)
     eval_feats = features(fe, [p for _, p, _ in eval_rows])
     trials = read_trials(args.eval / "trials.txt")
@@ -219,7 +234,7 @@ def train(args) -> None:
         n: hashlib.sha256((args.out / n).read_bytes()).hexdigest() for n in sorted(p.name for p in args.out.iterdir())
     }
     record = dict(
-        recipe={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        recipe={k: (json.loads(json.dumps(v, default=str))) for k, v in vars(args).items()},
         speakers=len(names),
         clips=len(feats),
         hours=round(float(lengths.sum()) / 50 / 3600, 3),
@@ -237,7 +252,9 @@ def train(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("corpus", type=Path, help="training corpus folder (wav.scp, utt2spk) from make_voice_corpus.py")
+    ap.add_argument(
+        "corpus", type=Path, nargs="+", help="training corpus folder(s) (wav.scp, utt2spk) from make_voice_corpus.py"
+    )
     ap.add_argument("--out", type=Path, required=True, help="checkpoint folder to write (replaced)")
     ap.add_argument("--eval", type=Path, default=EVAL_DIR, help="evaluation folder (wav.scp, utt2spk, trials.txt)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/w2vlab_demo_features"))

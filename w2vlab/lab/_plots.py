@@ -631,16 +631,20 @@ def _det_panel(ax: Any, comparison: TrialComparison) -> None:
 
 def _distribution_panel(ax: Any, comparison: TrialComparison) -> None:
     """Histograms of target and non-target scores: the reference filled, the candidate as an outline; the
-    reference's thresholds as vertical lines.  Separated humps are a model that tells voices apart."""
+    reference's thresholds as vertical lines.  Each kind is normalised to its own area (a list has far more
+    non-target than target trials), so both humps show.  Separated humps are a model that tells voices apart."""
     target = comparison.reference.trials.labels == 1
     ref, cand = comparison.reference.scores, comparison.candidate.scores
     edges = np.histogram_bin_edges(np.concatenate([ref, cand]), bins=min(60, max(10, len(ref) // 8)))
     for mask, color, kind in ((target, TARGET_COLOR, "target"), (~target, NONTARGET_COLOR, "non-target")):
-        ax.hist(ref[mask], bins=edges, color=color, alpha=0.45, label=f"{kind}, reference")
-        ax.hist(cand[mask], bins=edges, color=color, histtype="step", linestyle="--", label=f"{kind}, candidate")
+        n = f"{kind} ({int(mask.sum())})"
+        ax.hist(ref[mask], bins=edges, density=True, color=color, alpha=0.45, label=f"{n}, reference")
+        ax.hist(
+            cand[mask], bins=edges, density=True, color=color, histtype="step", linestyle="--", label=f"{n}, candidate"
+        )
     for point, style in zip(comparison.points, POINT_STYLES * len(comparison.points)):
         ax.axvline(point.threshold, linewidth=1.0, label=f"{point.name} threshold", **style)
-    ax.set(xlabel="score", ylabel="trials")
+    ax.set(xlabel="score", ylabel="density (area 1 per kind)")
     ax.legend(loc="upper left", fontsize=7)
     ax.set_title("score distributions", fontsize=10)
 

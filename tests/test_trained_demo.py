@@ -25,7 +25,7 @@ from w2vlab.model._eager import EagerEmbedder
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL = ROOT / "tests" / "data" / "voices_eval"
-EER_MAX, GAP_MIN = 0.065, 0.4  # issue #27 asks EER <= 5%; this model measures 6.13% (see its README.md)
+EER_MAX, GAP_MIN = 0.05, 0.4  # issue #27's targets; the packaged model measures 4.78% and 0.66 (its README.md)
 
 
 def _voices(tsv: Path) -> list[dict]:
@@ -48,10 +48,11 @@ def test_weights_are_the_ones_training_wrote():
 
 
 def test_training_speakers_are_disjoint_from_every_evaluation_speaker():
-    train = _voices(EVAL / "train_speakers.tsv")
+    # both corpora it was trained on: today's script and the one-language run of commit 667cbb9
+    train = _voices(EVAL / "train_speakers.tsv") + _voices(EVAL / "train_speakers_667cbb9.tsv")
     evaluation = _voices(EVAL / "speakers.tsv")
     assert len(train) >= 200 and len(evaluation) >= 20
-    train_voices = [v for s in train for v in s["voice"].split(",")]  # a training speaker speaks 6 languages
+    train_voices = [v for s in train for v in s["voice"].split(",")]  # today's training speakers speak 6 languages
     train_variants = {_variant(v) for v in train_voices}
     train_langs = {v.split("+")[0] for v in train_voices}
     for s in evaluation:  # held-out variants (and the default voice) in held-out languages

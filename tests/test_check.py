@@ -51,3 +51,10 @@ def test_format_number_keeps_the_digits_that_matter():
     assert format_number(0.99998, 0.99999) == "0.99998"
     assert format_number(1.155e-05, 1.16e-05) == "1.15e-05"  # "1.2e-05" would read as the bound or over it
     assert format_number(math.inf) == "inf"
+
+
+def test_the_bound_is_printed_exactly_as_chosen(capsys):
+    check(1.0005, "<=", 1.05, label="ratio")  # two significant digits would print the bound as 1.1
+    assert capsys.readouterr().out == "ratio 1.0005 <= 1.05 ✓\n"
+    check(2.4e-07, "<=", 1e-06, label="max|diff|")
+    assert capsys.readouterr().out == "max|diff| 2.4e-07 <= 1e-06 ✓\n"

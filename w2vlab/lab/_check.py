@@ -36,6 +36,16 @@ def format_number(x: float, other: float | None = None) -> str:
     return text
 
 
+def exact_number(x: float) -> str:
+    """``x`` as the shortest text that reads back as exactly ``x`` (a bound is shown as it was chosen:
+    ``1.05``, not ``1.1``), small numbers by their exponent as in :func:`format_number`."""
+    x = float(x)
+    if not math.isfinite(x) or x.is_integer() and abs(x) < 1e15:
+        return str(int(x)) if math.isfinite(x) else str(x)
+    text = next(t for t in (f"{x:.{d}g}" for d in range(1, 18)) if float(t) == x)
+    return _exponent(text) if 0 < abs(x) < 1e-3 else text
+
+
 def _exponent(text: str) -> str:
     """``0.0001`` as ``1e-04``, ``0.00032`` as ``3.2e-04``: small numbers read by their exponent."""
     if "e" in text:
@@ -62,7 +72,7 @@ def check(value: float, op: str, bound: float, label: str = "value") -> float:
         raise ValueError(f"check received op {op!r}; expected one of {', '.join(OPS)}")
     v, b = float(value), float(bound)
     ok = OPS[op](v, b)
-    line = f"{label} {format_number(v, b)} {op} {format_number(b, v)} {'✓' if ok else '✗'}"
+    line = f"{label} {format_number(v, b)} {op} {exact_number(b)} {'✓' if ok else '✗'}"
     if not ok:
         raise AssertionError(line)
     print(line)  # noqa: T201  (the one output of a notebook check: the line a reader sees)

@@ -1,7 +1,8 @@
 """setuptools build step: the notebooks ``w2vlab report`` runs go into the wheel.
 
 ``notebooks/`` stays where it is (users open it in JupyterLab); the build copies the report's
-notebooks, the audio fixtures they read (``../tests/data/*.wav``, relative to the notebooks) and the
+notebooks, the audio fixtures they read (``../tests/data/*.wav`` and the ``voices_eval`` clips and trials,
+relative to the notebooks) and the
 benchmark summary notebook 06 reads into ``w2vlab/lab/_bundle/`` with the same layout, so the
 notebooks' relative paths hold there too.  Nothing is committed twice: tests/test_wheel.py checks
 that the wheel's copies equal the repository's files.  Everything else is in pyproject.toml.
@@ -18,6 +19,9 @@ BUNDLE = "w2vlab/lab/_bundle"
 BUNDLED = (  # (folder, glob) relative to the repository root, copied to the same place under BUNDLE
     ("notebooks", "0[12456]_*.ipynb"),  # w2vlab.lab._report.NOTEBOOKS
     ("tests/data", "*.wav"),
+    ("tests/data/voices_eval", "wav.scp"),  # 06 counts the int8 copy's flipped decisions on these trials
+    ("tests/data/voices_eval", "trials.txt"),
+    ("tests/data/voices_eval/wav", "*.flac"),
     ("artifacts/bench", "full_quick_2threads_latest.json"),
 )
 

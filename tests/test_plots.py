@@ -98,6 +98,50 @@ def test_plot_parity_headroom_and_exact_copies(embeddings):
     assert exact.axes[0].get_xlabel() == "clip"  # lengths unknown: the clips in order
 
 
+def test_plot_format_parity_one_series_per_format_shared_bounds_and_failures(embeddings):
+    lengths = [16000, 32000, 8000, 160000, 4000]
+    exact = compare(embeddings, embeddings, num_samples=lengths)
+    close = compare(embeddings, embeddings.double() * (1 + 1e-7), num_samples=lengths)
+    int8_bounds = ParityBounds(min_cosine=0.999, max_rel_diff=0.3)
+    off = embeddings.double().clone()
+    off[3] = -off[3]  # one clip turned around: cosine -1, outside any bound
+    labelled = compare(embeddings, off, num_samples=lengths, bounds=int8_bounds)
+    fig = plots.plot_format_parity({"torchscript": exact, "onnx": close, "onnx-int8": labelled})
+    ax_cos, ax_max = fig.axes[:2]
+    for ax in (ax_cos, ax_max):
+        assert ax.get_yscale() == "log" and ax.get_xscale() == "log" and ax.get_xlabel() == "clip duration (s)"
+        dots = [c for c in ax.collections if isinstance(c, PathCollection)]
+        assert len(dots) == 4  # one series per format, and the ring around the failing clip
+        xs = [np.sort(c.get_offsets()[:, 0]) for c in dots[:3]]
+        for x in xs:  # each format at the clips' durations, nudged sideways by under 10%
+            assert list(x) == pytest.approx(sorted(n / 16000 for n in lengths), rel=0.1)
+        assert not np.allclose(xs[0], xs[1])  # nudged: the exact and the close dots do not hide each other
+        ring = dots[3]
+        assert to_rgba(ring.get_edgecolor()[0]) == to_rgba(plots.FAIL_COLOR)
+        assert list(ring.get_offsets()[:, 0]) == pytest.approx([10.0], rel=0.1)  # the 10 s clip, turned around
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+            "bound of torchscript, onnx",
+            "bound of onnx-int8",
+        ]
+    (shared, _), (own, _) = [(c, c.get_linestyle()) for c in _bound_lines(ax_max)]
+    assert shared.get_segments()[0][0][1] == pytest.approx(3e-5) and own.get_segments()[0][0][1] == pytest.approx(0.3)
+    band_top = min(p.get_y() + p.get_height() for p in ax_cos.patches)
+    exact_y = ax_cos.collections[0].get_offsets()[:, 1]
+    assert (exact_y < band_top).all()  # torchscript's zeros sit in the exact band
+    assert "onnx-int8" in ax_cos.get_title() and "outside" in ax_cos.get_title()
+    assert fig._suptitle.get_text() == "3 formats vs eager on 5 clips: outside their bounds: onnx-int8"
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "torchscript",
+        "onnx",
+        "onnx-int8",
+        "outside its bound",
+    ]
+    with pytest.raises(TypeError, match="ParityReport"):
+        plots.plot_format_parity({"onnx": {"passed": True}})
+    with pytest.raises(ValueError, match="length"):
+        plots.plot_format_parity({"onnx": compare(embeddings, embeddings)})
+
+
 def test_plot_parity_short_names_for_batch_rows():
     assert plots._short_name("batch_160000+16161+24000+8160[3]") == "batch[3]"
     assert plots._short_name("padded/batch_560+48000[1]") == "batch[1]"
@@ -305,6 +349,15 @@ def _samples(embeddings):
         "plot_parity": [
             lambda: plots.plot_parity(failing),
             lambda: plots.plot_parity(compare(embeddings, embeddings, names=names)),
+        ],
+        "plot_format_parity": [
+            lambda: plots.plot_format_parity(
+                {
+                    "torchscript": compare(embeddings, embeddings, names=names, num_samples=lengths),
+                    "onnx": compare(embeddings, embeddings.double() * (1 + 1e-7), names=names, num_samples=lengths),
+                    "onnx-int8": failing,
+                }
+            )
         ],
         "plot_embedding_scatter": [lambda: plots.plot_embedding_scatter(embeddings, embeddings.double() + 1e-6)],
         "plot_feature_difference": [lambda: plots.plot_feature_difference(feats, feats + 1e-6)],

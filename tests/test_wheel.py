@@ -258,8 +258,9 @@ def check_wheel_contents(wheel: Path) -> None:
         bundled = {n.removeprefix(bundle) for n in names if n.startswith(bundle)}
         want = {f"notebooks/{n}.ipynb" for n in NOTEBOOKS.values()}
         want |= {f"tests/data/{p.name}" for p in (ROOT / "tests" / "data").glob("*.wav")}
-        want |= {"tests/data/voices_eval/utt2spk", "tests/data/voices_eval/wav.scp"}
-        want |= {f"tests/data/voices_eval/wav/{p.name}" for p in (ROOT / "tests/data/voices_eval/wav").glob("*.flac")}
+        voices = ROOT / "tests" / "data" / "voices_eval"  # 04's speakers, 06's trials, and the clips
+        want |= {f"tests/data/voices_eval/{n}" for n in ("utt2spk", "wav.scp", "trials.txt")}
+        want |= {f"tests/data/voices_eval/wav/{p.name}" for p in (voices / "wav").glob("*.flac")}
         want |= {"artifacts/bench/full_quick_2threads_latest.json"}
         assert bundled == want, bundled ^ want
         for rel in bundled:  # copies made at build time, byte for byte the repository's files

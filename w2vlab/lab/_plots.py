@@ -269,6 +269,123 @@ def _clip_ticks(ax: Any, names: list[str], log_x: bool) -> None:
     ax.set_xticks(shown, [names[i] for i in shown], rotation=30 if len(shown) > 4 else 0, ha="right", fontsize=7)
 
 
+FORMAT_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:olive", "tab:cyan")
+FORMAT_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+BOUND_LINESTYLES = ("--", ":", "-.", (0, (5, 1, 1, 1)))
+
+
+def _format_panels(reports: Mapping[str, ParityReport], x0: float, x1: float) -> list[tuple[_Panel, _Panel]]:
+    """:func:`_parity_panels` of each report; where they disagree on the max|diff| quantity (some bounds hold
+    only the absolute one), every report's max|diff| panel is the absolute one, with its absolute bound."""
+    panels = [_parity_panels(r, x0, x1, True) for r in reports.values()]
+    if len({diff.title for _, diff in panels}) == 1:
+        return panels
+    out = []
+    for (cos, _), r in zip(panels, reports.values()):
+        values, bound = [c.max_abs_diff for c in r.clips], r.bounds.max_abs_diff
+        failed = np.array([bound is not None and not v <= bound for v in values], dtype=bool)
+        out.append(
+            (
+                cos,
+                _Panel("max |diff|", values, failed, [] if bound is None else [(x0, x1, bound)], [bound] * len(values)),
+            )
+        )
+    return out
+
+
+def _format_panel(ax: Any, xs: list[np.ndarray], panels: list[_Panel], names: list[str]) -> None:
+    """One error (``panels[i]`` of format ``names[i]``, at ``xs[i]``) per clip and format on a log axis: exact
+    zeros in the labelled band, each distinct set of bound segments once (its own line style, named in the
+    panel's legend), failures ringed red."""
+    values = [v for p in panels for v in p.values if math.isfinite(v)]
+    largest = max([b for p in panels for b in p.bounds if b is not None], default=None)
+    band_top, exact_y, top = _error_axis(values, largest)
+    for i, (x, panel) in enumerate(zip(xs, panels)):
+        y = np.array([exact_y if v == 0 else top / 3 if not math.isfinite(v) else v for v in panel.values])
+        style = {"marker": FORMAT_MARKERS[i % len(FORMAT_MARKERS)], "color": FORMAT_COLORS[i % len(FORMAT_COLORS)]}
+        ax.scatter(x, y, s=26, zorder=3, **style)
+        if panel.failed.any():
+            ax.scatter(x[panel.failed], y[panel.failed], s=90, facecolors="none", edgecolors=FAIL_COLOR, zorder=4)
+    ax.axhspan(band_top / 10, band_top, color=EXACT_BAND_COLOR, zorder=0)
+    ax.text(0.01, band_top / 10**0.08, "exact (0)", transform=ax.get_yaxis_transform(), va="top", fontsize=7)
+    groups: dict[tuple, list[str]] = {}
+    for name, panel in zip(names, panels):
+        if panel.segments:
+            groups.setdefault(tuple(panel.segments), []).append(name)
+    for k, (segments, members) in enumerate(groups.items()):
+        style = {**BOUND_STYLE, "linestyle": BOUND_LINESTYLES[k % len(BOUND_LINESTYLES)]}
+        for s0, s1, b in segments:
+            ax.hlines(max(b, band_top), s0, s1, zorder=2, **style)
+        ax.plot([], [], label=f"bound of {', '.join(members)}", **style)
+    if groups:
+        ax.legend(loc="upper right", fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylim(band_top / 10, top)
+    ax.set_yticks(_decades(band_top, top))
+    ax.yaxis.set_minor_locator(NullLocator())
+    flat_v, flat_b = [v for p in panels for v in p.values], [b for p in panels for b in p.bounds]
+    owner = [n for n, p in zip(names, panels) for _ in p.values][_closest(flat_v, flat_b)]
+    verdict = _headroom(flat_v, flat_b)
+    ax.set_title(f"{panels[0].title}\n{verdict if verdict.startswith('exact') else owner + ': ' + verdict}", fontsize=9)
+
+
+def plot_format_parity(reports: Mapping[str, ParityReport], title: str = "") -> Figure:
+    """Every format's parity with eager on the same suite, in one figure: each clip's ``1 - cosine`` and
+    max|diff| against its duration, one colour and marker per format, each format's bound drawn.
+
+    Formats that hold the same bound share one line (the legend names them; a labelled copy such as the int8
+    one has its own, looser line).  Exact zeros sit in the grey "exact (0)" band; each format's dots are
+    nudged sideways so that formats on the same value stay visible.  A dot over its own bound is ringed red.
+
+    Args:
+        reports: format name -> :class:`~w2vlab._parity.ParityReport` (e.g. an
+            :class:`~w2vlab.export.ExportResult`'s reports of one mode), the clips' lengths known.
+        title: the figure's title; default: how many formats are within their bounds.
+    """
+    if not reports or not all(isinstance(r, ParityReport) for r in reports.values()):
+        got = {k: type(v).__name__ for k, v in reports.items()} if isinstance(reports, Mapping) else type(reports)
+        raise TypeError(f"plot_format_parity expects a non-empty mapping of name -> ParityReport; received {got}")
+    axes_x = [_clip_axis(r) for r in reports.values()]
+    if not all(log_x for _, _, log_x in axes_x):
+        raise ValueError("plot_format_parity needs every clip's length (compare(..., num_samples=...))")
+    lo = min(x.min() for x, _, _ in axes_x)
+    hi = max(x.max() for x, _, _ in axes_x)
+    x0, x1 = lo / 1.6, hi * 1.6
+    n = len(reports)
+    xs = [x * 10 ** (0.025 * (i - (n - 1) / 2)) for i, (x, _, _) in enumerate(axes_x)]  # side by side
+    names = list(reports)
+    panels = _format_panels(reports, x0, x1)
+    fig = Figure(figsize=(11, 4.6), layout="constrained")
+    axes = fig.subplots(1, 2, sharex=True)
+    for ax, k in zip(axes, (0, 1)):
+        _format_panel(ax, xs, [p[k] for p in panels], names)
+        ax.set(xlabel="clip duration (s)", ylabel=panels[0][k].title, xlim=(x0, x1))
+        _clip_ticks(ax, [], True)
+    handles = [
+        (
+            Line2D(
+                [],
+                [],
+                marker=FORMAT_MARKERS[i % len(FORMAT_MARKERS)],
+                linestyle="",
+                color=FORMAT_COLORS[i % len(FORMAT_COLORS)],
+            ),
+            name,
+        )
+        for i, name in enumerate(names)
+    ]
+    if any(not r.passed for r in reports.values()):
+        handles.append(
+            (Line2D([], [], marker="o", linestyle="", markerfacecolor="none", color=FAIL_COLOR), "outside its bound")
+        )
+    fig.legend(*zip(*handles), loc="outside lower center", ncols=min(len(handles), 5), fontsize=8)
+    failing = [name for name, r in reports.items() if not r.passed]
+    clips = len(next(iter(reports.values())).clips)
+    verdict = f"outside their bounds: {', '.join(failing)}" if failing else "every format within its bounds"
+    fig.suptitle(title or f"{n} formats vs eager on {clips} clips: {verdict}")
+    return fig
+
+
 def plot_embedding_scatter(reference: Any, candidate: Any, title: str = "") -> Figure:
     """Candidate vs reference embedding values with the y = x line, and the residuals.
 

@@ -572,7 +572,7 @@ class TrialComparison:
         lines = [
             self.headline(),
             "",
-            "| metric | reference | candidate | difference | threshold (ref) | flips |",
+            "| metric | reference | candidate | difference | decision threshold | flips |",
             "|---|---:|---:|---:|---:|---:|",
         ]
         for p in self.points:
@@ -581,6 +581,11 @@ class TrialComparison:
                 f"| {p.name} | {scale * p.reference:.4f}{unit} | {scale * p.candidate:.4f}{unit} | "
                 f"{scale * p.difference:+.2e}{unit} | {p.threshold:.6f} | {p.n_flips} |"
             )
+        lines += [
+            "",
+            "Both sides decide at the decision threshold: midway between the lowest score the reference accepts at "
+            "that point (the threshold `TrialScores` reports) and the highest it rejects.",
+        ]
         for p in self.points:
             if p.flips:
                 lines += ["", f"flipped at {p.name} (threshold {p.threshold:.6f}):"]

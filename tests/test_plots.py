@@ -118,6 +118,50 @@ def test_plot_parity_draws_an_absolute_bound_where_only_that_is_held(embeddings)
         plots.plot_parity({"passed": True})
 
 
+def test_plot_parity_modes_one_series_per_way_with_bounds_and_levels(embeddings):
+    lengths = [16000, 32000, 8000, 160000, 4000]
+    exact = compare(embeddings, embeddings, label="exact", num_samples=lengths)
+    close = compare(embeddings, embeddings.double() * (1 + 1e-7), label="close", num_samples=lengths)
+    wrong = compare(embeddings, embeddings.roll(1, 0), label="wrong", num_samples=lengths)
+    fig = plots.plot_parity_modes([exact, close, wrong], levels={"same speaker": 0.3})
+    ax_cos, ax_max = fig.axes[:2]
+    series = [c for c in ax_cos.collections if isinstance(c, PathCollection)]
+    assert len(series) == 3 and len({to_rgba(c.get_facecolor()[0]) for c in series}) == 3  # a colour per way
+    for c in series:
+        assert sorted(c.get_offsets()[:, 0]) == pytest.approx(sorted(n / 16000 for n in lengths))
+    band_hi = min(p.get_y() + p.get_height() for p in ax_cos.patches)
+    assert all(y < band_hi for y in series[0].get_offsets()[:, 1])  # exact zeros sit in the band
+    e, f = embeddings.double(), embeddings.roll(1, 0).double()
+    one_minus_cos = 1 - (e * f).sum(1) / (e.norm(dim=1) * f.norm(dim=1))  # (N,), independent of compare
+    assert sorted(series[2].get_offsets()[:, 1]) == pytest.approx(sorted(one_minus_cos.tolist()), rel=1e-6)
+    assert _bound_lines(ax_cos)[0].get_segments()[0][0][1] == pytest.approx(1e-5)  # 1 - 0.99999
+    assert _bound_lines(ax_max)[0].get_segments()[0][0][1] == pytest.approx(3e-5)
+    assert [line.get_ydata()[0] for line in ax_cos.get_lines()] == [0.3]  # the level, on the cosine panel only
+    assert ax_max.get_lines() == []
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["exact: PASS", "close: PASS", "wrong: FAIL (5/5)", "same speaker", "bound"]
+    assert ax_cos.get_xscale() == "log" and ax_cos.get_xlabel() == "clip duration (s)"
+
+
+def test_plot_parity_modes_refuses_what_it_cannot_draw_on_one_axis(embeddings):
+    rel = compare(embeddings, embeddings, num_samples=[16000] * 5)
+    absolute = compare(embeddings, embeddings, bounds=ParityBounds(max_rel_diff=None, max_abs_diff=1e-5))
+    with pytest.raises(ValueError, match="different quantities"):
+        plots.plot_parity_modes([compare(embeddings, embeddings), absolute])
+    with pytest.raises(ValueError, match="same clips"):
+        plots.plot_parity_modes([compare(embeddings, embeddings), compare(embeddings[:3], embeddings[:3])])
+    with pytest.raises(TypeError, match="ParityReport"):
+        plots.plot_parity_modes([rel, {"passed": True}])
+    with pytest.raises(TypeError, match="ParityReport"):
+        plots.plot_parity_modes([])
+    unlabelled = plots.plot_parity_modes([compare(embeddings, embeddings), compare(embeddings, embeddings)])
+    assert fig_axes_ticks(unlabelled) == ["clip0", "clip1", "clip2", "clip3", "clip4"]  # positions: the names
+
+
+def fig_axes_ticks(fig):
+    return [t.get_text() for t in fig.axes[0].get_xticklabels()]
+
+
 def test_plot_embedding_scatter(embeddings):
     fig = plots.plot_embedding_scatter(embeddings, embeddings.double() + 1e-6, title="eager vs script")
     ax = fig.axes[0]
@@ -305,6 +349,12 @@ def _samples(embeddings):
         "plot_parity": [
             lambda: plots.plot_parity(failing),
             lambda: plots.plot_parity(compare(embeddings, embeddings, names=names)),
+        ],
+        "plot_parity_modes": [
+            lambda: plots.plot_parity_modes(
+                [compare(embeddings, embeddings, names=names, num_samples=lengths, label="exact"), failing],
+                levels={"same speaker (mean)": 0.4, "different speakers (mean)": 1.0},
+            )
         ],
         "plot_embedding_scatter": [lambda: plots.plot_embedding_scatter(embeddings, embeddings.double() + 1e-6)],
         "plot_feature_difference": [lambda: plots.plot_feature_difference(feats, feats + 1e-6)],

@@ -10,6 +10,7 @@ __all__, __getattr__, __dir__ = attach(
     {
         # figures
         "plot_parity": "_plots",
+        "plot_parity_modes": "_plots",
         "plot_embedding_scatter": "_plots",
         "plot_feature_difference": "_plots",
         "plot_latency": "_plots",

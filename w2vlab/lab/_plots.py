@@ -252,6 +252,111 @@ def plot_parity(report: ParityReport) -> Figure:
     return fig
 
 
+WAY_STYLES = (("tab:blue", "o"), ("tab:green", "s"), ("tab:red", "D"), ("tab:purple", "^"), ("tab:brown", "v"))
+LEVEL_STYLES = (":", "-.", (0, (5, 2, 1, 2, 1, 2)))
+
+
+def _ways_axis(reports: Sequence[ParityReport]) -> tuple[list[np.ndarray], str, bool, list[str]]:
+    """(x of each report's clips, x label, log x, tick names): durations where every report knows every
+    length; else positions, which need reports of the same clips."""
+    axes = [_clip_axis(r) for r in reports]
+    if all(log for _, _, log in axes):
+        return [x for x, _, _ in axes], axes[0][1], True, []
+    names = [[c.name for c in r.clips] for r in reports]
+    if any(n != names[0] for n in names):
+        raise ValueError(
+            "plot_parity_modes draws reports without clip lengths against the clip's position; those reports "
+            f"must hold the same clips in the same order, received {[len(n) for n in names]} clips "
+            "(give compare num_samples to draw them against duration)"
+        )
+    return [x for x, _, _ in axes], "clip", False, [_short_name(n) for n in names[0]]
+
+
+def _ways_panel(
+    ax: Any, xs: list[np.ndarray], panels: list[_Panel], levels: Mapping[str, float], x0: float, x1: float
+) -> list[Any]:
+    """One error panel with a series per way (its colour and marker), the distinct bounds dashed and the
+    ``levels`` as grey reference lines; returns the legend handles of the levels."""
+    values = [v for p in panels for v in p.values if math.isfinite(v)]
+    largest = max([b for p in panels for b in p.bounds if b is not None], default=None)
+    band_top, exact_y, top = _error_axis([*values, *levels.values()], largest)
+    for i, (x, panel) in enumerate(zip(xs, panels)):
+        color, marker = WAY_STYLES[i % len(WAY_STYLES)]
+        y = [exact_y if v == 0 else top / 3 if not math.isfinite(v) else v for v in panel.values]
+        ax.scatter(x, y, marker=marker, s=30, color=color, alpha=0.85, zorder=3)
+    ax.axhspan(band_top / 10, band_top, color=EXACT_BAND_COLOR, zorder=0)
+    ax.text(
+        0.01, band_top / 10**0.08, "exact (0)", transform=ax.get_yaxis_transform(), va="top", fontsize=7, color="0.3"
+    )
+    for b in sorted({b for p in panels for _, _, b in p.segments}):
+        ax.hlines(max(b, band_top), x0, x1, zorder=2, **BOUND_STYLE)
+    handles = []
+    for (label, level), style in zip(levels.items(), LEVEL_STYLES * len(levels)):
+        ax.axhline(level, color="0.45", linestyle=style, linewidth=1.2, zorder=1)
+        handles.append(Line2D([], [], color="0.45", linestyle=style, linewidth=1.2, label=label))
+    ax.set_yscale("log")
+    ax.set_ylim(band_top / 10, top)
+    ax.set_yticks(_decades(band_top, top))
+    ax.yaxis.set_minor_locator(NullLocator())
+    return handles
+
+
+def plot_parity_modes(
+    reports: Sequence[ParityReport], levels: Mapping[str, float] | None = None, title: str = ""
+) -> Figure:
+    """Several ways of embedding clips, each against the same reference, on one figure.
+
+    Left: each clip's ``1 - cosine``; right: its ``max|diff| / max|ref|`` (the absolute max|diff| where the
+    bounds hold only that), against the clip's duration on log axes, one colour and marker per report (its
+    label and verdict in the legend).  Exact zeros sit in the grey "exact (0)" band, the bounds are dashed.
+    ``levels`` draws reference lines on the ``1 - cosine`` panel, for scale: e.g. ``{"two clips of one
+    speaker": 1 - mean_target_score}`` shows whether a way's error is as large as a change of recording.
+
+    Args:
+        reports: one :class:`~w2vlab._parity.ParityReport` per way (e.g. :func:`w2vlab.lab.explore`'s
+            ``report`` for each mode), with clip lengths (``num_samples``) or of the same clips.
+        levels: label -> a ``1 - cosine`` value, drawn as a grey line; none by default.
+        title: the figure's title; default: how many ways against the reference.
+    """
+    reports = list(reports)
+    if not reports or not all(isinstance(r, ParityReport) for r in reports):
+        raise TypeError(
+            "plot_parity_modes expects one or more ParityReports (w2vlab._parity.compare); received "
+            f"{[type(r).__name__ for r in reports] or 'none'}"
+        )
+    xs, xlabel, log_x, names = _ways_axis(reports)
+    lo, hi = min(x.min() for x in xs), max(x.max() for x in xs)
+    x0, x1 = (lo / 1.6, hi * 1.6) if log_x else (-0.5, len(names) - 0.5)
+    pairs = [_parity_panels(r, x0, x1, log_x) for r in reports]
+    kept = {p.title for _, p in pairs}
+    if len(kept) > 1:
+        raise ValueError(f"the reports' bounds hold different quantities {sorted(kept)}; draw them separately")
+    fig = Figure(figsize=(11, 4.6), layout="constrained")
+    axes = fig.subplots(1, 2, sharex=True)
+    level_handles = _ways_panel(axes[0], xs, [c for c, _ in pairs], dict(levels or {}), x0, x1)
+    _ways_panel(axes[1], xs, [m for _, m in pairs], {}, x0, x1)
+    for ax, panel_title in zip(axes, ("1 - cosine", kept.pop())):
+        ax.set(xlabel=xlabel, ylabel=panel_title, xlim=(x0, x1), title=panel_title)
+        _clip_ticks(ax, names, log_x)
+    handles = [
+        Line2D(
+            [],
+            [],
+            marker=WAY_STYLES[i % len(WAY_STYLES)][1],
+            linestyle="",
+            color=WAY_STYLES[i % len(WAY_STYLES)][0],
+            label=f"{r.label or f'way {i}'}: " + ("PASS" if r.passed else f"FAIL ({len(r.failures)}/{len(r.clips)})"),
+        )
+        for i, r in enumerate(reports)
+    ]
+    handles += level_handles
+    if any(p.segments for pair in pairs for p in pair):
+        handles.append(Line2D([], [], label="bound", **BOUND_STYLE))
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3), fontsize=8)
+    fig.suptitle(title or f"{len(reports)} ways against the same reference, per clip")
+    return fig
+
+
 DURATION_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 
 

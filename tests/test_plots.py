@@ -123,7 +123,7 @@ def test_plot_parity_modes_one_series_per_way_with_bounds_and_levels(embeddings)
     exact = compare(embeddings, embeddings, label="exact", num_samples=lengths)
     close = compare(embeddings, embeddings.double() * (1 + 1e-7), label="close", num_samples=lengths)
     wrong = compare(embeddings, embeddings.roll(1, 0), label="wrong", num_samples=lengths)
-    fig = plots.plot_parity_modes([exact, close, wrong], levels={"same speaker": 0.3})
+    fig = plots.plot_parity_modes({"exact": exact, "close": close, "wrong": wrong}, levels={"same speaker": 0.3})
     ax_cos, ax_max = fig.axes[:2]
     series = [c for c in ax_cos.collections if isinstance(c, PathCollection)]
     assert len(series) == 3 and len({to_rgba(c.get_facecolor()[0]) for c in series}) == 3  # a colour per way
@@ -147,14 +147,15 @@ def test_plot_parity_modes_refuses_what_it_cannot_draw_on_one_axis(embeddings):
     rel = compare(embeddings, embeddings, num_samples=[16000] * 5)
     absolute = compare(embeddings, embeddings, bounds=ParityBounds(max_rel_diff=None, max_abs_diff=1e-5))
     with pytest.raises(ValueError, match="different quantities"):
-        plots.plot_parity_modes([compare(embeddings, embeddings), absolute])
+        plots.plot_parity_modes({"a": compare(embeddings, embeddings), "b": absolute})
     with pytest.raises(ValueError, match="same clips"):
-        plots.plot_parity_modes([compare(embeddings, embeddings), compare(embeddings[:3], embeddings[:3])])
+        plots.plot_parity_modes({"a": compare(embeddings, embeddings), "b": compare(embeddings[:3], embeddings[:3])})
     with pytest.raises(TypeError, match="ParityReport"):
-        plots.plot_parity_modes([rel, {"passed": True}])
-    with pytest.raises(TypeError, match="ParityReport"):
-        plots.plot_parity_modes([])
-    unlabelled = plots.plot_parity_modes([compare(embeddings, embeddings), compare(embeddings, embeddings)])
+        plots.plot_parity_modes({"a": rel, "b": {"passed": True}})
+    for wrong in ([rel], {}):
+        with pytest.raises(TypeError, match="ParityReport"):
+            plots.plot_parity_modes(wrong)
+    unlabelled = plots.plot_parity_modes({"a": compare(embeddings, embeddings), "b": compare(embeddings, embeddings)})
     assert fig_axes_ticks(unlabelled) == ["clip0", "clip1", "clip2", "clip3", "clip4"]  # positions: the names
 
 
@@ -352,7 +353,7 @@ def _samples(embeddings):
         ],
         "plot_parity_modes": [
             lambda: plots.plot_parity_modes(
-                [compare(embeddings, embeddings, names=names, num_samples=lengths, label="exact"), failing],
+                {"exact": compare(embeddings, embeddings, names=names, num_samples=lengths), "int8": failing},
                 levels={"same speaker (mean)": 0.4, "different speakers (mean)": 1.0},
             )
         ],

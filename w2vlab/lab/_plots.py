@@ -302,28 +302,34 @@ def _ways_panel(
 
 
 def plot_parity_modes(
-    reports: Sequence[ParityReport], levels: Mapping[str, float] | None = None, title: str = ""
+    reports: Mapping[str, ParityReport], levels: Mapping[str, float] | None = None, title: str = ""
 ) -> Figure:
     """Several ways of embedding clips, each against the same reference, on one figure.
 
     Left: each clip's ``1 - cosine``; right: its ``max|diff| / max|ref|`` (the absolute max|diff| where the
     bounds hold only that), against the clip's duration on log axes, one colour and marker per report (its
-    label and verdict in the legend).  Exact zeros sit in the grey "exact (0)" band, the bounds are dashed.
+    name and verdict in the legend).  Exact zeros sit in the grey "exact (0)" band, the bounds are dashed.
     ``levels`` draws reference lines on the ``1 - cosine`` panel, for scale: e.g. ``{"two clips of one
     speaker": 1 - mean_target_score}`` shows whether a way's error is as large as a change of recording.
 
     Args:
-        reports: one :class:`~w2vlab._parity.ParityReport` per way (e.g. :func:`w2vlab.lab.explore`'s
+        reports: name of each way -> its :class:`~w2vlab._parity.ParityReport` (e.g. :func:`w2vlab.lab.explore`'s
             ``report`` for each mode), with clip lengths (``num_samples``) or of the same clips.
         levels: label -> a ``1 - cosine`` value, drawn as a grey line; none by default.
         title: the figure's title; default: how many ways against the reference.
     """
-    reports = list(reports)
-    if not reports or not all(isinstance(r, ParityReport) for r in reports):
-        raise TypeError(
-            "plot_parity_modes expects one or more ParityReports (w2vlab._parity.compare); received "
-            f"{[type(r).__name__ for r in reports] or 'none'}"
+    if (
+        not isinstance(reports, Mapping)
+        or not reports
+        or not all(isinstance(r, ParityReport) for r in reports.values())
+    ):
+        got = (
+            {k: type(v).__name__ for k, v in reports.items()}
+            if isinstance(reports, Mapping)
+            else type(reports).__name__
         )
+        raise TypeError(f"plot_parity_modes expects a non-empty mapping of name -> ParityReport; received {got}")
+    ways, reports = list(reports), list(reports.values())
     xs, xlabel, log_x, names = _ways_axis(reports)
     lo, hi = min(x.min() for x in xs), max(x.max() for x in xs)
     x0, x1 = (lo / 1.6, hi * 1.6) if log_x else (-0.5, len(names) - 0.5)
@@ -345,9 +351,9 @@ def plot_parity_modes(
             marker=WAY_STYLES[i % len(WAY_STYLES)][1],
             linestyle="",
             color=WAY_STYLES[i % len(WAY_STYLES)][0],
-            label=f"{r.label or f'way {i}'}: " + ("PASS" if r.passed else f"FAIL ({len(r.failures)}/{len(r.clips)})"),
+            label=f"{way}: " + ("PASS" if r.passed else f"FAIL ({len(r.failures)}/{len(r.clips)})"),
         )
-        for i, r in enumerate(reports)
+        for i, (way, r) in enumerate(zip(ways, reports))
     ]
     handles += level_handles
     if any(p.segments for pair in pairs for p in pair):

@@ -162,6 +162,22 @@ def test_plot_parity_draws_an_absolute_bound_where_only_that_is_held(embeddings)
         plots.plot_parity({"passed": True})
 
 
+def test_plot_format_parity_draws_levels_on_the_cosine_panel_only(embeddings):
+    lengths = [16000, 32000, 8000, 160000, 4000]
+    exact = compare(embeddings, embeddings, num_samples=lengths)
+    wrong = compare(embeddings, embeddings.roll(1, 0), num_samples=lengths)
+    fig = plots.plot_format_parity({"exact": exact, "wrong": wrong}, levels={"same speaker": 0.3})
+    ax_cos, ax_max = fig.axes[:2]
+    drawn = [[line.get_ydata()[0] for line in ax.get_lines() if len(line.get_ydata())] for ax in (ax_cos, ax_max)]
+    assert drawn == [[0.3], []]  # the level; legend-only bound entries have no data
+    assert ax_cos.get_ylim()[1] > 0.3  # the level is inside the axis
+    e, f = embeddings.double(), embeddings.roll(1, 0).double()
+    one_minus_cos = 1 - (e * f).sum(1) / (e.norm(dim=1) * f.norm(dim=1))  # (N,), independent of compare
+    wrong_series = [c for c in ax_cos.collections if isinstance(c, PathCollection)][1]
+    assert sorted(wrong_series.get_offsets()[:, 1]) == pytest.approx(sorted(one_minus_cos.tolist()), rel=1e-6)
+    assert "same speaker" in [t.get_text() for t in fig.legends[0].get_texts()]
+
+
 def test_plot_embedding_scatter(embeddings):
     fig = plots.plot_embedding_scatter(embeddings, embeddings.double() + 1e-6, title="eager vs script")
     ax = fig.axes[0]

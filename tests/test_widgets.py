@@ -73,6 +73,49 @@ def test_panel_redraws_for_each_mode(bench):
     assert out.outputs[0]["text"] == "error: pick at least one clip\n" and panel.result is None
 
 
+@pytest.fixture
+def png_figures():
+    """Figures displayed into an ``Output`` carry ``image/png``, as under the notebook's inline backend
+    (outside a kernel IPython formats them as text only)."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.core.pylabtools import select_figure_formats
+
+    fresh = not InteractiveShell.initialized()
+    select_figure_formats(InteractiveShell.instance(), {"png"})
+    yield
+    if fresh:
+        InteractiveShell.clear_instance()
+
+
+def test_panel_walkthrough_shows_what_explore_returns(bench, png_figures):
+    """Notebook 03's former section 5, as a test: each click redraws the table (verdict and clip count)
+    and both figures as PNG; no clip is an error line in place of the table; the state the notebook leaves
+    the panel in shows exactly the report ``explore`` returns for the same choice."""
+    panel = explorer_panel(bench)
+    c, out = panel.controls, panel.controls["output"]
+    assert (c["mode"].value, c["batched"].value) == ("preprocessed", False)
+    assert c["clips"].value == tuple(sorted(bench.clips)[:3])  # the first three clips, alphabetically
+
+    def table() -> str:
+        assert len(out.outputs) == 3 and all("image/png" in o["data"] for o in out.outputs[1:])  # + 2 figures
+        return out.outputs[0]["data"]["text/markdown"]
+
+    assert table().startswith("**preprocessed**: PASS (3 clips")
+    c["mode"].value = "waveform"
+    assert table().startswith("**waveform**: PASS (3 clips")
+    c["batched"].value = True
+    assert table().startswith("**waveform (padded batch)**: PASS (3 clips")
+    c["mode"].value = "naive"
+    assert table().startswith("**naive trace (why not)**: FAIL (3 clips")
+    c["clips"].value = ()
+    assert len(out.outputs) == 1 and "pick at least one clip" in out.outputs[0]["text"]
+    clips = ["speech_en_m3_1p01s", "speech_de_2s", "speech_stereo_44k", "synth_561"]
+    c["mode"].value = "waveform"
+    c["clips"].value = tuple(clips)
+    assert table() == explore(bench, "waveform", clips, batched=True).report.to_markdown()
+    assert table().startswith("**waveform (padded batch)**: PASS (4 clips")
+
+
 def test_panel_layout(bench):
     import ipywidgets as w
 

@@ -272,6 +272,7 @@ def _clip_ticks(ax: Any, names: list[str], log_x: bool) -> None:
 FORMAT_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:olive", "tab:cyan")
 FORMAT_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 BOUND_LINESTYLES = ("--", ":", "-.", (0, (5, 1, 1, 1)))
+LEVEL_STYLES = (":", "-.", (0, (5, 2, 1, 2, 1, 2)))
 
 
 def _format_panels(reports: Mapping[str, ParityReport], x0: float, x1: float) -> list[tuple[_Panel, _Panel]]:
@@ -293,13 +294,15 @@ def _format_panels(reports: Mapping[str, ParityReport], x0: float, x1: float) ->
     return out
 
 
-def _format_panel(ax: Any, xs: list[np.ndarray], panels: list[_Panel], names: list[str]) -> None:
+def _format_panel(
+    ax: Any, xs: list[np.ndarray], panels: list[_Panel], names: list[str], levels: Mapping[str, float]
+) -> list[Any]:
     """One error (``panels[i]`` of format ``names[i]``, at ``xs[i]``) per clip and format on a log axis: exact
     zeros in the labelled band, each distinct set of bound segments once (its own line style, named in the
-    panel's legend), failures ringed red."""
+    panel's legend), failures ringed red, ``levels`` as grey reference lines (their legend handles returned)."""
     values = [v for p in panels for v in p.values if math.isfinite(v)]
     largest = max([b for p in panels for b in p.bounds if b is not None], default=None)
-    band_top, exact_y, top = _error_axis(values, largest)
+    band_top, exact_y, top = _error_axis([*values, *levels.values()], largest)
     for i, (x, panel) in enumerate(zip(xs, panels)):
         y = np.array([exact_y if v == 0 else top / 3 if not math.isfinite(v) else v for v in panel.values])
         style = {"marker": FORMAT_MARKERS[i % len(FORMAT_MARKERS)], "color": FORMAT_COLORS[i % len(FORMAT_COLORS)]}
@@ -319,6 +322,10 @@ def _format_panel(ax: Any, xs: list[np.ndarray], panels: list[_Panel], names: li
         ax.plot([], [], label=f"bound of {', '.join(members)}", **style)
     if groups:
         ax.legend(loc="upper right", fontsize=7)
+    handles = []
+    for (label, level), style in zip(levels.items(), LEVEL_STYLES * len(levels)):
+        ax.axhline(level, color="0.45", linestyle=style, linewidth=1.2, zorder=1)
+        handles.append(Line2D([], [], color="0.45", linestyle=style, linewidth=1.2, label=label))
     ax.set_yscale("log")
     ax.set_ylim(band_top / 10, top)
     ax.set_yticks(_decades(band_top, top))
@@ -327,11 +334,15 @@ def _format_panel(ax: Any, xs: list[np.ndarray], panels: list[_Panel], names: li
     owner = [n for n, p in zip(names, panels) for _ in p.values][_closest(flat_v, flat_b)]
     verdict = _headroom(flat_v, flat_b)
     ax.set_title(f"{panels[0].title}\n{verdict if verdict.startswith('exact') else owner + ': ' + verdict}", fontsize=9)
+    return handles
 
 
-def plot_format_parity(reports: Mapping[str, ParityReport], title: str = "") -> Figure:
+def plot_format_parity(
+    reports: Mapping[str, ParityReport], title: str = "", levels: Mapping[str, float] | None = None
+) -> Figure:
     """Every format's parity with eager on the same suite, in one figure: each clip's ``1 - cosine`` and
-    max|diff| against its duration, one colour and marker per format, each format's bound drawn.
+    max|diff| against its duration, one colour and marker per format, each format's bound drawn.  Any ways of
+    embedding the same clips against one reference fit (notebook 03: the two modes and the naive trace).
 
     Formats that hold the same bound share one line (the legend names them; a labelled copy such as the int8
     one has its own, looser line).  Exact zeros sit in the grey "exact (0)" band; each format's dots are
@@ -341,6 +352,9 @@ def plot_format_parity(reports: Mapping[str, ParityReport], title: str = "") -> 
         reports: format name -> :class:`~w2vlab._parity.ParityReport` (e.g. an
             :class:`~w2vlab.export.ExportResult`'s reports of one mode), the clips' lengths known.
         title: the figure's title; default: how many formats are within their bounds.
+        levels: label -> a ``1 - cosine`` value drawn as a grey line on that panel, for scale: e.g.
+            ``{"two clips of one voice": 1 - mean_target_score}`` shows whether an error is as large as a
+            change of recording.  None by default.
     """
     if not reports or not all(isinstance(r, ParityReport) for r in reports.values()):
         got = {k: type(v).__name__ for k, v in reports.items()} if isinstance(reports, Mapping) else type(reports)
@@ -357,8 +371,9 @@ def plot_format_parity(reports: Mapping[str, ParityReport], title: str = "") -> 
     panels = _format_panels(reports, x0, x1)
     fig = Figure(figsize=(11, 4.6), layout="constrained")
     axes = fig.subplots(1, 2, sharex=True)
+    level_handles = []
     for ax, k in zip(axes, (0, 1)):
-        _format_panel(ax, xs, [p[k] for p in panels], names)
+        level_handles += _format_panel(ax, xs, [p[k] for p in panels], names, dict(levels or {}) if k == 0 else {})
         ax.set(xlabel="clip duration (s)", ylabel=panels[0][k].title, xlim=(x0, x1))
         _clip_ticks(ax, [], True)
     handles = [
@@ -378,6 +393,7 @@ def plot_format_parity(reports: Mapping[str, ParityReport], title: str = "") -> 
         handles.append(
             (Line2D([], [], marker="o", linestyle="", markerfacecolor="none", color=FAIL_COLOR), "outside its bound")
         )
+    handles += [(h, h.get_label()) for h in level_handles]
     fig.legend(*zip(*handles), loc="outside lower center", ncols=min(len(handles), 5), fontsize=8)
     failing = [name for name, r in reports.items() if not r.passed]
     clips = len(next(iter(reports.values())).clips)

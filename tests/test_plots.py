@@ -365,6 +365,15 @@ def _samples(embeddings):
         "plot_parity": [
             lambda: plots.plot_parity(failing),
             lambda: plots.plot_parity(compare(embeddings, embeddings, names=names)),
+            lambda: plots.plot_parity(  # notebook 02's naive trace: its clip names, failing at 1, 2, 3 and 5 s
+                compare(
+                    embeddings,
+                    torch.cat([embeddings[:1], embeddings.roll(1, 0)[1:]]),
+                    names=["32000 samples (the tracing example itself)", "32000 samples (example length)"]
+                    + [f"{n} samples" for n in (16000, 16160, 48000)],
+                    num_samples=[32000, 32000, 16000, 16160, 48000],
+                )
+            ),
         ],
         "plot_format_parity": [
             lambda: plots.plot_format_parity(

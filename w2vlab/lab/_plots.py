@@ -168,12 +168,20 @@ def _named(values: list[float], panel: _Panel, x: np.ndarray, y: np.ndarray, log
 
 
 def _name_points(ax: Any, x: np.ndarray, y: np.ndarray, names: list[str], named: list[int], log_x: bool) -> None:
-    """Write each named clip beside its dot: left of dots in the right half, so names stay inside the axes."""
-    lo, hi = x.min(), x.max()
-    for i in named:
-        right = x[i] > ((lo * hi) ** 0.5 if log_x else (lo + hi) / 2)
-        offset, ha = ((-5, 4), "right") if right else ((5, 4), "left")
-        ax.annotate(names[i], (x[i], y[i]), xytext=offset, textcoords="offset points", ha=ha, fontsize=7)
+    """Write each named clip over its dot (under it where the previous name, left to right, is near), aligned
+    so that it stays inside the axes: from its left end in the left third, its right end in the right third."""
+    g = np.log10(np.maximum(x, 1e-12)) if log_x else x.astype(float)
+    lo, hi = g.min(), g.max()
+    span = max(hi - lo, 1e-9)
+    below, previous = False, None
+    for i in sorted(named, key=lambda i: g[i]):
+        below = previous is not None and g[i] - g[previous] < 0.35 * span and not below
+        where = (g[i] - lo) / span
+        ha = "left" if where < 1 / 3 else "right" if where > 2 / 3 else "center"
+        dx = {"left": -3, "right": 3, "center": 0}[ha]
+        offset, va = ((dx, -6), "top") if below else ((dx, 6), "bottom")
+        ax.annotate(names[i], (x[i], y[i]), xytext=offset, textcoords="offset points", ha=ha, va=va, fontsize=7)
+        previous = i
 
 
 def _clip_axis(report: ParityReport) -> tuple[np.ndarray, str, bool]:

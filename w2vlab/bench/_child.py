@@ -183,6 +183,50 @@ def precision_candidate(
     }
 
 
+def openvino_candidates(
+    ckpt: str, artifact_dir: str, inputs: str, calibration: str, out: str, threads: str, repeats: str
+) -> dict[str, Any]:
+    """Compile :data:`w2vlab.bench._openvino.CANDIDATES` from the artifact's fp32 ONNX file (the int8 ones
+    calibrated on the features in ``calibration``, an npz; "-" for none), then time each of them and the
+    artifact's ONNX Runtime fp32 file (with the ``[onnx]`` extra) alternated with the fp32 eager model on the
+    ``clip10`` features of ``inputs``; save every runner's embedding of every feature tensor there to ``out``
+    (npz, keys ``runner/name``).  The candidates are built before the eager model is loaded, so the peak
+    RSS at the end of the builds is theirs."""
+    import statistics
+
+    import numpy as np
+    import torch
+
+    from w2vlab._contract import FILES, onnx_available
+    from w2vlab.bench._openvino import build_openvino
+    from w2vlab.bench._timing import alternated_seconds
+    from w2vlab.export._precision import load_inputs
+    from w2vlab.model._checkpoint import load_speaker_encoder
+    from w2vlab.runtime._loaders import load_format
+
+    torch.set_num_threads(int(threads))
+    feats, art = load_inputs(Path(inputs)), Path(artifact_dir)
+    calib = None if calibration == "-" else load_inputs(Path(calibration))
+    onnx_path = art / FILES["onnx", "preprocessed"]
+    runners, builds = build_openvino(onnx_path, int(threads), calib, feats["clip10"].shape[2])
+    build_peak = peak_rss_kib() * 1024
+    if onnx_available():
+        runners = {"onnx": load_format(onnx_path, "onnx", "preprocessed", threads=int(threads)), **runners}
+    model = load_speaker_encoder(ckpt).model
+    clip = feats["clip10"]
+    with torch.inference_mode():
+        times = alternated_seconds(
+            [lambda: model(clip), *(lambda r=r: r(clip) for r in runners.values())], int(repeats)
+        )
+        np.savez(out, **{f"{r}/{n}": run(x).numpy() for r, run in runners.items() for n, x in feats.items()})
+    return {
+        "builds": builds,
+        "build_peak_rss_bytes": build_peak,
+        "eager_s": statistics.median(times[0]),
+        "s": {name: statistics.median(t) for name, t in zip(runners, times[1:])},
+    }
+
+
 def allocator_runs(ckpt: str, artifact_dir: str, inputs: str, threads: str, keep: str) -> dict[str, Any]:
     """The eager model and the artifact's preprocessed TorchScript and ONNX files (where present) on the
     ``clip10`` features of ``inputs``, in a process that calls :func:`w2vlab._allocator.keep_freed_memory`
@@ -234,6 +278,7 @@ CHILDREN: dict[str, Callable[..., dict[str, Any]]] = {
         first_embedding_file,
         embed_corpus_peak,
         precision_candidate,
+        openvino_candidates,
         allocator_runs,
     )
 }

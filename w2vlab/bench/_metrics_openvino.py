@@ -14,6 +14,7 @@ import torch
 from w2vlab._benchrow import RATIO_VS_EAGER, SKIPPED, WORST_COSINE, metric_row
 from w2vlab.bench._context import BenchContext, Rows
 from w2vlab.bench._flops import ceiling_for, encoder_flops, flop_facts, gemm_ceilings
+from w2vlab.bench._openvino import openvino_gemm_ceilings
 from w2vlab.bench._procs import ChildRun, run_child_report
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def metric_openvino(ctx: BenchContext) -> Rows:
     with torch.inference_mode():
         ref = {name: ctx.model(x)[0].numpy() for name, x in feats.items()}
     cfg, frames = ctx.model.encoder.config, feats["clip10"].shape[1]
-    ceilings = gemm_ceilings(frames, cfg.hidden_size, cfg.intermediate_size, ctx.threads)
+    ceilings = same_run_ceilings(frames, cfg.hidden_size, cfg.intermediate_size, ctx.threads)
     flops = encoder_flops(flop_facts(ctx.model), frames)
     ctx.release_models()  # the child holds the eager model and every candidate: give this process's back
     child = run_child_report(
@@ -55,6 +56,17 @@ def metric_openvino(ctx: BenchContext) -> Rows:
     )
     rows = candidate_rows(child, out, ref, samples, trials, flops, ceilings)
     return {OPENVINO_ROW: summary_row(rows, ceilings, child, trials, nncf_available(), onnx_available(), RECIPE)}
+
+
+def same_run_ceilings(rows: int, inner: int, outer: int, threads: int) -> dict[str, float]:
+    """:func:`~w2vlab.bench._flops.gemm_ceilings` (torch, numpy, ONNX Runtime) and OpenVINO's own MatMul at f32
+    and bf16, measured now; ``fp32`` and ``bf16`` the best of each precision (``bf16_torch``: torch's)."""
+    ceilings = gemm_ceilings(rows, inner, outer, threads)
+    ceilings["bf16_torch"] = ceilings["bf16"]
+    ceilings.update(openvino_gemm_ceilings(rows, inner, outer, threads))
+    for precision in ("fp32", "bf16"):
+        ceilings[precision] = max(v for k, v in ceilings.items() if k.startswith(f"{precision}_"))
+    return ceilings
 
 
 def candidate_rows(

@@ -152,6 +152,30 @@ def build_openvino(
     return runners, facts
 
 
+def openvino_gemm_ceilings(rows: int, inner: int, outer: int, threads: int, repeats: int = 5) -> dict[str, float]:
+    """FLOP/s of OpenVINO's CPU plugin on one ``[rows, inner] x [inner, outer]`` MatMul (``b`` a constant, as
+    the model's weights are), compiled as the candidates are, at f32 and at bf16: ``fp32_openvino``,
+    ``bf16_openvino``."""
+    from w2vlab._contract import require
+
+    require("openvino", needed_by="the OpenVINO GEMM ceilings", hint=OPENVINO_HINT)
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    from w2vlab.bench._timing import median_seconds
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((rows, inner), dtype=np.float32)
+    param = ops.parameter([-1, inner], ov.Type.f32, name="a")
+    matmul = ops.matmul(param, ops.constant(rng.standard_normal((inner, outer), dtype=np.float32)), False, False)
+    model, core = ov.Model([matmul], [param], "gemm"), ov.Core()
+    out = {}
+    for name, precision in (("fp32_openvino", "f32"), ("bf16_openvino", "bf16")):
+        request = core.compile_model(model, "CPU", compile_config(precision, threads)).create_infer_request()
+        out[name] = 2.0 * rows * inner * outer / median_seconds(lambda r=request: r.infer({0: a}), repeats)
+    return out
+
+
 def resident_bytes() -> int:
     """This process's resident memory now (``VmRSS``), in bytes; -1 where /proc is not available."""
     try:

@@ -123,6 +123,8 @@ def summary_row(
     ok = [n for n in labelled if rows[n][WORST_COSINE] >= 0.999 and rows[n].get("flips", 0) == 0]
     fastest = min(ok, key=lambda n: rows[n][RATIO_VS_EAGER], default=None)
     notes = {} if int8 else {"int8_skipped": "nncf is not installed: no int8 candidates"}
+    if "int8_error" in child.report["builds"]:
+        notes["int8_skipped"] = f"NNCF failed: {child.report['builds']['int8_error']}"
     if trials is None:
         from w2vlab.bench._metrics_precision import NO_TRIALS
 

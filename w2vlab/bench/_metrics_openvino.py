@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from w2vlab._benchrow import RATIO_VS_EAGER, SKIPPED, WORST_COSINE, metric_row
+from w2vlab._benchrow import RATIO_VS_EAGER, SKIPPED, metric_row
 from w2vlab.bench._context import BenchContext, Rows
 from w2vlab.bench._flops import ceiling_for, encoder_flops, flop_facts, gemm_ceilings
 from w2vlab.bench._openvino import openvino_gemm_ceilings
@@ -119,8 +119,8 @@ def summary_row(
     """The family's row: OpenVINO f32 against eager (target: the fp32 one, <= 0.75 within the fp32 bounds),
     every runner under ``runs``, the fastest labelled one, the ceilings, the CPU's features."""
     f32 = rows["openvino-f32"]
-    labelled = [n for n in rows if n != "onnx" and n != "openvino-f32"]
-    ok = [n for n in labelled if rows[n][WORST_COSINE] >= 0.999 and rows[n].get("flips", 0) == 0]
+    labelled = [n for n in rows if n not in ("onnx", "openvino-f32")]
+    ok = [n for n in labelled if rows[n]["parity_passed"] and rows[n].get("flips", 0) == 0]  # int8's bounds
     fastest = min(ok, key=lambda n: rows[n][RATIO_VS_EAGER], default=None)
     notes = {} if int8 else {"int8_skipped": "nncf is not installed: no int8 candidates"}
     if "int8_error" in child.report["builds"]:
@@ -136,7 +136,7 @@ def summary_row(
         f32["s"],
         "eager_s",
         f32["eager_s"],
-        "<= 0.75 with max|diff| within the fp32 bounds (fp32); labelled: <= 0.3 with cosine >= 0.999",
+        "<= 0.75 with max|diff| within the fp32 bounds (fp32); labelled: <= 0.3 within int8's parity bounds",
         f32[RATIO_VS_EAGER] <= 0.75 and f32["within_fp32_bounds"],
         f32_vs_onnxruntime=f32["s"] / rows["onnx"]["s"] if "onnx" in rows else None,
         fastest_labelled=fastest,

@@ -100,13 +100,21 @@ def quantize_int8(model: Any, calibration: dict[str, torch.Tensor]) -> Any:
     """NNCF's post-training int8 copy of ``model`` (``ov.Model``), calibrated on ``calibration``'s
     ``[1, T, 160]`` feature tensors (masks all ones), ``model_type=TRANSFORMER`` (SmoothQuant on).
 
-    The conformer convolution's depthwise ``GroupConvolution`` stays float: NNCF 3.4 quantises its input
-    per channel above the ``[B, T, C] -> [B, C, T]`` transpose, on the time axis, so the copy would hold
-    ranges of the calibration clips' length and refuse any other length."""
+    ``model`` is constant-folded first (in place; the compiled float candidates fold it too): the full-size
+    ONNX file keeps ``Gather`` nodes slicing the rewritten blocks' pointwise-convolution weights, on which
+    NNCF 3.4's quantizer propagation fails with a ``KeyError``.  The conformer convolution's depthwise
+    ``GroupConvolution`` stays float: NNCF 3.4 quantises its input per channel above the
+    ``[B, T, C] -> [B, C, T]`` transpose, on the time axis, so the copy would hold ranges of the
+    calibration clips' length and refuse any other length."""
     from w2vlab._contract import require
 
     require("nncf", needed_by="the OpenVINO int8 candidate", hint=OPENVINO_HINT)
     import nncf
+    from openvino.passes import ConstantFolding, Manager
+
+    passes = Manager()
+    passes.register_pass(ConstantFolding())
+    passes.run_passes(model)  # in place: the Gathers slicing pointwise-conv weights, which NNCF 3.4 cannot place
 
     names = [port.get_any_name() for port in model.inputs]
     items = [

@@ -81,7 +81,7 @@ def test_openvino_f32_matches_the_eager_model_and_bf16_is_what_it_says(tiny_onnx
             assert not torch.equal(bf16, got), n  # bf16 arithmetic really ran
 
 
-@pytest.mark.slow  # the family end to end: NNCF's calibration, four compiles, a child process (about 40 s)
+@pytest.mark.slow  # the family end to end: NNCF, four compiles, a child process (13-55 s here, plus the shared export)
 @needs_openvino
 def test_the_family_runs_through_the_bench_and_reports_every_runner(tmp_path, tiny_dir, tiny_all_formats):
     work = tmp_path / "work"

@@ -31,11 +31,12 @@ CORPUS_METRICS = ("corpus_pipeline_overhead", "corpus_bucketing_vs_one_by_one", 
 # Every metric but Ray vs local (about 40 s of Ray start-up and actors here): Ray's embeddings are
 # compared with the local engine's in tests/test_corpus_ray.py; its timing belongs to bench runs.
 # Nor the reduced-precision candidates (a 40 s inductor compile here): tests/test_precision.py runs
-# their builds, their child process and their quality measures on the tiny model.
+# their builds, their child process and their quality measures on the tiny model.  Nor OpenVINO (an optional
+# extra, NNCF's calibration): tests/test_bench_openvino.py runs that family alone.
 MEASURED = [
     bench.metric_name(m)
     for m in bench.METRICS
-    if bench.metric_name(m) not in ("corpus_ray_vs_local", "reduced_precision")
+    if bench.metric_name(m) not in ("corpus_ray_vs_local", "reduced_precision", "openvino")
 ]
 
 

@@ -10,7 +10,8 @@ Modules: :mod:`~w2vlab.bench._harness` (the metrics' order, :func:`run`, :func:`
 :mod:`~w2vlab.bench._child` (child processes, parent and child side), :mod:`~w2vlab.bench._timing`,
 :mod:`~w2vlab.bench._flops` (FLOP model, GEMM ceilings), :mod:`~w2vlab.bench._onnx`,
 :mod:`~w2vlab.bench._synth` (the synthetic corpus) and one ``_metrics_*`` module per family of metrics:
-``frontend``, ``export``, ``startup``, ``allocator``, ``precision``, ``corpus``.
+``frontend``, ``export``, ``startup``, ``allocator``, ``precision``, ``openvino`` (with
+:mod:`~w2vlab.bench._openvino`, the ``[openvino]`` extra), ``corpus``.
 
 The names are imported on first use: a benchmark child process (``python -m w2vlab.bench._child``)
 imports this package too, and must load nothing beyond what it measures.

@@ -183,6 +183,58 @@ def precision_candidate(
     }
 
 
+def openvino_candidates(
+    ckpt: str, artifact_dir: str, inputs: str, calibration: str, out: str, threads: str, repeats: str
+) -> dict[str, Any]:
+    """Compile :data:`w2vlab.bench._openvino.CANDIDATES` from the artifact's fp32 ONNX file (the int8 ones
+    calibrated on the features in ``calibration``, an npz; "-" for none), then time each of them, the
+    artifact's ONNX Runtime fp32 file and its int8 copy as shipped (quantised here; with the ``[onnx]``
+    extra) alternated with the fp32 eager model on the ``clip10`` features of ``inputs``; save every
+    runner's embedding of every feature tensor there to ``out`` (npz, keys ``runner/name``).  Everything
+    is built before the eager model is loaded, so the peak RSS at the end of the builds is theirs."""
+    import statistics
+    import time
+
+    import numpy as np
+    import torch
+
+    from w2vlab._contract import FILES, onnx_available
+    from w2vlab.bench._openvino import build_openvino
+    from w2vlab.bench._timing import alternated_seconds
+    from w2vlab.export._precision import build_onnx_int8, load_inputs
+    from w2vlab.model._checkpoint import load_speaker_encoder
+    from w2vlab.runtime._loaders import load_format
+
+    torch.set_num_threads(int(threads))
+    feats, art = load_inputs(Path(inputs)), Path(artifact_dir)
+    calib = None if calibration == "-" else load_inputs(Path(calibration))
+    onnx_path, dim = art / FILES["onnx", "preprocessed"], feats["clip10"].shape[2]
+    reference = {}
+    if onnx_available():  # ONNX Runtime fp32 and the int8 copy as shipped (quantize_onnx, spinning off)
+        start = time.perf_counter()
+        reference = {"onnx-int8": build_onnx_int8(art, Path(out).parent, int(threads), dim)["onnx-int8"]}
+        int8_s = time.perf_counter() - start
+        reference["onnx"] = load_format(onnx_path, "onnx", "preprocessed", threads=int(threads))
+    ov_runners, builds = build_openvino(onnx_path, int(threads), calib, dim)
+    runners = {**reference, **ov_runners}
+    if reference:
+        builds["onnx-int8"] = {"quantize_s": int8_s}
+    build_peak = peak_rss_kib() * 1024
+    model = load_speaker_encoder(ckpt).model
+    clip = feats["clip10"]
+    with torch.inference_mode():
+        times = alternated_seconds(
+            [lambda: model(clip), *(lambda r=r: r(clip) for r in runners.values())], int(repeats)
+        )
+        np.savez(out, **{f"{r}/{n}": run(x).numpy() for r, run in runners.items() for n, x in feats.items()})
+    return {
+        "builds": builds,
+        "build_peak_rss_bytes": build_peak,
+        "eager_s": statistics.median(times[0]),
+        "s": {name: statistics.median(t) for name, t in zip(runners, times[1:])},
+    }
+
+
 def allocator_runs(ckpt: str, artifact_dir: str, inputs: str, threads: str, keep: str) -> dict[str, Any]:
     """The eager model and the artifact's preprocessed TorchScript and ONNX files (where present) on the
     ``clip10`` features of ``inputs``, in a process that calls :func:`w2vlab._allocator.keep_freed_memory`
@@ -234,6 +286,7 @@ CHILDREN: dict[str, Callable[..., dict[str, Any]]] = {
         first_embedding_file,
         embed_corpus_peak,
         precision_candidate,
+        openvino_candidates,
         allocator_runs,
     )
 }

@@ -61,6 +61,7 @@ from w2vlab.bench._metrics_export import (
     metric_waveform_vs_hf_plus_eager,
 )
 from w2vlab.bench._metrics_frontend import metric_frontend_busy, metric_frontend_vs_hf
+from w2vlab.bench._metrics_openvino import metric_openvino
 from w2vlab.bench._metrics_precision import metric_onnx_rewrites, metric_reduced_precision
 from w2vlab.bench._metrics_startup import metric_cpp_vs_python_first_embedding, metric_time_to_first_embedding
 
@@ -77,6 +78,7 @@ METRICS: tuple[Callable[[BenchContext], Rows], ...] = (
     metric_allocator,
     metric_onnx_rewrites,
     metric_reduced_precision,
+    metric_openvino,
     metric_fastest_artifact_vs_eager,
     metric_encoder_flops_fraction,
     metric_time_to_first_embedding,

@@ -15,7 +15,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv_w2vbert_notebook"
 torch_spec="${W2VLAB_TORCH_SPEC:-torch==2.13.0}"
-extras="${W2VLAB_EXTRAS:-lab,dev,onnx,browser,report,scale}"  # W2VLAB_EXTRAS=lab,dev leaves out ONNX, the browser, the report, Ray (their tests skip)
+extras="${W2VLAB_EXTRAS:-lab,dev,onnx,openvino,browser,report,scale}"  # W2VLAB_EXTRAS=lab,dev leaves out ONNX, OpenVINO, the browser, the report, Ray (their tests skip)
 stamp="$venv/.w2vlab-setup-stamp"
 
 pick_python() {

@@ -118,10 +118,11 @@ def test_same_graph_weights_and_outputs_as_onnxruntime(tiny_all_formats, tmp_pat
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_conv_block_matmuls_stay_fp32(tiny_all_formats, tmp_path, mode):
-    """The shipped recipe leaves the conv block's pointwise MatMuls fp32 (full size refused them
-    quantised): the same file as quantize_dynamic told to exclude the nodes whose exporter scope
-    (the ``namespace`` entry, not the class list w2vlab.export._int8 reads) is a ``conv_module``."""
+def test_conv_block_and_feature_projection_matmuls_stay_fp32(tiny_all_formats, tmp_path, mode):
+    """The shipped recipe leaves the conv block's pointwise MatMuls and the feature projection's MatMul fp32
+    (full size refused each quantised): the same file as quantize_dynamic told to exclude the nodes whose
+    exporter scope (the ``namespace`` entry, not the class list w2vlab.export._int8 reads) is a
+    ``conv_module`` or the ``feature_projection``."""
     import onnx
 
     from w2vlab.export._int8 import quantize_onnx
@@ -130,21 +131,22 @@ def test_conv_block_matmuls_stay_fp32(tiny_all_formats, tmp_path, mode):
     source = art / FILES["onnx", mode]
     graph = onnx.load(str(source)).graph
     inits = {init.name for init in graph.initializer}
-    in_conv = [
-        node.name
+    scope = {
+        node.name: next(p.value for p in node.metadata_props if p.key == "namespace")
         for node in graph.node
-        if node.op_type == "MatMul"
-        and node.input[1] in inits
-        and ".conv_module:" in next(p.value for p in node.metadata_props if p.key == "namespace")
-    ]
+        if node.op_type == "MatMul" and node.input[1] in inits
+    }
+    in_conv = [name for name, ns in scope.items() if ".conv_module:" in ns]
+    in_projection = [name for name, ns in scope.items() if ".feature_projection:" in ns]
     layers = json.loads((art / METADATA_FILE).read_text())["model"]["encoder_config"]["num_hidden_layers"]
     assert layers >= 2 and len(in_conv) == 2 * layers  # pointwise_conv1 and pointwise_conv2, folded to initializers
+    assert len(in_projection) == 1  # 160 -> hidden, on the raw features
     quantize_onnx(source, tmp_path / "ours.onnx")
-    ort_quantize(source, tmp_path / "ort.onnx", nodes_to_exclude=in_conv)
+    ort_quantize(source, tmp_path / "ort.onnx", nodes_to_exclude=in_conv + in_projection)
     ours, theirs = quantised_tensors(tmp_path / "ours.onnx"), quantised_tensors(tmp_path / "ort.onnx")
     assert sorted(ours) == sorted(theirs) and len(ours) >= 3 * 20
     assert op_counts(tmp_path / "ours.onnx") == op_counts(tmp_path / "ort.onnx")
-    assert op_counts(tmp_path / "ours.onnx")["MatMul"] >= len(in_conv)
+    assert op_counts(tmp_path / "ours.onnx")["MatMul"] >= len(in_conv) + len(in_projection)
     feeds = model_feeds(mode)
     np.testing.assert_array_equal(run(tmp_path / "ours.onnx", feeds)[0], run(tmp_path / "ort.onnx", feeds)[0])
 

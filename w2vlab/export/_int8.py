@@ -37,8 +37,12 @@ INT8_MAX = 127  # symmetric int8: [-127, 127], zero point 0
 # w2vlab.export._rewrites): quantised, the full-size 35 ms clip fell to cosine 0.9959 (bound 0.998).  At full
 # size the capture leaves their weights behind a Gather, not as initializers, so they would stay fp32
 # anyway; at the tiny size the optimiser folds that Gather into an initializer, and without this list
-# the tests would check a recipe the full-size export never ships.
-KEEP_FP32 = ("Wav2Vec2BertConvolutionModule",)
+# the tests would check a recipe the full-size export never ships.  The feature projection (one MatMul,
+# 160 -> hidden, on the raw features): quantised, a full-size 35 ms clip of the parity suite measured cosine
+# 0.99781 (bound 0.998) and ``--format all`` refused the copy; fp32, 0.99834, and the 10 s clip's time
+# moved within the run's noise (1.67 s -> 1.86 s, min of 3; eager 4.78 s).  Keeping the attention blocks
+# fp32 instead gave 0.99897 at 2.63 s.
+KEEP_FP32 = ("Wav2Vec2BertConvolutionModule", "Wav2Vec2BertFeatureProjection")
 
 
 def recipe(keep_fp32: Sequence[str] = KEEP_FP32) -> dict[str, Any]:

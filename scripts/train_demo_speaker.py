@@ -234,7 +234,7 @@ def train(args) -> None:
         n: hashlib.sha256((args.out / n).read_bytes()).hexdigest() for n in sorted(p.name for p in args.out.iterdir())
     }
     record = dict(
-        recipe={k: (json.loads(json.dumps(v, default=str))) for k, v in vars(args).items()},
+        recipe={k: json.loads(json.dumps(v, default=str)) for k, v in vars(args).items()},  # paths as text
         speakers=len(names),
         clips=len(feats),
         hours=round(float(lengths.sum()) / 50 / 3600, 3),

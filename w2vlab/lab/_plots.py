@@ -125,28 +125,40 @@ class _Panel:
     bounds: list[float | None]  # each clip's own bound, the headroom is measured against
 
 
+def _drawn_y(values: Sequence[float], exact_y: float, top: float) -> np.ndarray:
+    """Where each error is drawn on a log axis from :func:`_error_axis`: zeros in the exact band, infinities
+    near the top, the rest at their value."""
+    return np.array([exact_y if v == 0 else top / 3 if not math.isfinite(v) else v for v in values])
+
+
+def _log_error_axis(ax: Any, band_top: float, top: float) -> None:
+    """The log y axis of an error panel from :func:`_error_axis`: the grey "exact (0)" band at the bottom and
+    a tick per decade."""
+    ax.axhspan(band_top / 10, band_top, color=EXACT_BAND_COLOR, zorder=0)
+    ax.text(
+        0.01, band_top / 10**0.08, "exact (0)", transform=ax.get_yaxis_transform(), va="top", fontsize=7, color="0.3"
+    )
+    ax.set_yscale("log")
+    ax.set_ylim(band_top / 10, top)
+    ax.set_yticks(_decades(band_top, top))
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
 def _error_panel(ax: Any, x: np.ndarray, panel: _Panel, names: list[str], kinds: dict[str, Any], log_x: bool) -> None:
     """Dots of one error per clip at ``x`` on a log axis: zeros in a labelled "exact" band at the bottom,
     infinities at the top, failures red and named (else the worst clip named)."""
     values, failed = panel.values, panel.failed
     largest = max([b for b in panel.bounds if b is not None], default=None)
     band_top, exact_y, top = _error_axis([v for v in values if math.isfinite(v)], largest)
-    y = np.array([exact_y if v == 0 else top / 3 if not math.isfinite(v) else v for v in values])
+    y = _drawn_y(values, exact_y, top)
     for marker, mask in kinds.values():
         for bad in (False, True):
             sel = mask & (failed == bad)
             if sel.any():
                 ax.scatter(x[sel], y[sel], marker=marker, s=28, color=FAIL_COLOR if bad else PASS_COLOR, zorder=3)
-    ax.axhspan(band_top / 10, band_top, color=EXACT_BAND_COLOR, zorder=0)
-    ax.text(
-        0.01, band_top / 10**0.08, "exact (0)", transform=ax.get_yaxis_transform(), va="top", fontsize=7, color="0.3"
-    )
     for x0, x1, b in panel.segments:
         ax.hlines(max(b, band_top), x0, x1, zorder=2, **BOUND_STYLE)
-    ax.set_yscale("log")
-    ax.set_ylim(band_top / 10, top)
-    ax.set_yticks(_decades(band_top, top))
-    ax.yaxis.set_minor_locator(NullLocator())
+    _log_error_axis(ax, band_top, top)
     ax.set_title(f"{panel.title}\n{_headroom(values, panel.bounds)}", fontsize=9)
     _name_points(ax, x, y, names, _named(values, panel, x, y, log_x), log_x)
 
@@ -312,13 +324,11 @@ def _format_panel(
     largest = max([b for p in panels for b in p.bounds if b is not None], default=None)
     band_top, exact_y, top = _error_axis([*values, *levels.values()], largest)
     for i, (x, panel) in enumerate(zip(xs, panels)):
-        y = np.array([exact_y if v == 0 else top / 3 if not math.isfinite(v) else v for v in panel.values])
+        y = _drawn_y(panel.values, exact_y, top)
         style = {"marker": FORMAT_MARKERS[i % len(FORMAT_MARKERS)], "color": FORMAT_COLORS[i % len(FORMAT_COLORS)]}
         ax.scatter(x, y, s=26, zorder=3, **style)
         if panel.failed.any():
             ax.scatter(x[panel.failed], y[panel.failed], s=90, facecolors="none", edgecolors=FAIL_COLOR, zorder=4)
-    ax.axhspan(band_top / 10, band_top, color=EXACT_BAND_COLOR, zorder=0)
-    ax.text(0.01, band_top / 10**0.08, "exact (0)", transform=ax.get_yaxis_transform(), va="top", fontsize=7)
     groups: dict[tuple, list[str]] = {}
     for name, panel in zip(names, panels):
         if panel.segments:
@@ -334,10 +344,7 @@ def _format_panel(
     for (label, level), style in zip(levels.items(), LEVEL_STYLES * len(levels)):
         ax.axhline(level, color="0.45", linestyle=style, linewidth=1.2, zorder=1)
         handles.append(Line2D([], [], color="0.45", linestyle=style, linewidth=1.2, label=label))
-    ax.set_yscale("log")
-    ax.set_ylim(band_top / 10, top)
-    ax.set_yticks(_decades(band_top, top))
-    ax.yaxis.set_minor_locator(NullLocator())
+    _log_error_axis(ax, band_top, top)
     flat_v, flat_b = [v for p in panels for v in p.values], [b for p in panels for b in p.bounds]
     owner = [n for n, p in zip(names, panels) for _ in p.values][_closest(flat_v, flat_b)]
     verdict = _headroom(flat_v, flat_b)

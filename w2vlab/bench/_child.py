@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from w2vlab._contract import SAMPLE_RATE
+from w2vlab.bench._memory import status_kib
 
 REPORT_MARKER = "w2vlab-bench-report"
 HWM_MARKER = "w2vlab-vmhwm-kib"
@@ -45,12 +46,7 @@ def module_report() -> dict[str, Any]:
 
 def peak_rss_kib() -> int:
     """This process's ``VmHWM`` in KiB (-1 where /proc is not available)."""
-    try:
-        lines = Path("/proc/self/status").read_text().splitlines()
-    except OSError:
-        return -1
-    hwm = [line for line in lines if line.startswith("VmHWM:")]
-    return int(hwm[0].split()[1]) if hwm else -1
+    return status_kib("VmHWM")
 
 
 def export_formats() -> tuple[str, ...]:

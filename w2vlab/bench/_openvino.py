@@ -193,12 +193,10 @@ def openvino_gemm_ceilings(rows: int, inner: int, outer: int, threads: int, repe
 
 def resident_bytes() -> int:
     """This process's resident memory now (``VmRSS``), in bytes; -1 where /proc is not available."""
-    try:
-        lines = Path("/proc/self/status").read_text().splitlines()
-    except OSError:
-        return -1
-    rss = [line for line in lines if line.startswith("VmRSS:")]
-    return int(rss[0].split()[1]) * 1024 if rss else -1
+    from w2vlab.bench._memory import status_kib
+
+    kib = status_kib("VmRSS")
+    return kib * 1024 if kib >= 0 else -1
 
 
 def calibration_features(fe: Any, seeds: range = range(100, 104), seconds: float = 8.0) -> dict[str, torch.Tensor]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,8 @@ def quantize_weight(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def quantize_onnx(source: str | Path, path: str | Path, keep_fp32: Sequence[str] = KEEP_FP32) -> None:
     """Write the dynamic-int8 copy of the fp32 ONNX file ``source`` to ``path``, its weights in
-    ``<path>.data`` beside it; MatMuls inside a module whose class is named in ``keep_fp32`` stay fp32.
+    ``<path>.data`` beside it; MatMuls inside a block named in ``keep_fp32`` (a class name or a module path,
+    :func:`in_blocks`) stay fp32.
 
     External weights are what a consumer opens fastest: at full size (0.82 GB of int8 weights)
     ONNX Runtime built its session in 2.0 s instead of 3.1 s and peaked at 1.2 GB instead of
@@ -190,19 +192,58 @@ def _rewrite(nodes, weights: _Weights, keep_fp32: frozenset[str]) -> tuple[list,
     return out, count, kept
 
 
-def in_blocks(node, classes: frozenset[str]) -> bool:
-    """Whether the ONNX exporter recorded ``node`` as run inside a module of one of ``classes``
-    (bare class names, matched against the qualified names of its ``pkg.torch.onnx.class_hierarchy``)."""
-    if not classes:
-        return False
+def _hierarchy(node, key: str) -> list[str]:
+    """One of the lists the ONNX exporter records on ``node`` (``pkg.torch.onnx.class_hierarchy``: qualified
+    class names; ``pkg.torch.onnx.name_scopes``: module paths, outermost first); empty when absent."""
     for prop in node.metadata_props:
-        if prop.key == "pkg.torch.onnx.class_hierarchy":
+        if prop.key == key:
             try:
-                hierarchy = ast.literal_eval(prop.value)  # a list of qualified class (and op) names
+                names = ast.literal_eval(prop.value)
             except (ValueError, SyntaxError):
-                return False
-            return any(isinstance(name, str) and name.rsplit(".", 1)[-1] in classes for name in hierarchy)
-    return False
+                return []
+            return [name for name in names if isinstance(name, str)]
+    return []
+
+
+def in_blocks(node, blocks: frozenset[str]) -> bool:
+    """Whether the ONNX exporter recorded ``node`` as run inside one of ``blocks``: a bare class name
+    (``Wav2Vec2BertFeatureProjection``, matched against its class hierarchy) or a module path
+    (``model.encoder.encoder.layers.3``, matched against its name scopes and theirs below it)."""
+    if not blocks:
+        return False
+    if any(name.rsplit(".", 1)[-1] in blocks for name in _hierarchy(node, "pkg.torch.onnx.class_hierarchy")):
+        return True
+    paths = [b for b in blocks if "." in b]
+    scopes = _hierarchy(node, "pkg.torch.onnx.name_scopes") if paths else []
+    return any(scope == b or scope.startswith(b + ".") for scope in scopes for b in paths)
+
+
+def _unit(node) -> str | None:
+    """The block a quantisable MatMul belongs to, for a per-block search: its innermost ``...layers.<i>``
+    module (an encoder or adapter layer), else the module just below the model's root."""
+    scopes = [s for s in _hierarchy(node, "pkg.torch.onnx.name_scopes") if s]
+    layers = [s for s in scopes if re.search(r"\.layers\.\d+$", s)]
+    if layers:
+        return layers[-1]
+    below = [s for s in scopes if s.count(".") >= 1]
+    return below[0] if below else (scopes[-1] if scopes else None)
+
+
+def quantisable_blocks(path: str | Path, keep_fp32: Sequence[str] = KEEP_FP32) -> list[str]:
+    """The blocks (module paths, in graph order) whose MatMul weights :func:`quantize_onnx` would quantise with
+    ``keep_fp32`` kept: what a search for the layers to keep fp32 chooses from."""
+    require("onnx", needed_by="listing an ONNX file's quantisable blocks", hint=ONNX_HINT)
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    weights, keep = _Weights(model.graph, Path(path).parent), frozenset(keep_fp32)
+    units: dict[str, None] = {}
+    for node in model.graph.node:
+        b = node.input[1] if len(node.input) > 1 else ""
+        if node.op_type in ("MatMul", "Gemm") and weights.is_float_matrix(b) and not in_blocks(node, keep):
+            if (unit := _unit(node)) is not None:
+                units[unit] = None
+    return list(units)
 
 
 def _attr(node, name: str, default: float) -> float:

@@ -25,7 +25,7 @@ ALLOWED = {
     "runtime": {"leaves", "runtime"},
     "model": {"leaves", "runtime", "model"},
     "corpus": {"leaves", "runtime", "corpus"},
-    "export": {"leaves", "runtime", "model", "export"},
+    "export": {"leaves", "runtime", "model", "corpus", "export"},  # corpus: the int8 decision gate scores trials
     "lab": {"leaves", "runtime", "model", "export", "corpus", "lab"},
     "bench": {"leaves", "runtime", "model", "export", "corpus", "lab", "bench"},
     "app": {"leaves", "runtime", "model", "export", "corpus", "lab", "app"},

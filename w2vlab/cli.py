@@ -61,6 +61,7 @@ def _demo_checkpoint(args) -> int:
 
 
 def _export(args) -> int:
+    from w2vlab.export._decisions import DecisionGate, effect_line
     from w2vlab.export._pipeline import ExportParityError, export
     from w2vlab.export._suite import named_suite
 
@@ -82,6 +83,8 @@ def _export(args) -> int:
             force=args.force,
             cases=named_suite(args.suite),
             pooling=args.pooling,
+            eval_trials=args.eval_trials,
+            gate=DecisionGate(args.max_flip_percent, args.max_eer_change, args.max_kept_blocks),
         )
     except ExportParityError as e:
         for report in e.reports:
@@ -90,14 +93,16 @@ def _export(args) -> int:
         return 1
     for report in result.all_reports:
         print(report.headline())
+    for mode, entry in result.decisions.items():
+        measured = effect_line(entry) if entry["gated"] else "not gated (no --eval-trials)"
+        print(f"{mode} onnx-int8 decisions: {measured}")
     for fmt, by_mode in result.refused.items():  # a labelled copy that missed its bounds: not written
+        failed = sorted({c for r in by_mode.values() for c in r.failures})
         for report in by_mode.values():
-            print(report, file=sys.stderr)
-        print(
-            f"{fmt} REFUSED: missed its bounds on {sorted({c for r in by_mode.values() for c in r.failures})}; "
-            f"not written (the verified files above were)",
-            file=sys.stderr,
-        )
+            if not report.passed:
+                print(report, file=sys.stderr)
+        why = f"missed its bounds on {failed}" if failed else "missed the decision gate (see the decisions above)"
+        print(f"{fmt} REFUSED: {why}; not written (the verified files above were)", file=sys.stderr)
     files = sorted(p.name for p in result.output.iterdir() if p.suffix in (".pt", ".pt2", ".onnx", ".data"))
     print(
         f"artifact: {result.output} ({', '.join(files)}; torch.jit.{result.metadata['export']['path']}, "
@@ -437,6 +442,28 @@ def _add_export(sub) -> None:
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     _add_pooling(p)
     _add_suite(p)
+    p.add_argument(
+        "--eval-trials",
+        type=Path,
+        help="a directory with trials.txt and wav.scp (the trained demo's: tests/data/voices_eval): the onnx-int8 "
+        "copy must also keep eager's decisions on those trials, with blocks kept fp32 until it does "
+        "(default: none, the copy is written ungated and says so)",
+    )
+    p.add_argument(
+        "--max-flip-percent",
+        type=float,
+        default=0.1,
+        help="decision gate: flipped decisions at each of eager's thresholds (EER, minDCF), in %% of the trials",
+    )
+    p.add_argument(
+        "--max-eer-change", type=float, default=0.1, help="decision gate: |EER(int8) - EER(eager)| in points"
+    )
+    p.add_argument(
+        "--max-kept-blocks",
+        type=int,
+        help="decision gate: the most blocks the search may keep fp32 before the copy is refused "
+        "(default: all but one)",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing artifact")
     p.set_defaults(func=_export)
 

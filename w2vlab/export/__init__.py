@@ -1,6 +1,7 @@
 """The exporter: capture, save, verify and describe each artifact format.
 
-Imports the leaves, the runtime and the model; never the corpus, the lab or the benchmark.
+Imports the leaves, the runtime, the model and the corpus (whose trial scoring gates the int8 copy on
+decisions); never the lab or the benchmark.
 """
 
 from w2vlab._lazy import attach
@@ -12,6 +13,9 @@ __all__, __getattr__, __dir__ = attach(
         "export": "_pipeline",
         "ExportResult": "_pipeline",
         "ExportParityError": "_pipeline",
+        # reduced precision gated on decisions
+        "DecisionGate": "_decisions",
+        "EvalSet": "_decisions",
         # the parity suite every export is verified on
         "Case": "_suite",
         "build_suite": "_suite",

@@ -305,18 +305,26 @@ def _program_snippets(md: Mapping[str, Any], dirname: str) -> list[str]:
 
 
 def _int8_lines(md: Mapping[str, Any]) -> list[str]:
-    """What the int8 copies are, how they must be run, and their matrix products as the graph has them."""
+    """What the int8 copies are, how they must be run, their matrix products as the graph has them, and what
+    they do to the evaluation trials' decisions."""
     counts = [
         f"{mode}: {m['integer']} integer-kernel MatMuls, {m['float_weights']} float on weights, "
         f"{m['float_activations']} float between activations"
         for mode in md["artifacts"]
         if (m := format_entries(md, mode).get("onnx-int8", {}).get("matmuls"))
     ]
+    decisions = [
+        _decision_line(mode, entry["decisions"])
+        for mode in md["artifacts"]
+        if "decisions" in (entry := format_entries(md, mode).get("onnx-int8", {}))
+    ]
     return [
         "The `_int8.onnx` files are dynamic-int8 copies (MatMul weights int8 per channel, the conv "
         "blocks' pointwise convolutions kept fp32): smaller and faster on CPU, verified to cosine "
         ">= 0.999 against eager, not bit-exact. Read from their graphs: " + ("; ".join(counts) or "no counts") + ".",
         "",
+        *(f"- {line}" for line in decisions),
+        *([""] if decisions else []),
         "Run them **one clip at a time** (`w2vlab.load_artifact` does): dynamic int8 quantises each "
         "activation tensor with one scale, so in a padded batch a clip's embedding would depend on the "
         "clips beside it.",
@@ -324,13 +332,42 @@ def _int8_lines(md: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _decision_line(mode: str, decisions: Mapping[str, Any]) -> str:
+    """One int8 copy's decisions on its evaluation set, as the exporter measured them, or why it did not."""
+    if not decisions.get("gated"):
+        return f"Decisions ({mode}): **not gated**: {decisions.get('why', 'not measured')}."
+    s, gate = decisions["eval_set"], decisions["gate"]
+    flips = ", ".join(f"{p['flips']} at {p['name']} ({p['flip_percent']:.3f}%)" for p in decisions["points"])
+    kept = decisions["steps"][-1]["kept_fp32_added"]
+    search = (
+        f" {len(kept)} block(s) kept fp32 {'to meet it' if decisions['passed'] else 'when the search stopped'} "
+        f"({', '.join(f'`{b}`' for b in kept)}), "
+        f"{decisions['steps'][-1]['time_vs_first']:.2f}x the first recipe's time in the program."
+        if kept
+        else ""
+    )
+    return (
+        f"Decisions ({mode}) on `{s['name']}` ({s['trials']} trials, {s['clips']} clips, sha256 {s['sha256'][:12]}), "
+        f"against eager at eager's thresholds: flipped {flips}; EER {decisions['eer_points']:.3f}% "
+        f"{decisions['eer_change_points']:+.3f} points. Gate (<= {gate['max_flip_percent']}% flips at each point, "
+        f"|ΔEER| <= {gate['max_eer_change_points']} points): **{'passed' if decisions['passed'] else 'missed'}**."
+        + search
+    )
+
+
 def _refused_lines(md: Mapping[str, Any]) -> list[str]:
-    """The labelled copies that missed their bounds and were not written."""
-    return [
-        f"**Refused, not written:** the {fmt} copy ({mode}) missed its bounds on {entry['failed_clips']}."
+    """The labelled copies that missed their bounds or the decision gate, and were not written."""
+    lines = [
+        f"**Refused, not written:** the {fmt} copy ({mode}) "
+        + (
+            f"missed its bounds on {entry['failed_clips']}."
+            if entry["failed_clips"]
+            else "missed the decision gate. " + _decision_line(mode, entry.get("decisions", {}))
+        )
         for fmt, by_mode in md.get("refused", {}).items()
         for mode, entry in by_mode.items()
-    ] + ([""] if md.get("refused") else [])
+    ]
+    return lines + ([""] if lines else [])
 
 
 def _gpu_section(md: Mapping[str, Any], dirname: str) -> list[str]:

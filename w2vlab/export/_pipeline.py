@@ -62,9 +62,20 @@ from w2vlab._features import FeatureConfig
 from w2vlab._parity import ParityBounds, ParityReport, compare, format_bounds, merge_reports
 from w2vlab._version import __version__
 from w2vlab.export._card import render_model_card
+from w2vlab.export._decisions import (
+    NOT_GATED,
+    DecisionGate,
+    EvalSet,
+    TimedProgram,
+    decision_effect,
+    embed_set,
+    gated_entry,
+    rank_cases,
+    search,
+)
 from w2vlab.export._formats import capture as capture_program
 from w2vlab.export._formats import embed_metadata, export_aoti, export_onnx, export_program
-from w2vlab.export._int8 import count_matmuls, quantize_onnx
+from w2vlab.export._int8 import KEEP_FP32, count_matmuls, quantisable_blocks, quantize_onnx
 from w2vlab.export._int8 import recipe as int8_recipe
 from w2vlab.export._rewrites import faster_blocks
 from w2vlab.export._suite import Case, build_suite, candidate_fn, case_lengths, embed_cases, reference_fn
@@ -96,8 +107,11 @@ class ExportResult:
     reports: dict[str, ParityReport]  # TorchScript, per mode
     seconds: float
     format_reports: dict[str, dict[str, ParityReport]] = field(default_factory=dict)  # other format -> mode -> report
-    # labelled copies that missed their bounds: not written (the verified files were), format -> mode -> report
+    # labelled copies that missed their bounds or the decision gate: not written (the verified files were),
+    # format -> mode -> report
     refused: dict[str, dict[str, ParityReport]] = field(default_factory=dict)
+    # mode -> what the int8 copy does to the evaluation trials' decisions (kept or refused), as its metadata says
+    decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def report(self) -> ParityReport:
@@ -206,7 +220,8 @@ def _int8_source(tmp: Path, mode: str, formats: Sequence[str]) -> Path:
 def quantize_files(tmp: Path, modes: Sequence[str], formats: Sequence[str]) -> None:
     """The int8 copy of each mode's ONNX file, quantised from its fp32 source once the caller has released
     the eager model and the captures (:func:`w2vlab.export._int8.quantize_onnx` holds the int8 copy it writes,
-    about a third of the fp32 weights).  Hidden sources are removed afterwards."""
+    about a third of the fp32 weights).  Hidden sources stay until :func:`drop_int8_sources`: the decision
+    gate may quantise again with more blocks kept fp32."""
     if "onnx-int8" not in formats:
         return
     for mode in modes:
@@ -214,9 +229,16 @@ def quantize_files(tmp: Path, modes: Sequence[str], formats: Sequence[str]) -> N
         logger.info("quantising %s to int8", fp32.name)
         quantize_onnx(fp32, tmp / FILES["onnx-int8", mode])
         trim()
-        if "onnx" not in formats:
-            for staged in (fp32, fp32.with_name(fp32.name + ".data")):
-                staged.unlink(missing_ok=True)
+
+
+def drop_int8_sources(tmp: Path, modes: Sequence[str], formats: Sequence[str]) -> None:
+    """Remove the hidden fp32 sources :func:`capture` wrote for int8 copies when ONNX itself was not asked for."""
+    if "onnx" in formats:
+        return
+    for mode in modes:
+        fp32 = _int8_source(tmp, mode, formats)
+        for staged in (fp32, fp32.with_name(fp32.name + ".data")):
+            staged.unlink(missing_ok=True)
 
 
 def verify_file(
@@ -277,6 +299,84 @@ def verify_files(
     return checked, refused
 
 
+def gate_int8(
+    tmp: Path,
+    modes: Sequence[str],
+    formats: Sequence[str],
+    fe: Any,
+    checks: tuple[Reference, ParityBounds, bool, str],
+    checked: dict[str, dict[str, tuple[ParityReport, dict[str, Any]]]],
+    refused: dict[str, dict[str, ParityReport]],
+    evaluation: tuple[EvalSet, dict[str, np.ndarray], DecisionGate] | None,
+) -> dict[str, dict[str, Any]]:
+    """mode -> what the int8 copy does to the evaluation trials' decisions (:mod:`w2vlab.export._decisions`),
+    for its metadata; the copy is re-quantised with more blocks kept fp32 (and verified again) until it
+    passes the gate, or refused like a copy that missed its parity bounds (``checked`` and ``refused`` are
+    updated in place).  Without an evaluation set, every mode's entry says so.
+
+    ``checks``: the parity reference, bounds, progress flag and pooling of :func:`verify_file`;
+    ``evaluation``: the set, its eager embeddings and the gate."""
+    if "onnx-int8" not in checked:
+        return {}
+    if evaluation is None:
+        logger.info("the int8 copy is not gated on decisions: %s", NOT_GATED["why"])
+        return {mode: dict(NOT_GATED) for mode in modes}
+    entries = {mode: _gate_mode(tmp, mode, formats, fe, checks, checked, evaluation) for mode in modes}
+    if all(entry["passed"] for entry in entries.values()):
+        return entries
+    logger.warning("refusing the onnx-int8 copy: it missed the decision gate; the verified files are kept")
+    refused["onnx-int8"] = {mode: report for mode, (report, _) in checked.pop("onnx-int8").items()}
+    for mode in modes:
+        for path in (tmp / FILES["onnx-int8", mode], tmp / (FILES["onnx-int8", mode] + ".data")):
+            path.unlink(missing_ok=True)
+    return entries
+
+
+def _gate_mode(
+    tmp: Path,
+    mode: str,
+    formats: Sequence[str],
+    fe: Any,
+    checks: tuple[Reference, ParityBounds, bool, str],
+    checked: dict[str, dict[str, tuple[ParityReport, dict[str, Any]]]],
+    evaluation: tuple[EvalSet, dict[str, np.ndarray], DecisionGate],
+) -> dict[str, Any]:
+    """:func:`gate_int8` for one mode's copy: measure, search, re-verify what changed."""
+    (evalset, eval_ref, gate), (ref, bounds, progress, pooling) = evaluation, checks
+    path, source = tmp / FILES["onnx-int8", mode], _int8_source(tmp, mode, formats)
+    scratch, config, built = tmp / f".rank_{path.name}", FeatureConfig.from_extractor(fe), []
+
+    def embed(target: Path, cases: Sequence[Case], desc: str) -> tuple[dict[str, np.ndarray], float]:
+        module, _ = open_format(target, "onnx-int8", mode, config, threads=torch.get_num_threads(), pooling=pooling)
+        timed = TimedProgram(module)
+        embeddings = embed_set(cases, candidate_fn(mode, timed, fe, pooling), progress, desc)
+        seconds = timed.seconds
+        del module, timed
+        trim()
+        return embeddings, seconds
+
+    def measure(added: Sequence[str]) -> tuple[dict[str, Any], float]:
+        if list(added) != built:
+            quantize_onnx(source, path, (*KEEP_FP32, *added))
+            built[:] = added
+        embeddings, seconds = embed(path, evalset.cases, f"{mode} int8 decisions")
+        return decision_effect(eval_ref, embeddings, evalset.trials), seconds
+
+    def rank(added: Sequence[str]) -> dict[str, np.ndarray]:
+        quantize_onnx(source, scratch, (*KEEP_FP32, *added))
+        return embed(scratch, rank_cases(evalset.cases), f"{mode} int8 ranking")[0]
+
+    steps, ranked = search(gate, quantisable_blocks(source), measure, rank, eval_ref)
+    for staged in (scratch, scratch.with_name(scratch.name + ".data")):
+        staged.unlink(missing_ok=True)
+    entry = gated_entry(evalset, gate, steps, ranked)
+    if built and steps[-1].passed:  # the file was rebuilt: verify it again, at its bounds
+        report, file_entry = verify_file(path, "onnx-int8", mode, fe, ref, bounds, progress, pooling)
+        checked["onnx-int8"][mode] = (report, file_entry)
+        entry["passed"] = report.passed
+    return entry
+
+
 def _io_spec(mode: str, config: FeatureConfig, embedding_dim: int, pooling: str) -> dict[str, Any]:
     """The inputs and output of ``mode``'s files as :mod:`w2vlab.runtime._entry` defines them; dtypes are
     what the programs take (the loaders and TorchScript entry points cast any integer dtype)."""
@@ -306,11 +406,13 @@ def build_metadata(
     info: TraceInfo,
     entries: Mapping[str, Mapping[str, dict[str, Any]]],
     refused: Mapping[str, Mapping[str, ParityReport]] | None = None,
+    decisions: Mapping[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Everything a consumer needs to trust and use the artifact (no paths, no user names).
 
     ``entries`` maps mode -> format -> that file's entry (file, parity, content_sha256); ``refused``
-    format -> mode -> report of the labelled copies that missed their bounds and were not written."""
+    format -> mode -> report of the labelled copies that missed their bounds (or, with ``decisions``, mode -> the
+    int8 copy's decision entry, the decision gate) and were not written."""
     fe_config = json.loads(fe.to_json_string())
     config = FeatureConfig.from_extractor(fe)
     head = loaded.head
@@ -355,16 +457,26 @@ def build_metadata(
             },
             "source_weights_sha256": loaded.source_sha256,
             **({"source": loaded.source} if loaded.source else {}),  # another toolkit's checkpoint
-            **({"refused": _refused_summary(refused)} if refused else {}),
+            **({"refused": _refused_summary(refused, decisions or {})} if refused else {}),
         },
         "the metadata being exported",
     )
 
 
-def _refused_summary(refused: Mapping[str, Mapping[str, ParityReport]]) -> dict[str, Any]:
-    """format -> mode -> why it was refused (the failing clips) and its parity summary, for the metadata."""
+def _refused_summary(
+    refused: Mapping[str, Mapping[str, ParityReport]], decisions: Mapping[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """format -> mode -> why it was refused (the failing clips, or the decision gate's verdict) and its parity
+    summary, for the metadata."""
     return {
-        fmt: {mode: {"failed_clips": list(r.failures), "parity": r.summary()} for mode, r in by_mode.items()}
+        fmt: {
+            mode: {
+                "failed_clips": list(r.failures),
+                "parity": r.summary(),
+                **({"decisions": decisions[mode]} if fmt == "onnx-int8" and mode in decisions else {}),
+            }
+            for mode, r in by_mode.items()
+        }
         for fmt, by_mode in refused.items()
     }
 
@@ -413,6 +525,8 @@ def export(
     bounds: ParityBounds = ParityBounds(),
     progress: bool = True,
     pooling: str | None = None,
+    eval_trials: str | Path | None = None,
+    gate: DecisionGate = DecisionGate(),
 ) -> ExportResult:
     """Export the speaker encoder at ``model_path`` to a verified artifact directory ``output``.
 
@@ -424,8 +538,16 @@ def export(
     written (the model card, ``embed`` and the workbench use it).  Every file is verified on
     ``cases`` (default: :func:`w2vlab.export._suite.build_suite`) with :func:`w2vlab._parity.format_bounds`.
 
+    ``eval_trials``: a directory with ``trials.txt`` and ``wav.scp`` (e.g. ``tests/data/voices_eval`` for the
+    trained demo): the int8 copy is then also judged by its decisions on those trials against the eager
+    model's, kept fp32 block by block until it meets ``gate`` (:mod:`w2vlab.export._decisions`), and its
+    metadata and card say what it flips.  Without it the copy is written ungated, and says so.
+
     Raises:
-        ExportParityError: a reloaded file missed its bounds; nothing is written.
+        ExportParityError: a reloaded full-precision file missed its bounds; nothing is written.  A labelled
+            copy that misses its bounds or the decision gate is refused alone (``ExportResult.refused``).
+        InputError: ``eval_trials`` lacks a file, or its trials name clips its ``wav.scp`` lacks (checked before
+            any work).
         FileExistsError: ``output`` exists and ``force`` is false (checked before any work).
         MissingDependencyError: an ONNX format was asked for without the ``[onnx]`` extra (checked before any work).
     """
@@ -433,34 +555,65 @@ def export(
     modes, formats = check_request(modes, formats)
     if pooling is not None:
         check_pooling(pooling)
+    evalset = _eval_set(eval_trials, formats)
     output = Path(output)
     with atomic_directory(output, overwrite=force) as tmp:  # fails early on an existing output
         loaded, fe = load(model_path, checkpoint, config, pooling)
+        pooled = loaded.head.pooling_choice
         cases = _without_short(build_suite() if cases is None else cases, loaded.min_num_samples)
         ref = reference(loaded.model, fe, cases, progress)
+        evaluation = None
+        if evalset is not None:
+            eager = embed_set(evalset.cases, reference_fn(loaded.model, fe, pooled), progress, "eager decisions")
+            evaluation = (evalset, eager, gate)
         info, rewrites = capture(loaded.model, FeatureConfig.from_extractor(fe), modes, formats, tmp)
         loaded = dataclasses.replace(loaded, model=None)  # keep the facts, release the weights
         trim()
         quantize_files(tmp, modes, formats)
-        checked, refused = verify_files(tmp, modes, formats, fe, ref, bounds, progress, loaded.head.pooling_choice)
+        checked, refused = verify_files(tmp, modes, formats, fe, ref, bounds, progress, pooled)
+        decisions = gate_int8(tmp, modes, formats, fe, (ref, bounds, progress, pooled), checked, refused, evaluation)
+        drop_int8_sources(tmp, modes, formats)
         formats = tuple(fmt for fmt in formats if fmt not in refused)
         entries = {
-            mode: {
-                fmt: {
-                    **checked[fmt][mode][1],
-                    **({"rewrites": rewrites} if fmt in ONNX_FORMATS else {}),
-                    **({"quantisation": int8_recipe()} if fmt == "onnx-int8" else {}),
-                    **({"matmuls": count_matmuls(tmp / FILES[fmt, mode])} if fmt in LABELLED_FORMATS else {}),
-                }
-                for fmt in formats
-            }
-            for mode in modes
+            mode: {fmt: _file_entry(tmp, fmt, mode, checked, rewrites, decisions) for fmt in formats} for mode in modes
         }
-        metadata = build_metadata(loaded, fe, info, entries, refused)
+        metadata = build_metadata(loaded, fe, info, entries, refused, decisions)
         write(tmp, metadata, checked, fe, refused)
         for name, data in loaded.files.items():  # beside the programs, e.g. an HF sequence classifier
             (tmp / name).write_bytes(data)
     seconds = time.perf_counter() - start
     logger.info("exported %s (%s) to %s in %.1f s", "+".join(modes), "+".join(formats), output, seconds)
     reports = {fmt: {mode: report for mode, (report, _) in by_mode.items()} for fmt, by_mode in checked.items()}
-    return ExportResult(output, metadata, reports.pop("torchscript"), seconds, reports, refused)
+    return ExportResult(output, metadata, reports.pop("torchscript"), seconds, reports, refused, decisions)
+
+
+def _eval_set(eval_trials: str | Path | None, formats: Sequence[str]) -> EvalSet | None:
+    """The evaluation set the int8 copy is gated on, read before any work; None without one or without a copy."""
+    if eval_trials is None:
+        return None
+    if "onnx-int8" not in formats:
+        logger.warning(
+            "eval_trials %s: no reduced-precision copy was asked for (formats %s); not read", eval_trials, formats
+        )
+        return None
+    return EvalSet.read(eval_trials)
+
+
+def _file_entry(
+    tmp: Path,
+    fmt: str,
+    mode: str,
+    checked: Mapping[str, Mapping[str, tuple[ParityReport, dict[str, Any]]]],
+    rewrites: dict[str, int],
+    decisions: Mapping[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """A verified file's metadata entry: file, parity, hash; for ONNX the rewrites; for int8 its recipe (with the
+    blocks the decision gate kept fp32), its MatMul counts and its decisions."""
+    entry = {**checked[fmt][mode][1], **({"rewrites": rewrites} if fmt in ONNX_FORMATS else {})}
+    if fmt == "onnx-int8":
+        steps = decisions.get(mode, {}).get("steps") or [{"kept_fp32_added": []}]
+        entry["quantisation"] = int8_recipe((*KEEP_FP32, *steps[-1]["kept_fp32_added"]))
+        entry["decisions"] = decisions[mode]
+    if fmt in LABELLED_FORMATS:
+        entry["matmuls"] = count_matmuls(tmp / FILES[fmt, mode])
+    return entry

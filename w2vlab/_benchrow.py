@@ -69,6 +69,7 @@ class BenchResult(TypedDict, total=False):
     only: list[str] | None
     machine: dict[str, Any]
     reused: str | None
+    model: dict[str, Any]  # the checkpoint measured: name, model_path (None: the random demo), source_weights_sha256
     metrics: dict[str, MetricRow]
     wall_s: dict[str, float]
     artifact_sizes: dict[str, int]

@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 
 Rows = dict[str, MetricRow]  # what a metric function returns: metric name -> row
+CUSTOM = "custom"  # the size a run of --model-path reports: not one of the demo's sizes
 TRIAL_FILES = ("trials.txt", "wav.scp")  # what a --trials directory holds (tests/data/corpus in a checkout)
 
 
@@ -39,6 +40,7 @@ class BenchContext:
     threads: int
     work: Path
     trials: Path | None = None  # trials.txt and wav.scp of the reduced-precision metric's flipped decisions
+    model_path: Path | None = None  # --model-path: this checkpoint folder instead of the random demo of ``size``
 
     @property
     def repeats(self) -> int:
@@ -46,7 +48,8 @@ class BenchContext:
 
     @property
     def ckpt(self) -> Path:
-        return self.work / f"demo_{self.size}"
+        """The checkpoint measured: ``model_path``, else the demo written into ``work``."""
+        return self.work / f"demo_{self.size}" if self.model_path is None else self.model_path
 
     @property
     def art(self) -> Path:
@@ -150,32 +153,106 @@ class BenchContext:
 
 
 def make_context(
-    size: str, quick: bool, threads: int, work: Path, reuse: bool = False, trials: Path | None = None
+    size: str | None,
+    quick: bool,
+    threads: int,
+    work: Path,
+    reuse: bool = False,
+    trials: Path | None = None,
+    model_path: Path | None = None,
 ) -> BenchContext:
-    """The context, with the demo checkpoint of ``size`` written into ``work``; with ``reuse``, the
-    checkpoint and artifact an earlier run left in ``work`` (``ValueError`` if either is missing).
+    """The context, with the demo checkpoint of ``size`` (None: tiny) written into ``work``, or with
+    ``model_path`` (a checkpoint folder :func:`~w2vlab.model._checkpoint.load_speaker_encoder` reads, measured
+    as it is; ``size`` then None or ``"custom"``); with ``reuse``, the checkpoint and artifact an earlier run
+    left in ``work`` (``ValueError`` if either is missing, or the artifact is not ``model_path``'s).
     ``trials``: a directory with ``trials.txt`` and ``wav.scp`` (``ValueError`` if either is missing)."""
     from w2vlab.model._demo import write_demo_checkpoint
 
-    ctx = BenchContext(size, quick, threads, Path(work), None if trials is None else Path(trials))
+    model_path = None if model_path is None else Path(model_path)
+    trials = None if trials is None else Path(trials)
+    ctx = BenchContext(resolve_size(size, model_path), quick, threads, Path(work), trials, model_path)
     check_trials(ctx.trials)
+    check_model_path(ctx.model_path)
     if reuse:
         check_reusable(ctx)
         return ctx
-    write_demo_checkpoint(ctx.ckpt, size=size, overwrite=True)
+    if model_path is None:
+        write_demo_checkpoint(ctx.ckpt, size=ctx.size, overwrite=True)
     return ctx
 
 
+def resolve_size(size: str | None, model_path: Path | None) -> str:
+    """What the run reports as its size: ``size`` (None: ``"tiny"``) for the demo, :data:`CUSTOM` with a
+    ``model_path``; ``InputError`` where both are given (a demo size means a random-weight demo of it)."""
+    from w2vlab._contract import InputError
+
+    if model_path is None:
+        if size == CUSTOM:
+            raise InputError(f"size {CUSTOM!r} means a checkpoint of your own; give it with --model-path DIR")
+        return "tiny" if size is None else size
+    if size not in (None, CUSTOM):
+        raise InputError(
+            f"--size {size} and --model-path {model_path} both given: --size writes and measures a random-weight "
+            f"demo of that size, --model-path measures that checkpoint instead (reported as size {CUSTOM!r}); "
+            "expected one of them"
+        )
+    return CUSTOM
+
+
+def check_model_path(path: Path | None) -> None:
+    """``InputError`` unless ``path`` is None or a directory (a checkpoint folder)."""
+    from w2vlab._contract import InputError
+
+    if path is not None and not Path(path).is_dir():
+        what = "is not a directory" if Path(path).exists() else "does not exist"
+        raise InputError(
+            f"--model-path {path} {what}; expected a checkpoint folder that load_speaker_encoder reads "
+            "(config.json + model.safetensors + speaker_head.safetensors, e.g. from `w2vlab demo-checkpoint OUT "
+            "--trained`, or a WeSpeaker directory)"
+        )
+
+
 def check_reusable(ctx: BenchContext) -> None:
-    """``ValueError`` naming what is missing unless an earlier run left its checkpoint and artifact in ``ctx.work``."""
+    """``ValueError`` naming what is missing unless an earlier run left its checkpoint and artifact in ``ctx.work``;
+    with ``ctx.model_path``, also unless the artifact was exported from the weights there now."""
     from w2vlab._contract import METADATA_FILE
 
     missing = [str(p) for p in (ctx.ckpt, ctx.art / METADATA_FILE) if not p.exists()]
     if missing:
+        run = f"--size {ctx.size}" if ctx.model_path is None else f"--model-path {ctx.model_path}"
         raise ValueError(
-            f"reusing {ctx.work} needs the checkpoint and artifact of an earlier --size {ctx.size} run "
-            f"there; missing: {', '.join(missing)}"
+            f"reusing {ctx.work} needs the checkpoint and artifact of an earlier {run} run there; "
+            f"missing: {', '.join(missing)}"
         )
+    if ctx.model_path is not None:
+        exported = exported_weights(ctx)
+        now = weights_now(ctx.model_path, exported)
+        if now != exported:
+            raise ValueError(
+                f"reusing {ctx.work}: its artifact {ctx.art} was exported from weights with sha256 {exported}, "
+                f"but --model-path {ctx.model_path} holds {now}; expected the same checkpoint (run without --reuse "
+                "to export this one)"
+            )
+
+
+def exported_weights(ctx: BenchContext) -> dict[str, str]:
+    """The artifact's ``source_weights_sha256``: weights file name -> sha256 of what was exported."""
+    from w2vlab._contract import read_metadata
+
+    return dict(read_metadata(ctx.art).get("source_weights_sha256") or {})
+
+
+def weights_now(folder: Path, names: dict[str, str]) -> dict[str, str | None]:
+    """sha256 of each file named in ``names`` as ``folder`` holds it now (in it, else the first below it, as a
+    WeSpeaker directory's ``models/``; None if absent)."""
+    from w2vlab.model._checkpoint import sha256_file
+
+    def find(name: str) -> Path | None:
+        direct = Path(folder) / name
+        return direct if direct.is_file() else next(iter(sorted(Path(folder).rglob(name))), None)
+
+    found = {name: find(name) for name in names}
+    return {name: None if path is None else sha256_file(path) for name, path in found.items()}
 
 
 def check_trials(directory: Path | None) -> None:

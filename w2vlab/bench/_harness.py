@@ -1,6 +1,7 @@
 """Benchmark: speed and memory as ratios measured side by side in one run.
 
-    python -m w2vlab.bench [--size tiny|small|full] [--quick] [--threads 2] [--json OUT] [--only METRIC[,METRIC]]
+    python -m w2vlab.bench [--size tiny|small|full | --model-path DIR] [--quick] [--threads 2] [--json OUT]
+                           [--only METRIC[,METRIC]] [--trials DIR]
 
 Prints one JSON object.  Each metric has both sides' measurements (median of several runs
 after a warm-up), their ratio, the target and whether it is met, plus the parity of what was
@@ -36,13 +37,22 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from w2vlab._allocator import keep_freed_memory, trim
 from w2vlab._atomic import write_json
 from w2vlab._benchrow import BenchResult
-from w2vlab.bench._context import BenchContext, Rows, check_reusable, check_trials, make_context
+from w2vlab.bench._context import (
+    BenchContext,
+    Rows,
+    check_model_path,
+    check_reusable,
+    check_trials,
+    make_context,
+    resolve_size,
+)
 from w2vlab.bench._metrics_allocator import metric_allocator
 from w2vlab.bench._metrics_corpus import (
     metric_corpus_bucketing_vs_one_by_one,
@@ -114,7 +124,7 @@ def select_metrics(only: Sequence[str] | None) -> tuple[Callable[[BenchContext],
 
 
 def run(
-    size: str = "tiny",
+    size: str | None = None,
     quick: bool = False,
     threads: int = 2,
     workdir: str | Path | None = None,
@@ -122,9 +132,13 @@ def run(
     progress: Callable[[BenchResult], None] | None = None,
     reuse: bool = False,
     trials: str | Path | None = None,
+    model_path: str | Path | None = None,
 ) -> BenchResult:
     """Measure everything (or the metrics named in ``only``, after the export, which always runs) for the
-    demo model of ``size``; returns the JSON-able result.
+    random-weight demo model of ``size`` (None: tiny), or for the checkpoint folder ``model_path`` (e.g. the
+    trained demo, ``w2vlab demo-checkpoint OUT --trained``; ``size`` then None or ``"custom"``, what the
+    result reports); returns the JSON-able result, whose ``"model"`` names the checkpoint measured and the
+    sha256 of its weights (the artifact's ``source_weights_sha256``).
 
     A metric that raises is logged and listed under ``"failed"`` (type and message), and the
     run goes on with the next one; ``progress`` is called with the result so far after each
@@ -141,14 +155,15 @@ def run(
         if reuse:
             raise ValueError("reuse needs the workdir of an earlier run")
         with tempfile.TemporaryDirectory(prefix="w2vlab-bench-") as tmp:
-            return run(size, quick, threads, tmp, only, progress, trials=trials)
+            return run(size, quick, threads, tmp, only, progress, trials=trials, model_path=model_path)
     torch.set_num_threads(threads)
     keep_freed_memory()  # time as the consumers run; the export child keeps glibc's defaults
-    ctx = make_context(size, quick, threads, Path(workdir), reuse, None if trials is None else Path(trials))
+    ctx = make_context(size, quick, threads, Path(workdir), reuse, trials, model_path)
     result = result_header(ctx, only, measures, reuse)
     start = time.perf_counter()
     result["metrics"] = {} if reuse else metric_export_peak_rss(ctx)
     result["wall_s"] = {} if reuse else {SHARED: time.perf_counter() - start}  # what each metric took, this run
+    result["model"] = model_facts(ctx)
     result["artifact_sizes"] = artifact_sizes(ctx)
     result["failed"] = {}
     for i, measure in enumerate(measures, 1):
@@ -182,10 +197,36 @@ def result_header(
     }
 
 
+def model_facts(ctx: BenchContext) -> dict[str, Any]:
+    """Which checkpoint was measured: its folder's name, whether it is ``--model-path``'s (else the random demo of
+    ``--size``) and the sha256 of its weights as the artifact's metadata records them (``source_weights_sha256``;
+    None where the export left no artifact)."""
+    from w2vlab._contract import METADATA_FILE
+    from w2vlab.bench._context import exported_weights
+
+    return {
+        "name": ctx.ckpt.name,
+        "model_path": None if ctx.model_path is None else str(ctx.model_path),
+        "random_demo": ctx.model_path is None,
+        "source_weights_sha256": exported_weights(ctx) if (ctx.art / METADATA_FILE).is_file() else None,
+    }
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line of ``python -m w2vlab.bench``."""
     parser = argparse.ArgumentParser(prog="python -m w2vlab.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--size", choices=("tiny", "small", "full"), default="tiny")
+    parser.add_argument(
+        "--size",
+        choices=("tiny", "small", "full"),
+        help="the random-weight demo model written and measured (default: tiny); not with --model-path",
+    )
+    parser.add_argument(
+        "--model-path",
+        metavar="DIR",
+        type=Path,
+        help="measure this checkpoint folder (any that load_speaker_encoder reads, e.g. `w2vlab demo-checkpoint "
+        "OUT --trained`) instead of a random demo; the result reports size 'custom'",
+    )
     parser.add_argument("--quick", action="store_true", help="fewer repeats: a smoke run for CI")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the result here")
@@ -222,13 +263,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         select_metrics(args.only)
         check_trials(args.trials)
+        size = resolve_size(args.size, args.model_path)
+        check_model_path(args.model_path)
     except ValueError as e:
         cli.error(str(e))
     if args.reuse:
         if args.workdir is None:
             cli.error("--reuse needs --workdir (the directory of an earlier run)")
         try:
-            check_reusable(BenchContext(args.size, args.quick, args.threads, args.workdir))
+            check_reusable(BenchContext(size, args.quick, args.threads, args.workdir, model_path=args.model_path))
         except ValueError as e:
             cli.error(str(e))
     logging.basicConfig(level=logging.WARNING)
@@ -242,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         None if args.json is None else lambda partial: write_json(args.json, partial),
         args.reuse,
         args.trials,
+        args.model_path,
     )
     sys.stdout.write(json.dumps(result, indent=2) + "\n")
     if args.json:

@@ -21,6 +21,9 @@ from w2vlab.bench._timing import alternated_seconds
 
 logger = logging.getLogger(__name__)
 
+# issue #29's bar for a reduced-precision recipe on a trained model's trials: at most 0.1% of the trials flipped
+# at each operating point (the EER's and each minDCF's threshold) and the EER within 0.1 points of fp32 eager's
+DECISION_GATE = {"max_flip_fraction": 0.001, "max_abs_delta_eer_points": 0.1}
 NO_TRIALS = "flipped trial decisions: no --trials DIR given (in a checkout: --trials tests/data/corpus)"
 
 
@@ -127,8 +130,31 @@ def precision_quality(
             flips=decisions.n_flips,
             flips_by_point={p.name: p.n_flips for p in decisions.points},
             max_score_diff=decisions.max_abs_diff,
+            **decision_quality(decisions.summary()),
         )
     return out
+
+
+def decision_quality(summary: dict[str, Any]) -> dict[str, Any]:
+    """From a :meth:`~w2vlab.corpus._trials.TrialComparison.summary`: each operating point's flips as a fraction of
+    the trials, the EER's change in percentage points (candidate - reference), each minDCF's change, the points
+    themselves, and whether the candidate passes :data:`DECISION_GATE` (at every point)."""
+    points, n = summary["points"], summary["n_trials"]
+    fractions = {p["name"]: p["n_flips"] / n for p in points}
+    eer = next(p for p in points if p["p_target"] is None)
+    delta_eer = 100.0 * eer["difference"]
+    return {
+        "flip_fraction_by_point": fractions,
+        "eer_points": {"reference": 100.0 * eer["reference"], "candidate": 100.0 * eer["candidate"]},
+        "delta_eer_points": delta_eer,
+        "delta_min_dcf": {p["name"]: p["difference"] for p in points if p["p_target"] is not None},
+        "trial_points": points,
+        "decision_gate": {
+            **DECISION_GATE,
+            "passed": max(fractions.values()) <= DECISION_GATE["max_flip_fraction"]
+            and abs(delta_eer) <= DECISION_GATE["max_abs_delta_eer_points"],
+        },
+    }
 
 
 def metric_reduced_precision(ctx: BenchContext) -> Rows:

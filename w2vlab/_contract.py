@@ -61,6 +61,8 @@ EXTRACTOR_DIR = "feature_extractor"
 EXTRACTOR_CONFIG = "preprocessor_config.json"
 ONNX_METADATA_KEY = "w2vlab_metadata"  # key in an ONNX model's metadata_props
 CORPUS_ARK, CORPUS_SCP = "embeddings.ark", "embeddings.scp"  # an embed-corpus output directory's embeddings
+# what an evaluation set's directory holds: its trials and the clips they name (tests/data/voices_eval)
+EVAL_FILES = ("trials.txt", "wav.scp")
 ONNX_PACKAGES = ("onnx", "onnxruntime", "onnxscript")
 ONNX_HINT = "pip install 'w2vlab[onnx]'  (in a checkout: pip install -e '.[onnx]'; onnx, onnxruntime, onnxscript)"
 # Top-level keys every metadata.json has, and the keys of each mode's entry.

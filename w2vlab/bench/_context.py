@@ -17,6 +17,7 @@ import torch
 
 from w2vlab._allocator import trim
 from w2vlab._benchrow import COSINE, RATIO_VS_EAGER, FormatRow, MetricRow
+from w2vlab._contract import EVAL_FILES
 from w2vlab._features import extractor_valid_rows
 from w2vlab.bench._procs import child_env
 from w2vlab.bench._synth import SR, corpus_lengths, write_corpus
@@ -27,7 +28,6 @@ logger = logging.getLogger(__name__)
 
 Rows = dict[str, MetricRow]  # what a metric function returns: metric name -> row
 CUSTOM = "custom"  # the size a run of --model-path reports: not one of the demo's sizes
-TRIAL_FILES = ("trials.txt", "wav.scp")  # what a --trials directory holds (tests/data/corpus in a checkout)
 
 
 @dataclass
@@ -256,13 +256,13 @@ def weights_now(folder: Path, names: dict[str, str]) -> dict[str, str | None]:
 
 
 def check_trials(directory: Path | None) -> None:
-    """``ValueError`` naming what is missing unless ``directory`` is None or holds :data:`TRIAL_FILES`."""
+    """``ValueError`` naming what is missing unless ``directory`` is None or holds :data:`EVAL_FILES`."""
     if directory is None:
         return
-    missing = [name for name in TRIAL_FILES if not (Path(directory) / name).is_file()]
+    missing = [name for name in EVAL_FILES if not (Path(directory) / name).is_file()]
     if missing:
         raise ValueError(
-            f"--trials {directory}: expected a directory with {' and '.join(TRIAL_FILES)} (the trials and their "
+            f"--trials {directory}: expected a directory with {' and '.join(EVAL_FILES)} (the trials and their "
             f"audio, e.g. tests/data/corpus in a checkout); missing: {', '.join(missing)}"
         )
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from w2vlab._audio import prepare_waveform
-from w2vlab._contract import InputError
+from w2vlab._contract import EVAL_FILES, InputError
 from w2vlab._parity import cosine_rows
 from w2vlab.corpus._embed import read_clip, read_source
 from w2vlab.corpus._trials import Trials, compare_embeddings, read_trials
@@ -34,7 +34,6 @@ from w2vlab.export._suite import Case, embed_cases
 
 logger = logging.getLogger(__name__)
 
-EVAL_FILES = ("trials.txt", "wav.scp")  # what an evaluation-set directory holds
 RANK_CLIPS = 32  # clips of the evaluation set each block's sensitivity is measured on
 
 
@@ -199,7 +198,7 @@ def effect_line(effect: Mapping[str, Any]) -> str:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Step:
     """One recipe the search measured: the blocks it kept fp32 beyond the base recipe, and what it did."""
 

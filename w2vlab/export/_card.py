@@ -110,6 +110,12 @@ _OPENVINO_CALL = """\
 # f32 explicitly: on a CPU with AVX512_BF16 or AMX, OpenVINO's CPU plugin would run the fp32 weights in bf16
 compiled = ov.Core().compile_model("{dirname}/{file}", "CPU", {{"INFERENCE_PRECISION_HINT": "f32"}})
 embedding = compiled(inputs)[compiled.outputs[0]][0]  # [{dim}] float32 numpy"""
+_OPENVINO_NOTE = (
+    "The `_openvino.xml` files are the fp32 ONNX program as OpenVINO IR (weights fp32, in the `.bin` of the "
+    "same name: keep it beside its `.xml`), run by OpenVINO's CPU plugin without torch. Compile them with "
+    '`INFERENCE_PRECISION_HINT` `"f32"`: on a CPU with AVX512_BF16 or AMX the plugin otherwise runs them in '
+    "bf16, which these parity numbers do not cover."
+)
 _PROGRAM_CALLS = {
     "exported": """\
 program = torch.export.load("{dirname}/{file}").module()
@@ -303,13 +309,7 @@ def _program_snippets(md: Mapping[str, Any], dirname: str) -> list[str]:
     if any(fmt == "onnx-int8" for fmt, _ in files):
         lines += [*_int8_lines(md)]
     if any(fmt == "openvino" for fmt, _ in files):
-        lines += [
-            "The `_openvino.xml` files are the fp32 ONNX program as OpenVINO IR (weights fp32, in the `.bin` of the "
-            "same name: keep it beside its `.xml`), run by OpenVINO's CPU plugin without torch. Compile them with "
-            '`INFERENCE_PRECISION_HINT` `"f32"`: on a CPU with AVX512_BF16 or AMX the plugin otherwise runs them in '
-            "bf16, which these parity numbers do not cover.",
-            "",
-        ]
+        lines += [_OPENVINO_NOTE, ""]
     data = sorted(
         entry["external_data"]
         for mode in md["artifacts"]
@@ -332,16 +332,18 @@ def _program_snippets(md: Mapping[str, Any], dirname: str) -> list[str]:
     )
     for (fmt, mode), file in sorted(files.items(), key=lambda kv: (FORMATS.index(kv[0][0]), kv[0][1])):
         inputs = f"{mode}-toolkit" if mode == "preprocessed" and md["pooling"] == "toolkit" else mode
-        if fmt == "openvino":  # no torch: numpy in, numpy out
-            code = _OPENVINO_INPUTS[inputs].format(**values) + "\n" + _OPENVINO_CALL.format(file=file, **values)
-        else:
-            code = (
-                _PROGRAM_INPUTS[inputs].format(**values)
-                + "\n"
-                + _PROGRAM_CALLS[fmt.split("-")[0]].format(file=file, **values)
-            )
+        code = _program_code(fmt, inputs, file, values)
         lines += [f"{fmt}, {mode} mode:", "", f"```python\n{code}\n```", ""]
     return lines
+
+
+def _program_code(fmt: str, inputs: str, file: str, values: Mapping[str, Any]) -> str:
+    """One runnable block: ``inputs``' preparation (a key of :data:`_PROGRAM_INPUTS`), then ``fmt``'s call."""
+    if fmt == "openvino":  # no torch: numpy in, numpy out
+        return _OPENVINO_INPUTS[inputs].format(**values) + "\n" + _OPENVINO_CALL.format(file=file, **values)
+    return (
+        _PROGRAM_INPUTS[inputs].format(**values) + "\n" + _PROGRAM_CALLS[fmt.split("-")[0]].format(file=file, **values)
+    )
 
 
 def _int8_lines(md: Mapping[str, Any]) -> list[str]:

@@ -422,7 +422,7 @@ def openvino_weights(path: str | Path) -> Path:
     if not weights.is_file():
         raise ArtifactError(
             f"{path} needs its weights file {weights.name} beside it, and it is missing: an OpenVINO IR is "
-            f"the .xml and the .bin of the same stem; copy both (or export again)"
+            f"the .xml and the .bin of the same stem; copy both, or export it again"
         )
     return weights
 

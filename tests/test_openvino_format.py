@@ -16,7 +16,15 @@ import numpy as np
 import pytest
 import torch
 
-from w2vlab._contract import FILES, ArtifactError, InputError, onnx_available, openvino_sha256, read_embedded_metadata
+from w2vlab._contract import (
+    FILES,
+    ArtifactError,
+    InputError,
+    MissingDependencyError,
+    onnx_available,
+    openvino_sha256,
+    read_embedded_metadata,
+)
 from w2vlab._parity import ParityBounds, compare
 
 pytest.importorskip("openvino")
@@ -113,6 +121,27 @@ def test_changed_weight_byte_changes_the_hash_and_load_refuses(exported, tmp_pat
     assert openvino_sha256(out / XML) != recorded["content_sha256"]
     with pytest.raises(ArtifactError, match="content does not match"):
         w2vlab.load_artifact(out, "preprocessed", format="openvino")
+
+
+def test_changed_graph_changes_the_hash(exported, tmp_path):
+    out = shutil.copytree(exported["masked"][0], tmp_path / "art")
+    before = openvino_sha256(out / XML)
+    xml = (out / XML).read_text()
+    assert xml.count('type="Add"') >= 1
+    (out / XML).write_text(xml.replace('type="Add"', 'type="Subtract"', 1))
+    assert openvino_sha256(out / XML) != before
+
+
+def test_without_openvino_the_export_says_what_to_install(tiny_dir, tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else find_spec(name, *a)
+    )
+    with pytest.raises(MissingDependencyError, match=re.escape('pip install "w2vlab[openvino]"')):
+        export(tiny_dir, tmp_path / "art", formats=("openvino",), progress=False)
+    assert not (tmp_path / "art").exists()
 
 
 def test_missing_weights_file_is_a_clear_error(exported, tmp_path):

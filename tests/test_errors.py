@@ -31,14 +31,17 @@ NAMES = {
     "onnx": "an ONNX model",
     "onnx-int8": "int8 ONNX model",
     "aoti": "AOTInductor package",
+    "openvino": "OpenVINO IR",
 }
-NEEDS = {"onnx": ("onnx", "onnxruntime"), "onnx-int8": ("onnx", "onnxruntime")}
+NEEDS = {"onnx": ("onnx", "onnxruntime"), "onnx-int8": ("onnx", "onnxruntime"), "openvino": ("openvino",)}
 
 
 def _artifact_with(tmp_path, fmt: str, content: bytes):
     """A directory whose metadata.json is valid and lists one ``fmt`` file holding ``content``."""
     name = FILES[(fmt, "preprocessed")]
     (tmp_path / name).write_bytes(content)
+    if fmt == "openvino":  # the IR's weights beside it: the damaged file is the .xml
+        (tmp_path / name).with_suffix(".bin").write_bytes(b"\0" * 64)
     entry = {"file": name, "parity": {}, "content_sha256": "0" * 64}
     metadata = {
         "format": FORMAT_TAG,

@@ -4,13 +4,13 @@ An artifact directory holds, per mode and format, one file (names in :data:`FILE
 feature extractor's config in ``feature_extractor/``, ``metadata.json`` (schema checked by
 :func:`validate_metadata`), ``parity.json`` and a model card.  Every file carries the same
 metadata inside (TorchScript, ``.pt2`` and AOTInductor packages as an extra file of their zip,
-ONNX in ``metadata_props``) and is identified by a content hash of what runs: graph code and every
-tensor, never the metadata (:func:`script_sha256`, :func:`program_sha256`, :func:`onnx_sha256`,
-:func:`package_sha256`).
+ONNX in ``metadata_props``, OpenVINO IR in its ``<rt_info>``) and is identified by a content hash of
+what runs: graph code and every tensor, never the metadata (:func:`script_sha256`, :func:`program_sha256`,
+:func:`onnx_sha256`, :func:`package_sha256`, :func:`openvino_sha256`).
 
 Exporter and consumer both import this module and never each other.  It imports nothing of
 w2vlab's and no heavy library at import time: torch and onnx are imported by the hash
-functions that need them.
+functions that need them (an OpenVINO IR is read as XML and bytes, without openvino).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import importlib.util
 import json
 import os
 import sys
+import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -34,7 +35,7 @@ MODES = ("preprocessed", "waveform")
 # padding, mask 0): "toolkit" pools every row the extractor made for the clip, that one included,
 # as WeSpeaker and the reference recipe do; "masked" pools the rows whose mask is 1.
 POOLINGS = ("toolkit", "masked")
-FORMATS = ("torchscript", "exported", "onnx", "onnx-int8", "aoti")
+FORMATS = ("torchscript", "exported", "onnx", "onnx-int8", "aoti", "openvino")
 ONNX_FORMATS = ("onnx", "onnx-int8")
 # Reduced-precision copies, judged by their own bounds: one that misses them is refused alone (the
 # verified fp32 files are kept), and the loaders run each one clip at a time (dynamic int8 takes one
@@ -42,7 +43,8 @@ ONNX_FORMATS = ("onnx", "onnx-int8")
 LABELLED_FORMATS = ("onnx-int8",)
 ZIP_FORMATS = ("torchscript", "exported", "aoti")  # zips: the metadata is their extra/metadata.json
 # `--format all`: every format but AOTInductor's, whose export compiles C++ (about a minute for the
-# tiny demo on 2 cores) and needs a compiler; ask for it by name.
+# tiny demo on 2 cores) and needs a compiler, and OpenVINO's, an optional extra of its own; ask for
+# them by name.
 ALL_FORMATS = ("torchscript", "exported", "onnx", "onnx-int8")
 FILES = {
     **{("torchscript", mode): f"w2vbert_speaker_script_{mode}.pt" for mode in MODES},
@@ -50,6 +52,8 @@ FILES = {
     **{("onnx", mode): f"w2vbert_speaker_{mode}.onnx" for mode in MODES},
     **{("onnx-int8", mode): f"w2vbert_speaker_{mode}_int8.onnx" for mode in MODES},
     **{("aoti", mode): f"w2vbert_speaker_aoti_{mode}.pt2" for mode in MODES},
+    # OpenVINO IR: the graph in the .xml, its weights in the .bin of the same stem beside it
+    **{("openvino", mode): f"w2vbert_speaker_{mode}_openvino.xml" for mode in MODES},
 }
 DEFAULT_OUTPUT = Path("artifacts/w2vbert_speaker")  # where `w2vlab export` writes by default
 SUITES = ("full", "quick")  # parity suites (w2vlab.export._suite.named_suite), the default first
@@ -65,6 +69,11 @@ CORPUS_ARK, CORPUS_SCP = "embeddings.ark", "embeddings.scp"  # an embed-corpus o
 EVAL_FILES = ("trials.txt", "wav.scp")
 ONNX_PACKAGES = ("onnx", "onnxruntime", "onnxscript")
 ONNX_HINT = "pip install 'w2vlab[onnx]'  (in a checkout: pip install -e '.[onnx]'; onnx, onnxruntime, onnxscript)"
+OPENVINO_HINT = 'pip install "w2vlab[openvino]"'
+# OpenVINO IR is written for preprocessed mode only: OpenVINO 2026.4's ONNX frontend refuses the waveform
+# program's float64 DFT (its RDFT takes f32, f16 or bf16)
+OPENVINO_MODES = ("preprocessed",)
+OPENVINO_METADATA_KEY = "w2vlab_metadata"  # an element of an OpenVINO IR's <rt_info>, the metadata in its value
 # Top-level keys every metadata.json has, and the keys of each mode's entry.
 METADATA_KEYS = (
     "format",
@@ -214,6 +223,9 @@ def read_embedded_metadata(path: str | Path, fmt: str) -> dict[str, Any] | None:
     check_format(fmt)
     if fmt in ONNX_FORMATS:
         text = onnx_metadata_props(path).get(ONNX_METADATA_KEY, "")
+    elif fmt == "openvino":
+        element = openvino_rt_info(ET.parse(path).getroot()).find(OPENVINO_METADATA_KEY)
+        text = element.get("value", "") if element is not None else ""
     else:
         with zipfile.ZipFile(path) as archive:
             names = [n for n in archive.namelist() if n.endswith(f"/extra/{METADATA_FILE}")]
@@ -394,4 +406,43 @@ def package_sha256(path: str | Path) -> str:
             with archive.open(name) as member:
                 for block in iter(lambda: member.read(1 << 20), b""):
                     digest.update(block)
+    return digest.hexdigest()
+
+
+def openvino_rt_info(net: ET.Element) -> ET.Element:
+    """The ``<rt_info>`` element of an OpenVINO IR's ``<net>`` root (an empty one, not attached, when it has none)."""
+    if net.tag != "net":
+        raise ValueError(f"not an OpenVINO IR: its root element is <{net.tag}>, expected <net>")
+    found = net.find("rt_info")
+    return found if found is not None else ET.Element("rt_info")
+
+
+def openvino_weights(path: str | Path) -> Path:
+    """The ``.bin`` an OpenVINO IR ``.xml`` reads its weights from (same stem, beside it), or an
+    :class:`ArtifactError` when it is not there."""
+    weights = Path(path).with_suffix(".bin")
+    if not weights.is_file():
+        raise ArtifactError(
+            f"{path} needs its weights file {weights.name} beside it, and it is missing: an OpenVINO IR is "
+            f"the .xml and the .bin of the same stem; copy both, or export it again"
+        )
+    return weights
+
+
+def openvino_sha256(path: str | Path) -> str:
+    """An OpenVINO IR: its ``.bin`` (every weight) byte for byte, then its ``.xml`` (the graph) in canonical form
+    (C14N 2.0) with the w2vlab metadata element of ``<rt_info>`` removed.  Read as XML and bytes: no openvino."""
+    weights = openvino_weights(path)
+    digest = hashlib.sha256()
+    with open(weights, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    net = ET.parse(path).getroot()
+    rt_info = openvino_rt_info(net)
+    for element in rt_info.findall(OPENVINO_METADATA_KEY):
+        rt_info.remove(element)
+    if len(rt_info) == 0 and rt_info in net:  # an <rt_info> that held only the metadata: as if never added
+        net.remove(rt_info)
+    digest.update(b"|xml|")
+    digest.update(ET.canonicalize(ET.tostring(net, encoding="unicode")).encode())
     return digest.hexdigest()

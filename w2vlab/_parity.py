@@ -120,9 +120,9 @@ def _loosest(a: float | None, b: float | None) -> float | None:
 
 def format_bounds(fmt: str, mode: str, bounds: ParityBounds = ParityBounds()) -> ParityBounds:
     """The bounds a ``fmt``/``mode`` artifact file is verified with: ``bounds``, with the relative max|diff|
-    loosened to :data:`ONNX_WAVEFORM_MAX_REL_DIFF` for ONNX waveform programs (cosine and any absolute bound
-    unchanged), and :data:`INT8_BOUNDS` (its short-clip bound included) for the int8 copy, which is judged by
-    cosine (no absolute bound)."""
+    loosened to :data:`ONNX_WAVEFORM_MAX_REL_DIFF` for ONNX (and OpenVINO) waveform programs (cosine and any
+    absolute bound unchanged), and :data:`INT8_BOUNDS` (its short-clip bound included) for the int8 copy,
+    which is judged by cosine (no absolute bound)."""
     if fmt == "onnx-int8":
         return dataclasses.replace(
             INT8_BOUNDS,
@@ -130,7 +130,7 @@ def format_bounds(fmt: str, mode: str, bounds: ParityBounds = ParityBounds()) ->
             max_rel_diff=_loosest(bounds.max_rel_diff, INT8_BOUNDS.max_rel_diff),
             short_clip_min_cosine=min(bounds.min_cosine, INT8_BOUNDS.short_clip_min_cosine),
         )
-    if (fmt, mode) == ("onnx", "waveform"):
+    if fmt in ("onnx", "openvino") and mode == "waveform":  # the IR is the ONNX program: its own DFT kernels, fp32
         return dataclasses.replace(bounds, max_rel_diff=_loosest(bounds.max_rel_diff, ONNX_WAVEFORM_MAX_REL_DIFF))
     return bounds
 

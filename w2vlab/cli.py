@@ -436,8 +436,9 @@ def _add_export(sub) -> None:
         default=FORMATS[0],
         help="also write a torch.export .pt2 ('exported'), an ONNX file ('onnx') or a dynamic-int8 "
         "ONNX copy ('onnx-int8', judged by cosine >= 0.999) or an AOTInductor package compiled for "
-        "C++ ('aoti', about a minute, needs a C++ compiler) beside the TorchScript archive, each "
-        "verified the same way; the ONNX ones need the [onnx] extra; 'all' is every format but aoti",
+        "C++ ('aoti', about a minute, needs a C++ compiler) or the fp32 ONNX program as OpenVINO IR "
+        "('openvino', preprocessed mode, needs the [onnx] and [openvino] extras) beside the TorchScript archive, "
+        "each verified the same way; the ONNX ones need the [onnx] extra; 'all' is every format but aoti and openvino",
     )
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     _add_pooling(p)

@@ -4,8 +4,9 @@ explicit inference precision, and an NNCF int8 copy of it.
 OpenVINO's CPU plugin runs an fp32 program in bf16 by itself on a CPU with AVX512_BF16 or AMX
 (``INFERENCE_PRECISION_HINT`` defaults to bf16 there), so every compile here sets the hint and every
 row names the precision the compiled model reports back.  ``openvino`` (and ``nncf`` for the int8
-copy) are optional: :data:`OPENVINO_HINT` says how to install them.  Nothing here is an artifact
-format; :mod:`w2vlab.bench._metrics_openvino` measures whether one should be.
+copy) are optional: :data:`w2vlab._contract.OPENVINO_HINT` says how to install them.  The f32 candidate
+won, and is the "openvino" artifact format (:mod:`w2vlab.runtime._loaders` runs it, with the same settings);
+:mod:`w2vlab.bench._metrics_openvino` measures it against the other formats.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+
+from w2vlab._contract import OPENVINO_HINT, require
+from w2vlab.runtime._loaders import OpenVinoCore
 
 logger = logging.getLogger(__name__)
 
-OPENVINO_HINT = 'pip install "w2vlab[openvino]"'
 # runner -> (what the program is, INFERENCE_PRECISION_HINT): the float ones read the artifact's fp32 ONNX file,
 # the int8 ones NNCF's quantised copy of it (its float parts at the hint's precision)
 CANDIDATES: dict[str, tuple[str, str]] = {
@@ -48,22 +50,6 @@ def openvino_available() -> bool:
 def nncf_available() -> bool:
     """Whether ``nncf`` (the int8 candidates' post-training quantisation) is installed."""
     return importlib.util.find_spec("nncf") is not None
-
-
-class OpenVinoCore(nn.Module):
-    """An OpenVINO compiled model called like a torch module: ``[B, T, 160]`` features and ``[B, T]`` int32 mask
-    in, ``[B, D]`` float32 out (one infer request, reused)."""
-
-    def __init__(self, compiled: Any):
-        super().__init__()
-        self.compiled = compiled
-        self.request = compiled.create_infer_request()
-        self.input_names = [port.get_any_name() for port in compiled.inputs]
-
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        feeds = {name: x.detach().cpu().contiguous().numpy() for name, x in zip(self.input_names, inputs)}
-        result = self.request.infer(feeds)
-        return torch.from_numpy(np.array(result[self.compiled.outputs[0]], dtype=np.float32, copy=True))
 
 
 def compile_config(precision: str, threads: int) -> dict[str, str]:
@@ -106,8 +92,6 @@ def quantize_int8(model: Any, calibration: dict[str, torch.Tensor]) -> Any:
     ``GroupConvolution`` stays float: NNCF 3.4 quantises its input per channel above the
     ``[B, T, C] -> [B, C, T]`` transpose, on the time axis, so the copy would hold ranges of the
     calibration clips' length and refuse any other length."""
-    from w2vlab._contract import require
-
     require("nncf", needed_by="the OpenVINO int8 candidate", hint=OPENVINO_HINT)
     import nncf
     from openvino.passes import ConstantFolding, Manager
@@ -136,8 +120,6 @@ def build_openvino(
     compile seconds, the settings reported back, resident bytes after it, and for int8 the quantisation's
     seconds.  ``calibration`` None (or no ``nncf``): the float candidates only; where NNCF fails, the float
     ones and its error under ``int8_error``."""
-    from w2vlab._contract import require
-
     require("openvino", needed_by="the OpenVINO benchmark candidates", hint=OPENVINO_HINT)
     import openvino as ov
 
@@ -171,8 +153,6 @@ def openvino_gemm_ceilings(rows: int, inner: int, outer: int, threads: int, repe
     """FLOP/s of OpenVINO's CPU plugin on one ``[rows, inner] x [inner, outer]`` MatMul (``b`` a constant, as
     the model's weights are), compiled as the candidates are, at f32 and at bf16: ``fp32_openvino``,
     ``bf16_openvino``."""
-    from w2vlab._contract import require
-
     require("openvino", needed_by="the OpenVINO GEMM ceilings", hint=OPENVINO_HINT)
     import openvino as ov
     import openvino.opset13 as ops

@@ -83,6 +83,39 @@ import torch
 wave = torch.randn(1, 2 * {sr}, generator=torch.Generator().manual_seed(0)) * 0.1  # [batch, samples], {sr} Hz mono
 inputs = wave, torch.tensor([wave.shape[1]])  # [1, N] float32 (N >= 720), lengths [1] int64""",
 }
+# The OpenVINO IR without torch: numpy inputs, the compiled model at f32 (the CPU plugin's default is bf16 on a
+# CPU with AVX512_BF16 or AMX)
+_OPENVINO_INPUTS = {
+    "preprocessed": """\
+import numpy as np
+import openvino as ov
+from transformers import AutoFeatureExtractor
+
+fe = AutoFeatureExtractor.from_pretrained("{dirname}/{extractor}")
+wave = np.random.default_rng(0).standard_normal(2 * {sr}).astype(np.float32) * 0.1  # your {sr} Hz mono audio
+out = fe(wave, sampling_rate={sr}, return_tensors="np", return_attention_mask=True)
+inputs = [out["input_features"], out["attention_mask"].astype(np.int32)]  # [1, T, {fd}] float32, [1, T] int32""",
+    "preprocessed-toolkit": """\
+import numpy as np
+import openvino as ov
+from transformers import AutoFeatureExtractor
+
+fe = AutoFeatureExtractor.from_pretrained("{dirname}/{extractor}")
+wave = np.random.default_rng(0).standard_normal(16160).astype(np.float32) * 0.1  # your {sr} Hz mono audio
+out = fe(wave, sampling_rate={sr}, return_tensors="np", return_attention_mask=True)
+rows = np.array([{rows_expr_wave}], dtype=np.int64)  # the clip's rows, half row included: ceil(frames / 2)
+inputs = [out["input_features"], out["attention_mask"].astype(np.int32), rows]  # [1, T, {fd}], [1, T] int32, [1]""",
+}
+_OPENVINO_CALL = """\
+# f32 explicitly: on a CPU with AVX512_BF16 or AMX, OpenVINO's CPU plugin would run the fp32 weights in bf16
+compiled = ov.Core().compile_model("{dirname}/{file}", "CPU", {{"INFERENCE_PRECISION_HINT": "f32"}})
+embedding = compiled(inputs)[compiled.outputs[0]][0]  # [{dim}] float32 numpy"""
+_OPENVINO_NOTE = (
+    "The `_openvino.xml` files are the fp32 ONNX program as OpenVINO IR (weights fp32, in the `.bin` of the "
+    "same name: keep it beside its `.xml`), run by OpenVINO's CPU plugin without torch. Compile them with "
+    '`INFERENCE_PRECISION_HINT` `"f32"`: on a CPU with AVX512_BF16 or AMX the plugin otherwise runs them in '
+    "bf16, which these parity numbers do not cover."
+)
 _PROGRAM_CALLS = {
     "exported": """\
 program = torch.export.load("{dirname}/{file}").module()
@@ -125,7 +158,8 @@ def render_model_card(metadata: Mapping[str, Any], dirname: str = "w2vbert_speak
         "## Security",
         "",
         "A TorchScript archive is a program: `torch.jit.load` runs its code (a `.pt2` is loaded with "
-        "`torch.export.load`, an ONNX graph run by ONNX Runtime: trust their source the same way). Load archives only "
+        "`torch.export.load`, an ONNX graph run by ONNX Runtime, an OpenVINO IR by OpenVINO: trust their source the "
+        "same way). Load archives only "
         "from sources you trust; `w2vlab info` checks the embedded metadata against `metadata.json` "
         "and the content hash of the file it opens before use.",
         "",
@@ -258,7 +292,8 @@ def _program_snippets(md: Mapping[str, Any], dirname: str) -> list[str]:
     lines = [
         "## The `.pt2` and ONNX files",
         "",
-        '`w2vlab.load_artifact(dir, mode, format="exported" | "onnx" | "onnx-int8" | "aoti")` opens them with the '
+        '`w2vlab.load_artifact(dir, mode, format="exported" | "onnx" | "onnx-int8" | "aoti" | "openvino")` opens '
+        "them with the "
         "checks and call signature above. Without w2vlab, pass every input (the optional ones too) with the "
         "dtypes below; a waveform program needs at least two feature rows (720 samples at 16 kHz).",
         "",
@@ -273,6 +308,8 @@ def _program_snippets(md: Mapping[str, Any], dirname: str) -> list[str]:
         ]
     if any(fmt == "onnx-int8" for fmt, _ in files):
         lines += [*_int8_lines(md)]
+    if any(fmt == "openvino" for fmt, _ in files):
+        lines += [_OPENVINO_NOTE, ""]
     data = sorted(
         entry["external_data"]
         for mode in md["artifacts"]
@@ -295,13 +332,18 @@ def _program_snippets(md: Mapping[str, Any], dirname: str) -> list[str]:
     )
     for (fmt, mode), file in sorted(files.items(), key=lambda kv: (FORMATS.index(kv[0][0]), kv[0][1])):
         inputs = f"{mode}-toolkit" if mode == "preprocessed" and md["pooling"] == "toolkit" else mode
-        code = (
-            _PROGRAM_INPUTS[inputs].format(**values)
-            + "\n"
-            + _PROGRAM_CALLS[fmt.split("-")[0]].format(file=file, **values)
-        )
+        code = _program_code(fmt, inputs, file, values)
         lines += [f"{fmt}, {mode} mode:", "", f"```python\n{code}\n```", ""]
     return lines
+
+
+def _program_code(fmt: str, inputs: str, file: str, values: Mapping[str, Any]) -> str:
+    """One runnable block: ``inputs``' preparation (a key of :data:`_PROGRAM_INPUTS`), then ``fmt``'s call."""
+    if fmt == "openvino":  # no torch: numpy in, numpy out
+        return _OPENVINO_INPUTS[inputs].format(**values) + "\n" + _OPENVINO_CALL.format(file=file, **values)
+    return (
+        _PROGRAM_INPUTS[inputs].format(**values) + "\n" + _PROGRAM_CALLS[fmt.split("-")[0]].format(file=file, **values)
+    )
 
 
 def _int8_lines(md: Mapping[str, Any]) -> list[str]:
@@ -389,7 +431,7 @@ def _gpu_section(md: Mapping[str, Any], dirname: str) -> list[str]:
             "from torch.export.passes import move_to_device_pass",
             f'program = move_to_device_pass(torch.export.load("{dirname}/{FILES["exported", mode]}"), "cuda").module()',
         ]
-    return lines + ["```", "", "ONNX files run on ONNX Runtime's CPU provider here.", ""]
+    return lines + ["```", "", "ONNX files run on ONNX Runtime's CPU provider here, OpenVINO IR on OpenVINO's.", ""]
 
 
 def _parity_table(md: Mapping[str, Any]) -> list[str]:

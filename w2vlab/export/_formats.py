@@ -65,9 +65,13 @@ from w2vlab._contract import (
     ONNX_HINT,
     ONNX_METADATA_KEY,
     ONNX_PACKAGES,
+    OPENVINO_HINT,
+    OPENVINO_METADATA_KEY,
     ZIP_FORMATS,
     check_mode,
     onnx_sha256,
+    openvino_rt_info,
+    openvino_sha256,
     require,
     require_compiler,
 )
@@ -248,6 +252,25 @@ def export_aoti(program: torch.export.ExportedProgram, mode: str, path: str | Pa
         )
 
 
+def export_openvino(onnx_path: str | Path, path: str | Path) -> None:
+    """Convert the fp32 ONNX file at ``onnx_path`` (the rewritten program the "onnx" format writes) to an
+    OpenVINO IR: the graph at ``path`` (``.xml``), its weights in the ``.bin`` of the same stem.
+
+    Weights stay fp32: ``openvino.save_model`` compresses them to fp16 unless told not to.  The precision
+    the IR runs at is chosen when it is compiled (:mod:`w2vlab.runtime._loaders` asks for f32 explicitly:
+    OpenVINO's CPU plugin runs an fp32 graph in bf16 by default on a CPU with AVX512_BF16 or AMX).
+
+    Raises:
+        MissingDependencyError: openvino is not installed (``pip install "w2vlab[openvino]"``).
+    """
+    require("openvino", needed_by="OpenVINO export", hint=OPENVINO_HINT)
+    import openvino as ov
+
+    model = ov.convert_model(str(onnx_path))
+    ov.save_model(model, str(path), compress_to_fp16=False)
+    del model
+
+
 def _name_graph(model: Any, mode: str) -> None:
     """Give the ONNX graph (an ``onnx_ir.Model``) the artifact's output and axis names."""
     import onnx_ir as ir
@@ -281,7 +304,9 @@ def embed_metadata(path: str | Path, fmt: str, metadata_json: str, verified_sha2
     is appended (``torch.jit.load(_extra_files=...)`` and ``torch.export.load`` read it) and every
     existing member keeps its bytes and offset, so the verified file is not re-serialised.  An ONNX
     model gets the ``metadata_props`` entry; its external weights (``<file>.data``) are not
-    rewritten, and :func:`w2vlab._contract.onnx_sha256` must not change.
+    rewritten, and :func:`w2vlab._contract.onnx_sha256` must not change.  An OpenVINO IR gets an element in
+    its ``.xml``'s ``<rt_info>``; its ``.bin`` is not touched, and :func:`w2vlab._contract.openvino_sha256`
+    must not change.
     """
     path = Path(path)
     if fmt in ZIP_FORMATS:
@@ -306,7 +331,27 @@ def embed_metadata(path: str | Path, fmt: str, metadata_json: str, verified_sha2
         onnx.helper.set_model_props(model, props)
         onnx.save(model, str(path))
         changed = {"graph or weights"} if onnx_sha256(path) != digest else set()
+    elif fmt == "openvino":
+        digest = verified_sha256 if verified_sha256 is not None else openvino_sha256(path)
+        _embed_openvino(path, metadata_json)
+        changed = {"graph or weights"} if openvino_sha256(path) != digest else set()
     else:
         raise ValueError(f"embed_metadata writes files of formats {FORMATS}; received format {fmt!r}")
     if changed:
         raise RuntimeError(f"storing metadata in {path.name} changed {sorted(changed)[:3]}; refusing to keep it")
+
+
+def _embed_openvino(path: Path, metadata_json: str) -> None:
+    """Add ``<w2vlab_metadata value="..."/>`` to the ``<rt_info>`` of the IR at ``path`` (an XML edit: the
+    weights file is not read or written).  OpenVINO reads it back as ``model.get_rt_info("w2vlab_metadata")``."""
+    import xml.etree.ElementTree as ET
+
+    tree = ET.parse(path)
+    net = tree.getroot()
+    rt_info = openvino_rt_info(net)
+    if rt_info.find(OPENVINO_METADATA_KEY) is not None:
+        raise ValueError(f"{path.name} already embeds {OPENVINO_METADATA_KEY}; export again instead of editing it")
+    if rt_info not in net:
+        net.append(rt_info)
+    ET.SubElement(rt_info, OPENVINO_METADATA_KEY, value=metadata_json)
+    path.write_text('<?xml version="1.0"?>\n' + ET.tostring(net, encoding="unicode") + "\n")  # in the staging dir

@@ -47,6 +47,8 @@ from w2vlab._contract import (
     ONNX_FORMATS,
     ONNX_HINT,
     ONNX_PACKAGES,
+    OPENVINO_HINT,
+    OPENVINO_MODES,
     PARITY_FILE,
     InputError,
     W2vlabError,
@@ -74,7 +76,7 @@ from w2vlab.export._decisions import (
     search,
 )
 from w2vlab.export._formats import capture as capture_program
-from w2vlab.export._formats import embed_metadata, export_aoti, export_onnx, export_program
+from w2vlab.export._formats import embed_metadata, export_aoti, export_onnx, export_openvino, export_program
 from w2vlab.export._int8 import KEEP_FP32, count_matmuls, quantisable_blocks, quantize_onnx
 from w2vlab.export._int8 import recipe as int8_recipe
 from w2vlab.export._rewrites import faster_blocks
@@ -147,9 +149,16 @@ def check_request(modes: Sequence[str], formats: Sequence[str]) -> tuple[tuple[s
     formats = tuple(
         f for f in FORMATS if f == "torchscript" or f in formats
     )  # contract order: aoti reuses the .pt2 capture
-    if set(formats) & set(ONNX_FORMATS):
-        asked = ", ".join(f for f in formats if f in ONNX_FORMATS)
+    if set(formats) & {*ONNX_FORMATS, "openvino"}:  # the OpenVINO IR is converted from the fp32 ONNX file
+        asked = ", ".join(f for f in formats if f in (*ONNX_FORMATS, "openvino"))
         require(*ONNX_PACKAGES, needed_by=f"exporting {asked}", hint=ONNX_HINT)
+    if "openvino" in formats:
+        require("openvino", needed_by="exporting openvino", hint=OPENVINO_HINT)
+        if "waveform" in modes:  # OPENVINO_MODES
+            raise InputError(
+                f"--format openvino writes {OPENVINO_MODES} mode only (OpenVINO's RDFT takes no float64, in which "
+                f"the waveform frontend computes its spectrum); received modes {tuple(modes)}"
+            )
     if "aoti" in formats:
         require_compiler()
     return tuple(m for m in MODES if m in modes), formats
@@ -180,8 +189,9 @@ def capture(
 
     One ``torch.export`` capture per mode serves the ``.pt2`` and the AOTInductor package; a
     second, of the model with :func:`w2vlab.export._rewrites.faster_blocks`, serves the ONNX file and
-    the source of its int8 copy (the fp32 ONNX file, or one written under a hidden name if ONNX
-    was not asked for), which :func:`quantize_files` quantises later.
+    the source of its int8 copy and OpenVINO IR (the fp32 ONNX file, or one written under a hidden name
+    if ONNX was not asked for), which :func:`quantize_files` quantises and :func:`convert_files` converts
+    later.
     """
     logger.info("compiling the TorchScript core")
     core, info = compile_core(model, config.feature_dim)
@@ -192,27 +202,30 @@ def capture(
     for mode in modes:
         program = onnx_program = None
         for fmt in formats[1:]:
-            if fmt == "onnx-int8" and "onnx" in formats:
-                continue  # quantize_files quantises the ONNX file written above
-            logger.info("writing the %s %s file%s", mode, fmt, " (its fp32 source)" if fmt == "onnx-int8" else "")
+            if fmt in FROM_FP32_ONNX and (onnx_program is not None or "onnx" in formats):
+                continue  # quantize_files / convert_files make it from the fp32 ONNX file written above
+            source = " (its fp32 source)" if fmt in FROM_FP32_ONNX else ""
+            logger.info("writing the %s %s file%s", mode, fmt, source)
             path = tmp / FILES[fmt, mode]
             if fmt == "exported":
                 program = export_program(model, mode, config, path)
             elif fmt == "aoti":
                 export_aoti(program if program is not None else capture_program(model, mode, config), mode, path)
-            else:
-                if onnx_program is None:
-                    with faster_blocks(model) as rewrites:
-                        onnx_program = capture_program(model, mode, config)
-                if fmt == "onnx":
-                    export_onnx(onnx_program, mode, config, path)
-                else:  # onnx-int8 without onnx: its hidden fp32 source, quantised by quantize_files
-                    export_onnx(onnx_program, mode, config, _int8_source(tmp, mode, formats))
+            else:  # onnx, or the hidden fp32 source of onnx-int8 / openvino without onnx
+                with faster_blocks(model) as rewrites:
+                    onnx_program = capture_program(model, mode, config)
+                export_onnx(onnx_program, mode, config, _fp32_source(tmp, mode, formats))
     return info, rewrites
 
 
-def _int8_source(tmp: Path, mode: str, formats: Sequence[str]) -> Path:
-    """The fp32 ONNX file ``mode``'s int8 copy is quantised from: the written one, or a hidden one made for it."""
+# Formats made from the fp32 ONNX file once the eager model is released: int8 by quantize_files, OpenVINO IR
+# by convert_files
+FROM_FP32_ONNX = ("onnx-int8", "openvino")
+
+
+def _fp32_source(tmp: Path, mode: str, formats: Sequence[str]) -> Path:
+    """The fp32 ONNX file ``mode``'s int8 copy and OpenVINO IR are made from: the written one, or a hidden one
+    made for them."""
     fp32 = tmp / FILES["onnx", mode]
     return fp32 if "onnx" in formats else fp32.with_name(f".fp32_{fp32.name}")
 
@@ -220,23 +233,36 @@ def _int8_source(tmp: Path, mode: str, formats: Sequence[str]) -> Path:
 def quantize_files(tmp: Path, modes: Sequence[str], formats: Sequence[str]) -> None:
     """The int8 copy of each mode's ONNX file, quantised from its fp32 source once the caller has released
     the eager model and the captures (:func:`w2vlab.export._int8.quantize_onnx` holds the int8 copy it writes,
-    about a third of the fp32 weights).  Hidden sources stay until :func:`drop_int8_sources`: the decision
+    about a third of the fp32 weights).  Hidden sources stay until :func:`drop_fp32_sources`: the decision
     gate may quantise again with more blocks kept fp32."""
     if "onnx-int8" not in formats:
         return
     for mode in modes:
-        fp32 = _int8_source(tmp, mode, formats)
+        fp32 = _fp32_source(tmp, mode, formats)
         logger.info("quantising %s to int8", fp32.name)
         quantize_onnx(fp32, tmp / FILES["onnx-int8", mode])
         trim()
 
 
-def drop_int8_sources(tmp: Path, modes: Sequence[str], formats: Sequence[str]) -> None:
-    """Remove the hidden fp32 sources :func:`capture` wrote for int8 copies when ONNX itself was not asked for."""
+def convert_files(tmp: Path, modes: Sequence[str], formats: Sequence[str]) -> None:
+    """The OpenVINO IR of each mode, converted from its fp32 ONNX file (:func:`w2vlab.export._formats.export_openvino`)
+    once the caller has released the eager model and the captures."""
+    if "openvino" not in formats:
+        return
+    for mode in modes:
+        fp32 = _fp32_source(tmp, mode, formats)
+        logger.info("converting %s to OpenVINO IR", fp32.name)
+        export_openvino(fp32, tmp / FILES["openvino", mode])
+        trim()
+
+
+def drop_fp32_sources(tmp: Path, modes: Sequence[str], formats: Sequence[str]) -> None:
+    """Remove the hidden fp32 sources :func:`capture` wrote for int8 copies and OpenVINO IR when ONNX itself was
+    not asked for."""
     if "onnx" in formats:
         return
     for mode in modes:
-        fp32 = _int8_source(tmp, mode, formats)
+        fp32 = _fp32_source(tmp, mode, formats)
         for staged in (fp32, fp32.with_name(fp32.name + ".data")):
             staged.unlink(missing_ok=True)
 
@@ -263,6 +289,8 @@ def verify_file(
     data = path.with_name(path.name + ".data")  # ONNX weights past protobuf's 2 GB limit
     if data.exists():
         entry["external_data"] = data.name
+    if fmt == "openvino":  # the IR's weights, beside its .xml
+        entry["weights"] = path.with_suffix(".bin").name
     return report, entry
 
 
@@ -343,7 +371,7 @@ def _gate_mode(
 ) -> dict[str, Any]:
     """:func:`gate_int8` for one mode's copy: measure, search, re-verify what changed."""
     (evalset, eval_ref, gate), (ref, bounds, progress, pooling) = evaluation, checks
-    path, source = tmp / FILES["onnx-int8", mode], _int8_source(tmp, mode, formats)
+    path, source = tmp / FILES["onnx-int8", mode], _fp32_source(tmp, mode, formats)
     scratch, config, built = tmp / f".rank_{path.name}", FeatureConfig.from_extractor(fe), []
 
     def embed(target: Path, cases: Sequence[Case], desc: str) -> tuple[dict[str, np.ndarray], float]:
@@ -534,7 +562,8 @@ def export(
     checkpoint's own toolkit pools (toolkit for WeSpeaker and reference ``.pth`` checkpoints).
 
     ``formats`` adds ``"exported"`` (``torch.export`` ``.pt2``), ``"onnx"`` and ``"onnx-int8"``
-    (a dynamic-int8 copy, judged by cosine) files beside the TorchScript archive, which is always
+    (a dynamic-int8 copy, judged by cosine), ``"aoti"`` and ``"openvino"`` (the fp32 ONNX program as
+    OpenVINO IR) files beside the TorchScript archive, which is always
     written (the model card, ``embed`` and the workbench use it).  Every file is verified on
     ``cases`` (default: :func:`w2vlab.export._suite.build_suite`) with :func:`w2vlab._parity.format_bounds`.
 
@@ -549,7 +578,8 @@ def export(
         InputError: ``eval_trials`` lacks a file, or its trials name clips its ``wav.scp`` lacks (checked before
             any work).
         FileExistsError: ``output`` exists and ``force`` is false (checked before any work).
-        MissingDependencyError: an ONNX format was asked for without the ``[onnx]`` extra (checked before any work).
+        MissingDependencyError: an ONNX format (or openvino) was asked for without the ``[onnx]`` extra, or openvino
+            without the ``[openvino]`` one (checked before any work).
     """
     start = time.perf_counter()
     modes, formats = check_request(modes, formats)
@@ -570,9 +600,10 @@ def export(
         loaded = dataclasses.replace(loaded, model=None)  # keep the facts, release the weights
         trim()
         quantize_files(tmp, modes, formats)
+        convert_files(tmp, modes, formats)
         checked, refused = verify_files(tmp, modes, formats, fe, ref, bounds, progress, pooled)
         decisions = gate_int8(tmp, modes, formats, fe, (ref, bounds, progress, pooled), checked, refused, evaluation)
-        drop_int8_sources(tmp, modes, formats)
+        drop_fp32_sources(tmp, modes, formats)
         formats = tuple(fmt for fmt in formats if fmt not in refused)
         entries = {
             mode: {fmt: _file_entry(tmp, fmt, mode, checked, rewrites, decisions) for fmt in formats} for mode in modes
@@ -609,7 +640,7 @@ def _file_entry(
 ) -> dict[str, Any]:
     """A verified file's metadata entry: file, parity, hash; for ONNX the rewrites; for int8 its recipe (with the
     blocks the decision gate kept fp32), its MatMul counts and its decisions."""
-    entry = {**checked[fmt][mode][1], **({"rewrites": rewrites} if fmt in ONNX_FORMATS else {})}
+    entry = {**checked[fmt][mode][1], **({"rewrites": rewrites} if fmt in (*ONNX_FORMATS, "openvino") else {})}
     if fmt == "onnx-int8":
         steps = decisions.get(mode, {}).get("steps") or [{"kept_fp32_added": []}]
         entry["quantisation"] = int8_recipe((*KEEP_FP32, *steps[-1]["kept_fp32_added"]))

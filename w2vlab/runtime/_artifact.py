@@ -211,7 +211,9 @@ def load_artifact(
         mode: "preprocessed" or "waveform"; default: preprocessed when present.
         format: "torchscript" (``.pt``), "exported" (``torch.export`` ``.pt2``), "onnx" or
             "onnx-int8" (run by ONNX Runtime with ``torch.get_num_threads()`` threads; the int8
-            copy matches eager to cosine >= 0.999, not exactly); each is checked the same way.
+            copy matches eager to cosine >= 0.999, not exactly), "aoti" (an AOTInductor package) or
+            "openvino" (OpenVINO IR, compiled for the CPU at f32 with ``torch.get_num_threads()``
+            threads); each is checked the same way.
         device: where TorchScript and ``.pt2`` weights are mapped ("cuda" on a GPU machine);
             inputs are moved there and embeddings come back on the CPU.
     """

@@ -1,8 +1,9 @@
 """Open an artifact file of any format as a callable with the artifact's signature for its mode.
 
 TorchScript archives are loaded with ``torch.jit.load``, ``.pt2`` programs with
-``torch.export.load``, AOTInductor packages with libtorch's package loader and ONNX
-files with an ONNX Runtime session; the last three are put behind
+``torch.export.load``, AOTInductor packages with libtorch's package loader, ONNX
+files with an ONNX Runtime session and OpenVINO IR with OpenVINO's CPU plugin at f32; all but the first
+are put behind
 the entry points of :mod:`w2vlab.runtime._entry`, so every format takes the same inputs, raises the same
 errors and is compared with the eager model unchanged.  :func:`open_format` also returns the
 file's content hash (:mod:`w2vlab._contract`), which the exporter records and the consumer
@@ -27,12 +28,15 @@ from torch import nn
 from w2vlab._contract import (
     LABELLED_FORMATS,
     ONNX_HINT,
+    OPENVINO_HINT,
     ArtifactError,
     InputError,
     W2vlabError,
     check_format,
     check_mode,
     onnx_sha256,
+    openvino_sha256,
+    openvino_weights,
     package_sha256,
     program_sha256,
     require,
@@ -129,6 +133,32 @@ class OnnxRuntimeCore(nn.Module):
         return torch.from_numpy(self.session.run([self.output_name], feeds)[0])
 
 
+class OpenVinoCore(nn.Module):
+    """An OpenVINO compiled model called like a torch module: ``[B, T, 160]`` features and ``[B, T]`` int32 mask
+    (or ``[B, N]`` waveforms and ``[B]`` lengths) in, ``[B, D]`` float32 out (one infer request, reused)."""
+
+    def __init__(self, compiled: Any):
+        super().__init__()
+        self.compiled = compiled
+        self.request = compiled.create_infer_request()
+        self.input_names = [port.get_any_name() for port in compiled.inputs]
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        import numpy as np
+
+        feeds = {name: x.detach().cpu().contiguous().numpy() for name, x in zip(self.input_names, inputs)}
+        result = self.request.infer(feeds)
+        return torch.from_numpy(np.array(result[self.compiled.outputs[0]], dtype=np.float32, copy=True))
+
+
+def openvino_config(threads: int | None) -> dict[str, str]:
+    """The CPU plugin's settings for an artifact's IR: f32 inference precision, set explicitly (the plugin
+    runs an fp32 graph in bf16 by default on a CPU with AVX512_BF16 or AMX), latency mode, and ``threads``
+    inference threads (``None``: OpenVINO's default)."""
+    config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+    return config | ({"INFERENCE_NUM_THREADS": str(threads)} if threads is not None else {})
+
+
 def onnx_session(
     path: str | Path, threads: int | None = None, spinning: bool = False, profile_prefix: str | None = None
 ) -> Any:
@@ -210,6 +240,23 @@ def _open_onnx(path: Path, config: FeatureConfig, threads: int | None, fingerpri
     return OnnxRuntimeCore(onnx_session(path, threads)), digest
 
 
+def _openvino_errors() -> tuple[type[BaseException], ...]:
+    """What reading an IR raises on a file that is not one: the XML parser's error (the hash reads the .xml
+    first), OpenVINO's (RuntimeErrors)."""
+    import xml.etree.ElementTree as ET
+
+    return (RuntimeError, OSError, ValueError, ET.ParseError)
+
+
+def _open_openvino(path: Path, config: FeatureConfig, threads: int | None, fingerprint: bool, device: Any):
+    require("openvino", needed_by="running an OpenVINO IR file", hint=OPENVINO_HINT)
+    import openvino as ov
+
+    openvino_weights(path)  # the .bin beside it, or a clear error
+    digest = openvino_sha256(path) if fingerprint else ""
+    return OpenVinoCore(ov.Core().compile_model(str(path), "CPU", openvino_config(threads))), digest
+
+
 @dataclass(frozen=True)
 class FormatReader:
     """How files of one format are opened, and what a file that fails to open was expected to be."""
@@ -231,6 +278,9 @@ READERS: dict[str, FormatReader] = {
         _open_package,
         _zip_errors,
         cpu_only=True,
+    ),
+    "openvino": FormatReader(
+        "an OpenVINO IR (.xml + .bin) that OpenVINO", _open_openvino, _openvino_errors, cpu_only=True
     ),
 }
 
@@ -270,8 +320,8 @@ def open_format(
         fmt: one of :data:`w2vlab._contract.FORMATS`
         config: the feature extractor's :class:`FeatureConfig` (default: w2v-bert-2.0's); gives
             the feature width and the waveform minimums
-        threads: ONNX Runtime intra-op threads (ONNX formats only)
-        device: where the weights go (TorchScript and ``.pt2``; ONNX Runtime and AOTInductor
+        threads: ONNX Runtime intra-op threads, OpenVINO inference threads (ONNX and OpenVINO formats only)
+        device: where the weights go (TorchScript and ``.pt2``; ONNX Runtime, OpenVINO and AOTInductor
             packages compiled here run on the CPU);
             pass inputs on that device.  TorchScript archives carry no device constant (see
             :func:`w2vlab.export._torchscript.unbake_devices`), so ``map_location`` is enough; a ``.pt2``
@@ -286,7 +336,9 @@ def open_format(
     reader = READERS[check_format(fmt)]
     config = config if config is not None else FeatureConfig()
     if reader.cpu_only and torch.device(device).type != "cpu":
-        where = "compiled for the CPU" if fmt == "aoti" else "run on ONNX Runtime's CPU provider"
+        where = {"aoti": "compiled for the CPU", "openvino": "run on OpenVINO's CPU plugin"}.get(
+            fmt, "run on ONNX Runtime's CPU provider"
+        )
         raise InputError(f"{fmt} files are {where} here; received device={device!s}")
     with reading(path, fmt):
         module, digest = reader.open(Path(path), config, threads, fingerprint, device)

@@ -367,7 +367,7 @@ def test_format_toggle_06(browser, lab):
         panel = nb.run_to_panel(lab)
         mode, fmt = panel.locator(".widget-toggle-buttons").nth(0), panel.locator(".widget-toggle-buttons").nth(1)
         box = panel.locator(".widget-checkbox input")
-        assert fmt.locator("button").all_inner_texts() == ["torchscript", "exported", "onnx", "onnx-int8"]
+        assert fmt.locator("button").all_inner_texts() == ["torchscript", "exported", "onnx", "onnx-int8", "openvino"]
         head, _ = _shown(panel)  # the notebook's last cell leaves the panel on the int8 copy
         assert head == (
             "preprocessed onnx-int8 (padded batch): PASS (3 clips; bounds: cosine >= 0.999 "
@@ -380,6 +380,8 @@ def test_format_toggle_06(browser, lab):
         assert head.endswith("bounds: cosine >= 0.99999, max|diff|/max|ref| <= 3.0e-05)"), head
         assert mode.locator("button").all_inner_texts() == ["preprocessed", "naive trace (why not)"]  # 06's MODES
         head, _ = _click(panel, button(fmt, "onnx"), "preprocessed onnx (padded batch): PASS", clicks)
+        assert head.endswith("bounds: cosine >= 0.99999, max|diff|/max|ref| <= 3.0e-05)"), head
+        head, _ = _click(panel, button(fmt, "openvino"), "preprocessed openvino (padded batch): PASS", clicks)
         assert head.endswith("bounds: cosine >= 0.99999, max|diff|/max|ref| <= 3.0e-05)"), head
         head, _ = _click(panel, button(fmt, "onnx-int8"), "preprocessed onnx-int8 (padded batch): PASS", clicks)
         assert head.endswith("bounds: cosine >= 0.999 (>= 0.998 under 8000 samples), max|diff|/max|ref| <= 3.0e-01)"), (

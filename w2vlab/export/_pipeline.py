@@ -190,8 +190,7 @@ def capture(
     One ``torch.export`` capture per mode serves the ``.pt2`` and the AOTInductor package; a
     second, of the model with :func:`w2vlab.export._rewrites.faster_blocks`, serves the ONNX file and
     the source of its int8 copy and OpenVINO IR (the fp32 ONNX file, or one written under a hidden name
-    if ONNX was not asked for), which :func:`quantize_files` quantises and :func:`convert_files` converts
-    later.
+    if ONNX was not asked for), from which :func:`derive_files` makes them later.
     """
     logger.info("compiling the TorchScript core")
     core, info = compile_core(model, config.feature_dim)
@@ -203,7 +202,7 @@ def capture(
         program = onnx_program = None
         for fmt in formats[1:]:
             if fmt in FROM_FP32_ONNX and (onnx_program is not None or "onnx" in formats):
-                continue  # quantize_files / convert_files make it from the fp32 ONNX file written above
+                continue  # derive_files makes it from the fp32 ONNX file written above
             source = " (its fp32 source)" if fmt in FROM_FP32_ONNX else ""
             logger.info("writing the %s %s file%s", mode, fmt, source)
             path = tmp / FILES[fmt, mode]
@@ -218,9 +217,12 @@ def capture(
     return info, rewrites
 
 
-# Formats made from the fp32 ONNX file once the eager model is released: int8 by quantize_files, OpenVINO IR
-# by convert_files
-FROM_FP32_ONNX = ("onnx-int8", "openvino")
+# Formats made from the fp32 ONNX file once the eager model is released (:func:`derive_files`), with what each
+# step logs and the function that makes it: the int8 copy quantised, the OpenVINO IR converted
+FROM_FP32_ONNX = {
+    "onnx-int8": ("quantising %s to int8", quantize_onnx),
+    "openvino": ("converting %s to OpenVINO IR", export_openvino),
+}
 
 
 def _fp32_source(tmp: Path, mode: str, formats: Sequence[str]) -> Path:
@@ -230,30 +232,19 @@ def _fp32_source(tmp: Path, mode: str, formats: Sequence[str]) -> Path:
     return fp32 if "onnx" in formats else fp32.with_name(f".fp32_{fp32.name}")
 
 
-def quantize_files(tmp: Path, modes: Sequence[str], formats: Sequence[str]) -> None:
-    """The int8 copy of each mode's ONNX file, quantised from its fp32 source once the caller has released
-    the eager model and the captures (:func:`w2vlab.export._int8.quantize_onnx` holds the int8 copy it writes,
-    about a third of the fp32 weights).  Hidden sources stay until :func:`drop_fp32_sources`: the decision
+def derive_files(tmp: Path, modes: Sequence[str], formats: Sequence[str]) -> None:
+    """Each asked-for format of :data:`FROM_FP32_ONNX`, made per mode from its fp32 ONNX source once the caller has
+    released the eager model and the captures (:func:`w2vlab.export._int8.quantize_onnx` holds the int8 copy it
+    writes, about a third of the fp32 weights).  Hidden sources stay until :func:`drop_fp32_sources`: the decision
     gate may quantise again with more blocks kept fp32."""
-    if "onnx-int8" not in formats:
-        return
-    for mode in modes:
-        fp32 = _fp32_source(tmp, mode, formats)
-        logger.info("quantising %s to int8", fp32.name)
-        quantize_onnx(fp32, tmp / FILES["onnx-int8", mode])
-        trim()
-
-
-def convert_files(tmp: Path, modes: Sequence[str], formats: Sequence[str]) -> None:
-    """The OpenVINO IR of each mode, converted from its fp32 ONNX file (:func:`w2vlab.export._formats.export_openvino`)
-    once the caller has released the eager model and the captures."""
-    if "openvino" not in formats:
-        return
-    for mode in modes:
-        fp32 = _fp32_source(tmp, mode, formats)
-        logger.info("converting %s to OpenVINO IR", fp32.name)
-        export_openvino(fp32, tmp / FILES["openvino", mode])
-        trim()
+    for fmt, (doing, make) in FROM_FP32_ONNX.items():
+        if fmt not in formats:
+            continue
+        for mode in modes:
+            fp32 = _fp32_source(tmp, mode, formats)
+            logger.info(doing, fp32.name)
+            make(fp32, tmp / FILES[fmt, mode])
+            trim()
 
 
 def drop_fp32_sources(tmp: Path, modes: Sequence[str], formats: Sequence[str]) -> None:
@@ -599,8 +590,7 @@ def export(
         info, rewrites = capture(loaded.model, FeatureConfig.from_extractor(fe), modes, formats, tmp)
         loaded = dataclasses.replace(loaded, model=None)  # keep the facts, release the weights
         trim()
-        quantize_files(tmp, modes, formats)
-        convert_files(tmp, modes, formats)
+        derive_files(tmp, modes, formats)
         checked, refused = verify_files(tmp, modes, formats, fe, ref, bounds, progress, pooled)
         decisions = gate_int8(tmp, modes, formats, fe, (ref, bounds, progress, pooled), checked, refused, evaluation)
         drop_fp32_sources(tmp, modes, formats)

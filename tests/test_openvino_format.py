@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import _NO_W2VLAB
 
 from w2vlab._contract import (
     FILES,
@@ -157,16 +158,9 @@ def test_waveform_mode_is_refused_before_any_work(tiny_dir, tmp_path):
     assert not (tmp_path / "art").exists()
 
 
-# w2vlab fails to import; torch is absent as far as transformers can tell (find_spec says None, import fails)
-_NO_TORCH_NO_W2VLAB = """
-import importlib.abc, sys
-class _NoW2vlab(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "w2vlab":
-            raise ImportError("w2vlab is deliberately unavailable in this test")
-sys.meta_path.insert(0, _NoW2vlab())
-sys.modules["torch"] = None
-"""
+# conftest's prelude (w2vlab fails to import), and torch absent as far as transformers can tell (find_spec says
+# None, import fails)
+_NO_TORCH_NO_W2VLAB = _NO_W2VLAB + 'sys.modules["torch"] = None\n'
 
 
 @pytest.mark.parametrize("pooling", ["masked", "toolkit"])

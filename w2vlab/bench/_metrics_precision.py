@@ -18,12 +18,18 @@ from w2vlab.bench._context import BenchContext, Rows
 from w2vlab.bench._flops import ceiling_for, encoder_flops, flop_facts, gemm_ceilings
 from w2vlab.bench._procs import ChildRun, run_child_report
 from w2vlab.bench._timing import alternated_seconds
+from w2vlab.export._decisions import DecisionGate
 
 logger = logging.getLogger(__name__)
 
-# issue #29's bar for a reduced-precision recipe on a trained model's trials: at most 0.1% of the trials flipped
-# at each operating point (the EER's and each minDCF's threshold) and the EER within 0.1 points of fp32 eager's
-DECISION_GATE = {"max_flip_fraction": 0.001, "max_abs_delta_eer_points": 0.1}
+# issue #29's bar for a reduced-precision recipe on a trained model's trials, the one the exporter gates its int8
+# copy with: at most 0.1% of the trials flipped at each operating point (the EER's and each minDCF's threshold) and
+# the EER within 0.1 points of fp32 eager's; recorded as fractions of the trials and points
+GATE = DecisionGate()
+DECISION_GATE = {
+    "max_flip_fraction": GATE.max_flip_percent / 100,
+    "max_abs_delta_eer_points": GATE.max_eer_change_points,
+}
 NO_TRIALS = "flipped trial decisions: no --trials DIR given (in a checkout: --trials tests/data/corpus)"
 
 
@@ -151,8 +157,7 @@ def decision_quality(summary: dict[str, Any]) -> dict[str, Any]:
         "trial_points": points,
         "decision_gate": {
             **DECISION_GATE,
-            "passed": max(fractions.values()) <= DECISION_GATE["max_flip_fraction"]
-            and abs(delta_eer) <= DECISION_GATE["max_abs_delta_eer_points"],
+            "passed": GATE.judge({"max_flip_percent": 100.0 * max(fractions.values()), "eer_change_points": delta_eer}),
         },
     }
 

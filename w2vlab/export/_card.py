@@ -10,6 +10,7 @@ from typing import Any
 from w2vlab._contract import EXTRACTOR_DIR, FILES, FORMATS, format_entries
 from w2vlab._features import FeatureConfig
 from w2vlab._parity import ParityBounds
+from w2vlab.export._decisions import effect_text
 
 _PREPROCESSED_SNIPPET = """\
 ```python
@@ -379,7 +380,6 @@ def _decision_line(mode: str, decisions: Mapping[str, Any]) -> str:
     if not decisions.get("gated"):
         return f"Decisions ({mode}): **not gated**: {decisions.get('why', 'not measured')}."
     s, gate = decisions["eval_set"], decisions["gate"]
-    flips = ", ".join(f"{p['flips']} at {p['name']} ({p['flip_percent']:.3f}%)" for p in decisions["points"])
     kept = decisions["steps"][-1]["kept_fp32_added"]
     search = (
         f" {len(kept)} block(s) kept fp32 {'to meet it' if decisions['passed'] else 'when the search stopped'} "
@@ -390,8 +390,8 @@ def _decision_line(mode: str, decisions: Mapping[str, Any]) -> str:
     )
     return (
         f"Decisions ({mode}) on `{s['name']}` ({s['trials']} trials, {s['clips']} clips, sha256 {s['sha256'][:12]}), "
-        f"against eager at eager's thresholds: flipped {flips}; EER {decisions['eer_points']:.3f}% "
-        f"{decisions['eer_change_points']:+.3f} points. Gate (<= {gate['max_flip_percent']}% flips at each point, "
+        f"against eager at eager's thresholds: {effect_text(decisions)}. Gate (<= {gate['max_flip_percent']}% flips "
+        f"at each point, "
         f"|ΔEER| <= {gate['max_eer_change_points']} points): **{'passed' if decisions['passed'] else 'missed'}**."
         + search
     )

@@ -189,13 +189,15 @@ def rank_blocks(
     return sorted(scores, key=lambda s: -s[1])
 
 
-def effect_line(effect: Mapping[str, Any]) -> str:
-    """One line: flips per point and the EER's move, e.g. for a log or a card."""
+def effect_text(effect: Mapping[str, Any]) -> str:
+    """Flips per point and the EER's move of a :func:`decision_effect` (or a metadata entry holding one)."""
     flips = ", ".join(f"{p['flips']} at {p['name']} ({p['flip_percent']:.3f}%)" for p in effect["points"])
-    return (
-        f"{effect['trials']} trials: flipped {flips}; EER {effect['eer_points']:.3f}% "
-        f"{effect['eer_change_points']:+.3f} points"
-    )
+    return f"flipped {flips}; EER {effect['eer_points']:.3f}% {effect['eer_change_points']:+.3f} points"
+
+
+def effect_line(effect: Mapping[str, Any]) -> str:
+    """One line for a log or the command line: the trials, then :func:`effect_text`."""
+    return f"{effect['trials']} trials: {effect_text(effect)}"
 
 
 @dataclass(frozen=True)
